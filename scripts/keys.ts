@@ -1,0 +1,76 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { KEY_SCOPES, type KeyScope } from '../src/auth/api-key.js';
+import { SqliteKeyStore } from '../src/auth/key-store.js';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { openDatabase } from '../src/storage/sqlite.js';
+
+/**
+ * Manages API keys in DATA_DIR's database (safe while the server runs).
+ *   npm run --silent keys -- create --name NAME [--scopes generate,read]   (the key alone on the last line)
+ *   npm run --silent keys -- list
+ *   npm run --silent keys -- revoke ID_OR_PREFIX
+ */
+
+const usage = `usage:
+  keys create --name NAME [--scopes ${KEY_SCOPES.join(',')}]
+  keys list
+  keys revoke ID_OR_PREFIX`;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n${usage}\n`);
+  process.exit(2);
+}
+
+const { positionals, values } = (() => {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: { name: { type: 'string' }, scopes: { type: 'string' } },
+    });
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+})();
+
+let config;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (err instanceof ConfigError) fail(err.message);
+  throw err;
+}
+
+const db = openDatabase(path.join(config.dataDir, 'sd-api.sqlite'), { synchronous: config.sqliteSynchronous });
+const keys = new SqliteKeyStore(db);
+
+try {
+  switch (positionals[0]) {
+    case 'create': {
+      if (!values.name?.trim()) fail('create needs --name NAME');
+      const scopes = (values.scopes ?? KEY_SCOPES.join(',')).split(',').map((s) => s.trim()) as KeyScope[];
+      const unknown = scopes.filter((s) => !KEY_SCOPES.includes(s));
+      if (unknown.length) fail(`unknown scope(s): ${unknown.join(', ')}`);
+      const { key, record } = keys.create(values.name, scopes);
+      process.stdout.write(`created key ${record.id} "${record.name}" (scopes: ${record.scopes.join(', ')})\n${key}\n`);
+      break;
+    }
+    case 'list':
+      for (const k of keys.list()) {
+        const state = k.revokedAt ? `revoked ${k.revokedAt.toISOString()}` : 'active';
+        process.stdout.write(`${k.id}  ${k.prefix}…  ${k.name}  [${k.scopes.join(',')}]  ${state}\n`);
+      }
+      break;
+    case 'revoke': {
+      const target = positionals[1];
+      if (!target) fail('revoke needs an id or key prefix');
+      if (!keys.revoke(target)) fail(`no active key with id or prefix "${target}"`);
+      process.stdout.write(`revoked ${target}\n`);
+      break;
+    }
+    default:
+      fail(positionals[0] ? `unknown command "${positionals[0]}"` : 'no command given');
+  }
+} finally {
+  db.close();
+}

@@ -1,0 +1,216 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { ExecutionArgs } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { createYoga } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import { apiKeyFromConnectionParams, apiKeyFromHeaders } from './auth/credentials.js';
+import { SqliteKeyStore } from './auth/key-store.js';
+import { useRequireApiKey } from './auth/require-api-key.js';
+import type { Config } from './config.js';
+import { createEngine } from './engines/create-engine.js';
+import type { Engine } from './engines/engine.js';
+import { IMAGES_PATH, serveImage } from './images/image-routes.js';
+import { LocalImageStore } from './images/image-store.js';
+import { Dispatcher } from './jobs/dispatcher.js';
+import { InProcessJobEvents } from './jobs/job-events.js';
+import { JobService } from './jobs/job-service.js';
+import { SqliteJobStore } from './jobs/job-store.js';
+import { JobUpdater } from './jobs/job-updater.js';
+import { Poller } from './jobs/poller.js';
+import { createLogger, type Logger } from './logger.js';
+import { CatalogueService } from './models/catalogue-service.js';
+import type { GraphQLContext } from './schema/context.js';
+import { createErrorMasker } from './schema/errors.js';
+import { schema } from './schema/index.js';
+import { openDatabase } from './storage/sqlite.js';
+import { GRAPHIQL_EXAMPLE } from './graphiql-example.js';
+
+export const GRAPHQL_PATH = '/graphql';
+
+export interface App {
+  /** Listens, resumes unfinished jobs; resolves to the base URL. */
+  start(): Promise<string>;
+  /** Graceful: stops accepting, closes sockets, waits for in-flight engine calls, closes the store. */
+  stop(): Promise<void>;
+  readonly keys: SqliteKeyStore;
+  readonly events: InProcessJobEvents;
+  readonly poller: Poller;
+  readonly logger: Logger;
+  /** Open WebSocket connections. */
+  socketCount(): number;
+}
+
+export interface AppOverrides {
+  /** Use this engine instead of the configured one (tests, benchmarks). */
+  engine?: Engine;
+  logger?: Logger;
+}
+
+/** Wires the whole server. Owns every socket, timer and handle it opens; stop() releases them all. */
+export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
+  const logger = overrides.logger ?? createLogger(config.logLevel);
+  const db = openDatabase(path.join(config.dataDir, 'sd-api.sqlite'), { synchronous: config.sqliteSynchronous });
+  const keys = new SqliteKeyStore(db);
+  const store = new SqliteJobStore(db);
+  const events = new InProcessJobEvents();
+  const images = new LocalImageStore(config.dataDir);
+  await images.init();
+  const engine = overrides.engine ?? (await createEngine(config.engine));
+  const updater = new JobUpdater(store, events, images, logger);
+  const poller = new Poller(engine, updater, config.poller, logger);
+  const dispatcher = new Dispatcher(
+    engine,
+    store,
+    updater,
+    poller,
+    { concurrency: config.dispatcher.concurrency, failureBudgetMs: config.poller.failureBudgetMs },
+    logger,
+  );
+  const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, logger });
+  const models = new CatalogueService(engine);
+
+  const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {
+    if (!key) return { principal: null, authProblem: null };
+    const principal = keys.authenticate(key);
+    return principal ? { principal, authProblem: null } : { principal: null, authProblem: 'the API key is not valid' };
+  };
+  const baseUrlOf = (requestUrl: string) => config.publicUrl ?? new URL(requestUrl).origin;
+
+  type ServerContext = {
+    req?: IncomingMessage;
+    connectionParams?: Readonly<Record<string, unknown>>;
+    wsBaseUrl?: string;
+  };
+
+  const yoga = createYoga<ServerContext, GraphQLContext>({
+    schema,
+    graphqlEndpoint: GRAPHQL_PATH,
+    landingPage: false,
+    logging: {
+      debug: (...args) => logger.debug(args.map(String).join(' ')),
+      info: (...args) => logger.info(args.map(String).join(' ')),
+      warn: (...args) => logger.warn(args.map(String).join(' ')),
+      // Unexpected errors are logged by the error masker; what yoga reports here is mostly bad requests.
+      error: (...args) => logger.debug(args.map(String).join(' ')),
+    },
+    graphiql: config.graphiql
+      ? {
+          title: 'SD 1.5 generation API',
+          subscriptionsProtocol: 'WS',
+          defaultQuery: GRAPHIQL_EXAMPLE,
+          headers: JSON.stringify({ 'API-Key': 'paste your key here' }, null, 2),
+        }
+      : false,
+    maskedErrors: { maskError: createErrorMasker(logger) },
+    plugins: [useRequireApiKey()],
+    context: ({ request, connectionParams, wsBaseUrl }) => ({
+      ...authenticate(connectionParams ? apiKeyFromConnectionParams(connectionParams) : apiKeyFromHeaders(request.headers)),
+      jobs,
+      models,
+      publicBaseUrl: wsBaseUrl ?? baseUrlOf(request.url),
+    }),
+  });
+
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? '/';
+    if (url.startsWith(IMAGES_PATH)) {
+      serveImage(images, req, res).catch((err: unknown) => {
+        logger.error({ err }, 'serving an image failed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+    } else if (url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    } else {
+      void yoga(req, res);
+    }
+  });
+
+  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });
+  const wsServer = useServer<Record<string, unknown>, { baseUrl: string }>(
+    {
+      // Refuse a wrong key at connection time; a missing one is refused per operation (introspection works).
+      onConnect: (ctx) => {
+        const key = apiKeyFromConnectionParams(ctx.connectionParams);
+        return key === null || keys.authenticate(key) !== null;
+      },
+      execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
+      subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
+      onSubscribe: async (ctx, _id, params) => {
+        const host = ctx.extra.request.headers.host ?? `${config.host}:${config.port}`;
+        const enveloped = yoga.getEnveloped({
+          req: ctx.extra.request,
+          connectionParams: ctx.connectionParams ?? {},
+          wsBaseUrl: config.publicUrl ?? `http://${host}`,
+          params,
+        } as never);
+        const args = {
+          schema: enveloped.schema,
+          operationName: params.operationName,
+          document: enveloped.parse(params.query),
+          variableValues: params.variables,
+          contextValue: await enveloped.contextFactory(),
+          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+        };
+        const errors = enveloped.validate(args.schema, args.document);
+        return errors.length > 0 ? errors : args;
+      },
+    },
+    wss,
+  );
+
+  let started = false;
+  let stopping: Promise<void> | null = null;
+
+  return {
+    keys,
+    events,
+    poller,
+    logger,
+    socketCount: () => wss.clients.size,
+
+    async start() {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      started = true;
+      // Resume what a previous run left unfinished: submit what never reached the engine, poll the rest.
+      const active = await store.listActive();
+      for (const job of active) {
+        if (job.engineHandle) poller.track(job);
+        else dispatcher.enqueue(job);
+      }
+      poller.start();
+      dispatcher.start();
+      const { port } = server.address() as AddressInfo;
+      const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+      logger.info({ url: `${url}${GRAPHQL_PATH}`, resumedJobs: active.length, engine: engine.name }, 'server listening');
+      return url;
+    },
+
+    stop() {
+      stopping ??= (async () => {
+        const closed = started ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+        for (const socket of wss.clients) socket.close(1001, 'server shutting down');
+        await wsServer.dispose();
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+        await Promise.all([dispatcher.stop(), poller.stop()]);
+        server.closeIdleConnections();
+        const grace = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
+        await closed;
+        clearTimeout(grace);
+        await engine.close();
+        db.pragma('wal_checkpoint(TRUNCATE)');
+        db.close();
+        logger.info('server stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,77 @@
+import type { SqliteDatabase } from '../storage/sqlite.js';
+import { generateApiKey, hashApiKey, KEY_SCOPES, type KeyScope, type Principal } from './api-key.js';
+
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  prefix: string;
+  scopes: KeyScope[];
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+interface KeyRow {
+  id: string;
+  name: string;
+  key_prefix: string;
+  scopes: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+const fromRow = (row: KeyRow): ApiKeyRecord => ({
+  id: row.id,
+  name: row.name,
+  prefix: row.key_prefix,
+  scopes: JSON.parse(row.scopes) as KeyScope[],
+  createdAt: new Date(row.created_at),
+  revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
+});
+
+/** API keys in SQLite. Lookups hit the database every time so a revocation counts at once. */
+export class SqliteKeyStore {
+  private readonly byHash;
+
+  constructor(private readonly db: SqliteDatabase) {
+    this.byHash = db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL');
+  }
+
+  /** Creates a key; the plain key is returned here and never again. */
+  create(name: string, scopes: readonly KeyScope[] = KEY_SCOPES): { key: string; record: ApiKeyRecord } {
+    const trimmed = name.trim();
+    if (!trimmed) throw new Error('a key needs a non-empty name');
+    const { id, key, hash, prefix } = generateApiKey();
+    const createdAt = Date.now();
+    this.db
+      .prepare(
+        'INSERT INTO api_keys (id, name, key_hash, key_prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      )
+      .run(id, trimmed, hash, prefix, JSON.stringify(scopes), createdAt);
+    return {
+      key,
+      record: { id, name: trimmed, prefix, scopes: [...scopes], createdAt: new Date(createdAt), revokedAt: null },
+    };
+  }
+
+  authenticate(key: string): Principal | null {
+    const row = this.byHash.get(hashApiKey(key));
+    if (!row) return null;
+    return { keyId: row.id, name: row.name, scopes: JSON.parse(row.scopes) as KeyScope[] };
+  }
+
+  list(): ApiKeyRecord[] {
+    return this.db.prepare<[], KeyRow>('SELECT * FROM api_keys ORDER BY created_at').all().map(fromRow);
+  }
+
+  count(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n;
+  }
+
+  /** Revokes by id or by the key's shown prefix; true if a live key was revoked. */
+  revoke(idOrPrefix: string): boolean {
+    const result = this.db
+      .prepare('UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR key_prefix = ?) AND revoked_at IS NULL')
+      .run(Date.now(), idOrPrefix, idOrPrefix);
+    return result.changes > 0;
+  }
+}

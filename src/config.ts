@@ -1,0 +1,131 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The server's whole configuration: read once from the environment at start,
+ * validated here, and passed down. Nothing else reads process.env.
+ */
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveMs = z.coerce.number().int().min(1);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const optionalUrl = z
+  .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+  .optional();
+
+const envSchema = z
+  .object({
+    PORT: port.default(4000),
+    HOST: z.string().min(1).default('0.0.0.0'),
+    DATA_DIR: z.string().min(1).default('./data'),
+    PUBLIC_URL: optionalUrl,
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    ENGINE: z.enum(['imagepipeline']).default('imagepipeline'),
+    SQLITE_SYNCHRONOUS: z.enum(['FULL', 'NORMAL']).default('FULL'),
+
+    IMAGEPIPELINE_URL: z
+      .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+      .default('https://api.imagepipeline.io'),
+    IMAGEPIPELINE_API_KEY: z.string().optional(),
+    IMAGEPIPELINE_CATALOGUE: z.string().min(1).optional(),
+    IMAGEPIPELINE_TIMEOUT_MS: positiveMs.default(30_000),
+    IMAGEPIPELINE_RETRIES: z.coerce.number().int().min(0).max(10).default(3),
+    IMAGEPIPELINE_MAX_IMAGE_BYTES: z.coerce.number().int().min(1024).default(32 * 1024 * 1024),
+
+    POLL_MIN_INTERVAL_MS: positiveMs.default(250),
+    POLL_MAX_INTERVAL_MS: positiveMs.default(5_000),
+    POLL_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
+    POLL_FAILURE_BUDGET_MS: positiveMs.default(120_000),
+    DISPATCH_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+
+    GRAPHIQL: bool.default(true),
+    SHUTDOWN_GRACE_MS: positiveMs.default(10_000),
+  })
+  .refine((c) => c.POLL_MIN_INTERVAL_MS <= c.POLL_MAX_INTERVAL_MS, {
+    path: ['POLL_MAX_INTERVAL_MS'],
+    message: 'must be at least POLL_MIN_INTERVAL_MS',
+  });
+
+type Env = z.output<typeof envSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  /** Base for absolute download URLs; when absent, taken from each request's Host header. */
+  publicUrl: string | undefined;
+  logLevel: Env['LOG_LEVEL'];
+  sqliteSynchronous: Env['SQLITE_SYNCHRONOUS'];
+  graphiql: boolean;
+  shutdownGraceMs: number;
+  engine: EngineConfig;
+  poller: {
+    minIntervalMs: number;
+    maxIntervalMs: number;
+    concurrency: number;
+    failureBudgetMs: number;
+  };
+  dispatcher: { concurrency: number };
+}
+
+export type EngineConfig = {
+  kind: 'imagepipeline';
+  baseUrl: string;
+  apiKey: string | undefined;
+  cataloguePath: string | undefined;
+  timeoutMs: number;
+  retries: number;
+  maxImageBytes: number;
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and validates the configuration; throws ConfigError naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty strings mean "unset", as they do in most shells and .env files.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const name = issue.path.join('.') || '(environment)';
+        const value = typeof issue.path[0] === 'string' ? cleaned[issue.path[0]] : undefined;
+        return `${name}: ${issue.message}${value !== undefined ? ` (got ${JSON.stringify(value)})` : ''}`;
+      }),
+    );
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir: path.resolve(e.DATA_DIR),
+    publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+    logLevel: e.LOG_LEVEL,
+    sqliteSynchronous: e.SQLITE_SYNCHRONOUS,
+    graphiql: e.GRAPHIQL,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    engine: {
+      kind: e.ENGINE,
+      baseUrl: e.IMAGEPIPELINE_URL.replace(/\/+$/, ''),
+      apiKey: e.IMAGEPIPELINE_API_KEY,
+      cataloguePath: e.IMAGEPIPELINE_CATALOGUE ? path.resolve(e.IMAGEPIPELINE_CATALOGUE) : undefined,
+      timeoutMs: e.IMAGEPIPELINE_TIMEOUT_MS,
+      retries: e.IMAGEPIPELINE_RETRIES,
+      maxImageBytes: e.IMAGEPIPELINE_MAX_IMAGE_BYTES,
+    },
+    poller: {
+      minIntervalMs: e.POLL_MIN_INTERVAL_MS,
+      maxIntervalMs: e.POLL_MAX_INTERVAL_MS,
+      concurrency: e.POLL_CONCURRENCY,
+      failureBudgetMs: e.POLL_FAILURE_BUDGET_MS,
+    },
+    dispatcher: { concurrency: e.DISPATCH_CONCURRENCY },
+  };
+}

@@ -1,0 +1,101 @@
+import { z } from 'zod';
+import type { GenerationParams, JobMode } from '../jobs/job.js';
+
+/**
+ * The wire format of the contract's REST protocol (shared/api-contract.md): snake_case request
+ * bodies and the SUCCESS / PENDING / FAILURE replies. The imagepipeline engine speaks it as a
+ * client; the REST routes of this server will speak it as a server.
+ *
+ * Replies may carry extra fields beyond the contract. The ones understood here, all optional,
+ * are what this server itself adds when it acts as a worker:
+ *   state: "QUEUED" | "PROCESSING", step, total_steps, progress (0..1), queue_position, seed,
+ *   nsfw (one boolean per sample, on SUCCESS).
+ */
+
+export const restPaths = {
+  submit: (mode: JobMode) => `/sd/${mode}/v1`,
+  status: (mode: JobMode, id: string) => `/sd/${mode}/v1/status/${encodeURIComponent(id)}`,
+};
+
+export interface RestRequestBody {
+  model_id: string;
+  prompt: string;
+  negative_prompt: string;
+  num_inference_steps: number;
+  guidance_scale: number;
+  samples: number;
+  width: number;
+  height: number;
+  seed: number;
+  embeddings: string[];
+  safety_checker: boolean;
+  refiner: false;
+  strength?: number;
+  init_image?: string;
+  mask_image?: string;
+}
+
+/** Maps validated parameters to the contract's request body. */
+export function toRestRequestBody(mode: JobMode, params: GenerationParams): RestRequestBody {
+  const body: RestRequestBody = {
+    model_id: params.modelId,
+    prompt: params.prompt,
+    negative_prompt: params.negativePrompt,
+    num_inference_steps: params.numInferenceSteps,
+    guidance_scale: params.guidanceScale,
+    samples: params.samples,
+    width: params.width,
+    height: params.height,
+    seed: params.seed,
+    embeddings: params.embeddings,
+    safety_checker: params.safetyChecker,
+    refiner: false,
+  };
+  if (mode !== 'text2image') {
+    body.strength = params.strength;
+    body.init_image = params.initImage;
+  }
+  if (mode === 'inpainting') body.mask_image = params.maskImage;
+  return body;
+}
+
+const nonNegativeInt = z.number().int().min(0);
+
+/** The FAILURE reply's error: the contract says a message; some services send an object. */
+const errorMessage = z
+  .union([z.string(), z.object({ message: z.string() }).loose().transform((e) => e.message)])
+  .transform((m) => m.trim() || 'the engine reported a failure without a message');
+
+const idSchema = z.union([z.string().min(1), z.number().int()]).transform(String);
+
+export const restReplySchema = z.discriminatedUnion('status', [
+  z
+    .object({
+      status: z.literal('SUCCESS'),
+      id: idSchema.optional(),
+      download_urls: z.array(z.string().min(1)).min(1).max(4),
+      nsfw: z.array(z.boolean()).optional(),
+      seed: z.number().int().optional(),
+    })
+    .loose(),
+  z
+    .object({
+      status: z.literal('PENDING'),
+      id: idSchema,
+      state: z.enum(['QUEUED', 'PROCESSING']).optional(),
+      step: nonNegativeInt.optional(),
+      total_steps: nonNegativeInt.optional(),
+      progress: z.number().min(0).max(1).optional(),
+      queue_position: nonNegativeInt.optional(),
+    })
+    .loose(),
+  z
+    .object({
+      status: z.literal('FAILURE'),
+      id: idSchema.optional(),
+      error: errorMessage.optional().transform((m) => m ?? 'the engine reported a failure without a message'),
+    })
+    .loose(),
+]);
+
+export type RestReply = z.output<typeof restReplySchema>;

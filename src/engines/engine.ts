@@ -1,0 +1,64 @@
+import type { GenerationParams, JobMode } from '../jobs/job.js';
+import type { Catalogue } from '../models/catalogue.js';
+
+/**
+ * Where diffusion happens, behind one interface. The job layer never knows whether an engine
+ * runs in this process or across the network; it only submits, polls, cancels and lists models.
+ */
+
+export interface EngineJob {
+  id: string;
+  mode: JobMode;
+  params: GenerationParams;
+}
+
+/** An image an engine produced, already in memory, ready for the image store. */
+export interface GeneratedImage {
+  data: Buffer;
+  contentType: string;
+  nsfw: boolean | null;
+}
+
+export type EngineStatus =
+  | { state: 'QUEUED'; queuePosition: number | null }
+  | { state: 'PROCESSING'; step: number; totalSteps: number }
+  | { state: 'SUCCESS'; images: GeneratedImage[] }
+  | { state: 'FAILURE'; code: string; message: string }
+  /** The engine has no record of the handle (it restarted, or expired the job). */
+  | { state: 'LOST'; message: string };
+
+/** What submit returns: a handle to poll, unless the engine answered with a final state at once. */
+export interface EngineSubmission {
+  handle: string;
+  status: EngineStatus;
+}
+
+export interface Engine {
+  readonly name: string;
+  catalogue(): Promise<Catalogue>;
+  /** Starts the work; must not wait for generation to finish. */
+  submit(job: EngineJob): Promise<EngineSubmission>;
+  status(handle: string, job: EngineJob): Promise<EngineStatus>;
+  /** Best effort: the job is already CANCELED in the store whatever this does. */
+  cancel(handle: string, job: EngineJob): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * An engine error the caller may retry later (network failure, 5xx, timeout), as opposed to an
+ * answer. Everything else thrown by an engine is treated as a definite failure of that job.
+ */
+export class EngineUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'EngineUnavailableError';
+  }
+}
+
+/** The engine sent something that does not follow its protocol. */
+export class EngineProtocolError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'EngineProtocolError';
+  }
+}

@@ -1,0 +1,75 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { EXTENSION_BY_TYPE } from './sniff.js';
+
+const TYPE_BY_EXTENSION = Object.fromEntries(Object.entries(EXTENSION_BY_TYPE).map(([t, e]) => [e, t]));
+/** 32 random bytes in base64url, then the extension: the name is the capability. */
+const NAME_PATTERN = /^[A-Za-z0-9_-]{43}\.(png|jpg|webp)$/;
+
+export interface StoredImage {
+  name: string;
+  contentType: string;
+}
+
+/**
+ * Generated images on the local disk under DATA_DIR/images, named unguessably. Writes are
+ * atomic (temp file, fsync, rename) so a crash never leaves a half image under a real name.
+ */
+export class LocalImageStore {
+  readonly dir: string;
+
+  constructor(dataDir: string) {
+    this.dir = path.join(dataDir, 'images');
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+  }
+
+  async put(data: Buffer, contentType: string): Promise<StoredImage> {
+    const ext = EXTENSION_BY_TYPE[contentType];
+    if (!ext) throw new Error(`cannot store images of type ${contentType}`);
+    const name = `${randomBytes(32).toString('base64url')}.${ext}`;
+    const final = path.join(this.dir, name);
+    const temp = `${final}.tmp`;
+    const handle = await open(temp, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await rename(temp, final);
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+    return { name, contentType };
+  }
+
+  /** Opens a stored image by name; null for names that are malformed or absent. */
+  async open(name: string): Promise<{ stream: Readable; size: number; contentType: string } | null> {
+    const match = NAME_PATTERN.exec(name);
+    if (!match) return null;
+    const file = path.join(this.dir, name);
+    try {
+      const info = await stat(file);
+      if (!info.isFile()) return null;
+      return { stream: createReadStream(file), size: info.size, contentType: TYPE_BY_EXTENSION[match[1]!]! };
+    } catch {
+      return null;
+    }
+  }
+
+  async exists(name: string): Promise<boolean> {
+    if (!NAME_PATTERN.test(name)) return false;
+    return stat(path.join(this.dir, name)).then(
+      (s) => s.isFile(),
+      () => false,
+    );
+  }
+}

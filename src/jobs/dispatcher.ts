@@ -1,0 +1,122 @@
+import type { Logger } from 'pino';
+import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
+import { isTerminal, JobErrorCode, type Job } from './job.js';
+import type { JobStore } from './job-store.js';
+import type { JobUpdater } from './job-updater.js';
+import type { Poller } from './poller.js';
+
+export interface DispatcherOptions {
+  concurrency: number;
+  /** How long submissions may keep failing with a transient error before the job fails. */
+  failureBudgetMs: number;
+  /** Wait before retrying a submission after a transient error; doubles, capped at 30 s. */
+  retryDelayMs?: number;
+}
+
+/**
+ * Hands accepted jobs to the engine, oldest first, a bounded number at a time. The engine's
+ * handle is persisted before the job is handed to the poller, so a restart knows whether a
+ * job still needs submitting (no handle) or only polling.
+ */
+export class Dispatcher {
+  private readonly queue: Job[] = [];
+  private readonly queued = new Set<string>();
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
+  /** Transient submission failures so far, per job, for the back-off. */
+  private readonly attempts = new Map<string, number>();
+  private active = 0;
+  private running = false;
+  private readonly idle = new Set<() => void>();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly store: JobStore,
+    private readonly updater: JobUpdater,
+    private readonly poller: Poller,
+    private readonly options: DispatcherOptions,
+    private readonly logger: Logger,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.pump();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const timer of this.retryTimers) clearTimeout(timer);
+    this.retryTimers.clear();
+    if (this.active > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
+  }
+
+  enqueue(job: Job): void {
+    if (this.queued.has(job.id)) return;
+    this.queued.add(job.id);
+    this.queue.push(job);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.running && this.active < this.options.concurrency && this.queue.length > 0) {
+      const job = this.queue.shift()!;
+      this.active++;
+      void this.submit(job)
+        .catch((err: unknown) => this.logger.error({ err, jobId: job.id }, 'dispatch failed'))
+        .finally(() => {
+          this.active--;
+          if (this.active === 0) for (const resolve of this.idle) resolve();
+          this.idle.clear();
+          this.pump();
+        });
+    }
+  }
+
+  private async submit(queuedJob: Job): Promise<void> {
+    // Re-read: the job may have been canceled while it waited in the queue.
+    const job = await this.store.get(queuedJob.id);
+    if (!job || isTerminal(job.status) || job.engineHandle) {
+      this.queued.delete(queuedJob.id);
+      this.attempts.delete(queuedJob.id);
+      if (job && !isTerminal(job.status) && job.engineHandle) this.poller.track(job);
+      return;
+    }
+    let current: Job;
+    try {
+      const submission = await this.engine.submit({ id: job.id, mode: job.mode, params: job.params });
+      current = submission.handle ? await this.updater.setEngineHandle(job, submission.handle) : job;
+      current = await this.updater.applyEngineStatus(current, submission.status);
+    } catch (err) {
+      if (err instanceof EngineUnavailableError && this.clock() - job.createdAt.getTime() < this.options.failureBudgetMs) {
+        this.retryLater(job, err);
+        return;
+      }
+      current = await this.failFor(job, err);
+    }
+    this.queued.delete(job.id);
+    this.attempts.delete(job.id);
+    if (!isTerminal(current.status)) this.poller.track(current);
+  }
+
+  private retryLater(job: Job, err: EngineUnavailableError): void {
+    const attempt = this.attempts.get(job.id) ?? 0;
+    this.attempts.set(job.id, attempt + 1);
+    const delay = Math.min(30_000, (this.options.retryDelayMs ?? 1_000) * 2 ** attempt);
+    this.logger.warn({ jobId: job.id, err: err.message, retryInMs: delay }, 'engine unavailable; submission will be retried');
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(timer);
+      this.queue.push(job);
+      this.pump();
+    }, delay);
+    this.retryTimers.add(timer);
+  }
+
+  private failFor(job: Job, err: unknown): Promise<Job> {
+    if (err instanceof EngineUnavailableError) {
+      return this.updater.fail(job, JobErrorCode.ENGINE_UNREACHABLE, `the engine stayed unreachable: ${err.message}`);
+    }
+    if (err instanceof EngineProtocolError) return this.updater.fail(job, JobErrorCode.ENGINE_BAD_REPLY, err.message);
+    this.logger.error({ err, jobId: job.id }, 'submission failed');
+    return this.updater.fail(job, JobErrorCode.INTERNAL, 'internal error while submitting the job to its engine');
+  }
+}

@@ -1,0 +1,114 @@
+import { randomInt, randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Principal } from '../auth/api-key.js';
+import type { Engine } from '../engines/engine.js';
+import { ApiError, notFound } from '../errors.js';
+import { checkAgainstCatalogue } from '../models/catalogue.js';
+import type { Dispatcher } from './dispatcher.js';
+import { isTerminal, type Job, type JobMode } from './job.js';
+import type { JobEvents } from './job-events.js';
+import { InputValidationError, MAX_SEED, parseGenerationInput } from './job-input.js';
+import type { JobListQuery, JobPage, JobStore } from './job-store.js';
+import { JobStream } from './job-stream.js';
+import type { JobUpdater } from './job-updater.js';
+import type { Poller } from './poller.js';
+
+export const MAX_PAGE_SIZE = 100;
+
+/**
+ * What callers can do with jobs: create, read, list, cancel, watch. Every method takes the
+ * caller's principal; another caller's job behaves exactly like one that does not exist.
+ */
+export class JobService {
+  constructor(
+    private readonly deps: {
+      store: JobStore;
+      events: JobEvents;
+      engine: Engine;
+      dispatcher: Dispatcher;
+      poller: Poller;
+      updater: JobUpdater;
+      logger: Logger;
+    },
+  ) {}
+
+  /** Validates, persists (committed before this resolves) and queues a job; never waits for generation. */
+  async create(principal: Principal, mode: JobMode, input: unknown): Promise<Job> {
+    const params = parseGenerationInput(mode, input, () => randomInt(0, MAX_SEED + 1));
+    const issues = checkAgainstCatalogue(params, await this.deps.engine.catalogue());
+    if (issues.length > 0) throw new InputValidationError(issues);
+    const job: Job = {
+      id: randomUUID(),
+      ownerId: principal.keyId,
+      mode,
+      status: 'PENDING',
+      params,
+      engine: this.deps.engine.name,
+      engineHandle: null,
+      progress: null,
+      engineQueuePosition: null,
+      images: [],
+      error: null,
+      version: 1,
+      createdAt: new Date(),
+      startedAt: null,
+      finishedAt: null,
+    };
+    await this.deps.store.insert(job);
+    this.deps.dispatcher.enqueue(job);
+    return job;
+  }
+
+  async get(principal: Principal, id: string): Promise<Job | null> {
+    const job = await this.deps.store.get(id);
+    return job && job.ownerId === principal.keyId ? job : null;
+  }
+
+  list(principal: Principal, query: JobListQuery): Promise<JobPage> {
+    if (!Number.isInteger(query.first) || query.first < 1 || query.first > MAX_PAGE_SIZE) {
+      throw new InputValidationError([
+        { path: ['first'], code: 'OUT_OF_RANGE', message: `must be between 1 and ${MAX_PAGE_SIZE}` },
+      ]);
+    }
+    return this.deps.store.listForOwner(principal.keyId, query);
+  }
+
+  /** Cancels a job that has not finished. Canceling a canceled job returns it unchanged. */
+  async cancel(principal: Principal, id: string): Promise<Job> {
+    const job = await this.get(principal, id);
+    if (!job) throw notFound('job', id);
+    if (job.status === 'CANCELED') return job;
+    if (isTerminal(job.status)) {
+      throw new ApiError('JOB_ALREADY_FINISHED', `job "${id}" already finished with status ${job.status}`, 409);
+    }
+    const canceled = await this.deps.updater.cancel(job);
+    if (canceled.status !== 'CANCELED') {
+      throw new ApiError('JOB_ALREADY_FINISHED', `job "${id}" already finished with status ${canceled.status}`, 409);
+    }
+    this.deps.poller.untrack(id);
+    if (job.engineHandle) {
+      this.deps.engine
+        .cancel(job.engineHandle, { id: job.id, mode: job.mode, params: job.params })
+        .catch((err: unknown) => this.deps.logger.warn({ err, jobId: id }, 'engine cancel failed'));
+    }
+    return canceled;
+  }
+
+  /** The job's states from now on: current state first, ending after a terminal one. */
+  async watch(principal: Principal, id: string): Promise<AsyncIterableIterator<Job>> {
+    const stream = new JobStream(this.deps.events, id);
+    const job = await this.get(principal, id);
+    if (!job) {
+      await stream.return();
+      throw notFound('job', id);
+    }
+    return stream.begin(job);
+  }
+
+  /** Jobs ahead of this one; null once it has left the queue. */
+  async queuePosition(job: Job): Promise<number | null> {
+    if (job.status !== 'PENDING') return null;
+    if (job.engineHandle && job.engineQueuePosition !== null) return job.engineQueuePosition;
+    return this.deps.store.countPendingBefore(job);
+  }
+}

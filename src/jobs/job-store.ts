@@ -1,0 +1,212 @@
+import type { SqliteDatabase } from '../storage/sqlite.js';
+import type { GenerationParams, Job, JobImage, JobMode, JobPatch, JobStatus } from './job.js';
+
+/**
+ * Persistence of jobs. Async so that a Postgres store can take its place; the SQLite one
+ * below commits synchronously, so a resolved insert() is on disk.
+ *
+ * Invariant kept here, not by callers: a job in a terminal state never changes again.
+ */
+export interface JobStore {
+  insert(job: Job): Promise<void>;
+  get(id: string): Promise<Job | null>;
+  /** Applies a patch to a job that is not terminal, bumping its version; null if it was. */
+  update(id: string, patch: JobPatch): Promise<Job | null>;
+  listForOwner(ownerId: string, query: JobListQuery): Promise<JobPage>;
+  /** PENDING and PROCESSING jobs, oldest first: what the dispatcher and poller resume. */
+  listActive(): Promise<Job[]>;
+  /** How many PENDING jobs of the same engine were accepted before this one. */
+  countPendingBefore(job: Job): Promise<number>;
+}
+
+export interface JobListQuery {
+  status?: JobStatus[] | null;
+  mode?: JobMode[] | null;
+  first: number;
+  /** Opaque cursor of the last job of the previous page. */
+  after?: string | null;
+}
+
+export interface JobPage {
+  edges: { cursor: string; job: Job }[];
+  hasNextPage: boolean;
+}
+
+export class InvalidCursorError extends Error {
+  constructor() {
+    super('the cursor is not one this server issued');
+    this.name = 'InvalidCursorError';
+  }
+}
+
+interface JobRow {
+  seq: number;
+  id: string;
+  owner_id: string;
+  mode: JobMode;
+  status: JobStatus;
+  params: string;
+  engine: string;
+  engine_handle: string | null;
+  progress_step: number | null;
+  progress_total: number | null;
+  engine_queue_position: number | null;
+  images: string;
+  error_code: string | null;
+  error_message: string | null;
+  version: number;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+const toDate = (ms: number | null) => (ms === null ? null : new Date(ms));
+const toMs = (d: Date | null | undefined) => (d ? d.getTime() : null);
+
+function fromRow(row: JobRow): Job {
+  return {
+    id: row.id,
+    ownerId: row.owner_id,
+    mode: row.mode,
+    status: row.status,
+    params: JSON.parse(row.params) as GenerationParams,
+    engine: row.engine,
+    engineHandle: row.engine_handle,
+    progress:
+      row.progress_step === null || row.progress_total === null
+        ? null
+        : { step: row.progress_step, totalSteps: row.progress_total },
+    engineQueuePosition: row.engine_queue_position,
+    images: JSON.parse(row.images) as JobImage[],
+    error: row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '' },
+    version: row.version,
+    createdAt: new Date(row.created_at),
+    startedAt: toDate(row.started_at),
+    finishedAt: toDate(row.finished_at),
+  };
+}
+
+const encodeCursor = (seq: number) => Buffer.from(`job:${seq}`).toString('base64url');
+function decodeCursor(cursor: string): number {
+  const match = /^job:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!match) throw new InvalidCursorError();
+  return Number(match[1]);
+}
+
+/** Column for each patchable field, with its encoding. */
+const PATCH_COLUMNS: { [K in keyof JobPatch]-?: (v: JobPatch[K]) => Record<string, unknown> } = {
+  status: (v) => ({ status: v }),
+  engineHandle: (v) => ({ engine_handle: v }),
+  progress: (v) => ({ progress_step: v?.step ?? null, progress_total: v?.totalSteps ?? null }),
+  engineQueuePosition: (v) => ({ engine_queue_position: v }),
+  images: (v) => ({ images: JSON.stringify(v ?? []) }),
+  error: (v) => ({ error_code: v?.code ?? null, error_message: v?.message ?? null }),
+  startedAt: (v) => ({ started_at: toMs(v) }),
+  finishedAt: (v) => ({ finished_at: toMs(v) }),
+};
+
+export class SqliteJobStore implements JobStore {
+  private readonly insertStmt;
+  private readonly getStmt;
+  private readonly activeStmt;
+  private readonly pendingBeforeStmt;
+  private readonly updateStmts = new Map<string, ReturnType<SqliteDatabase['prepare']>>();
+
+  constructor(private readonly db: SqliteDatabase) {
+    this.insertStmt = db.prepare(
+      `INSERT INTO jobs (id, owner_id, mode, status, params, engine, engine_handle, images, version, created_at)
+       VALUES (@id, @owner_id, @mode, @status, @params, @engine, @engine_handle, @images, @version, @created_at)`,
+    );
+    this.getStmt = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?');
+    this.activeStmt = db.prepare<[], JobRow>(
+      `SELECT * FROM jobs WHERE status IN ('PENDING', 'PROCESSING') ORDER BY seq`,
+    );
+    this.pendingBeforeStmt = db.prepare<[string, string], { n: number }>(
+      `SELECT COUNT(*) AS n FROM jobs
+       WHERE status = 'PENDING' AND engine = ? AND seq < (SELECT seq FROM jobs WHERE id = ?)`,
+    );
+  }
+
+  async insert(job: Job): Promise<void> {
+    this.insertStmt.run({
+      id: job.id,
+      owner_id: job.ownerId,
+      mode: job.mode,
+      status: job.status,
+      params: JSON.stringify(job.params),
+      engine: job.engine,
+      engine_handle: job.engineHandle,
+      images: JSON.stringify(job.images),
+      version: job.version,
+      created_at: job.createdAt.getTime(),
+    });
+  }
+
+  async get(id: string): Promise<Job | null> {
+    const row = this.getStmt.get(id);
+    return row ? fromRow(row) : null;
+  }
+
+  async update(id: string, patch: JobPatch): Promise<Job | null> {
+    const values: Record<string, unknown> = {};
+    for (const key of Object.keys(patch) as (keyof JobPatch)[]) {
+      if (patch[key] === undefined) continue;
+      Object.assign(values, (PATCH_COLUMNS[key] as (v: unknown) => Record<string, unknown>)(patch[key]));
+    }
+    const columns = Object.keys(values).sort();
+    const stmt = this.updateStatement(columns);
+    const row = stmt.get({ ...values, id }) as JobRow | undefined;
+    return row ? fromRow(row) : null;
+  }
+
+  async listForOwner(ownerId: string, query: JobListQuery): Promise<JobPage> {
+    const where = ['owner_id = @owner'];
+    const params: Record<string, unknown> = { owner: ownerId, limit: query.first + 1 };
+    if (query.after) {
+      where.push('seq < @after');
+      params.after = decodeCursor(query.after);
+    }
+    // Filters are bound as JSON arrays so the statement text stays fixed and injection-free.
+    if (query.status?.length) {
+      where.push('status IN (SELECT value FROM json_each(@statuses))');
+      params.statuses = JSON.stringify(query.status);
+    }
+    if (query.mode?.length) {
+      where.push('mode IN (SELECT value FROM json_each(@modes))');
+      params.modes = JSON.stringify(query.mode);
+    }
+    const rows = this.db
+      .prepare<Record<string, unknown>, JobRow>(
+        `SELECT * FROM jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`,
+      )
+      .all(params);
+    const page = rows.slice(0, query.first);
+    return {
+      edges: page.map((row) => ({ cursor: encodeCursor(row.seq), job: fromRow(row) })),
+      hasNextPage: rows.length > query.first,
+    };
+  }
+
+  async listActive(): Promise<Job[]> {
+    return this.activeStmt.all().map(fromRow);
+  }
+
+  async countPendingBefore(job: Job): Promise<number> {
+    return this.pendingBeforeStmt.get(job.engine, job.id)?.n ?? 0;
+  }
+
+  private updateStatement(columns: string[]) {
+    const key = columns.join(',');
+    let stmt = this.updateStmts.get(key);
+    if (!stmt) {
+      const sets = [...columns.map((c) => `${c} = @${c}`), 'version = version + 1'];
+      stmt = this.db.prepare(
+        `UPDATE jobs SET ${sets.join(', ')}
+         WHERE id = @id AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELED')
+         RETURNING *`,
+      );
+      this.updateStmts.set(key, stmt);
+    }
+    return stmt;
+  }
+}

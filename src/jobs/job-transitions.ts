@@ -1,0 +1,46 @@
+import type { EngineStatus } from '../engines/engine.js';
+import { JobErrorCode, type Job, type JobImage, type JobPatch } from './job.js';
+
+/**
+ * Pure rules for how an engine's report changes a job. Returns null when nothing changes, so
+ * callers neither write nor publish for a poll that saw no news.
+ */
+export function patchFromEngineStatus(
+  job: Job,
+  status: Exclude<EngineStatus, { state: 'SUCCESS' }>,
+  now: Date,
+): JobPatch | null {
+  switch (status.state) {
+    case 'QUEUED':
+      if (job.status !== 'PENDING' || job.engineQueuePosition === status.queuePosition) return null;
+      return { engineQueuePosition: status.queuePosition };
+    case 'PROCESSING': {
+      const progress = { step: status.step, totalSteps: status.totalSteps };
+      if (job.status === 'PENDING') {
+        return { status: 'PROCESSING', startedAt: now, progress, engineQueuePosition: null };
+      }
+      if (job.progress?.step === progress.step && job.progress.totalSteps === progress.totalSteps) return null;
+      return { progress };
+    }
+    case 'FAILURE':
+      return failurePatch(job, status.code, status.message, now);
+    case 'LOST':
+      return failurePatch(job, JobErrorCode.ENGINE_LOST_JOB, status.message, now);
+  }
+}
+
+export function failurePatch(job: Job, code: string, message: string, now: Date): JobPatch {
+  return { status: 'FAILURE', error: { code, message }, finishedAt: now, startedAt: job.startedAt ?? now, engineQueuePosition: null };
+}
+
+export function successPatch(job: Job, images: JobImage[], now: Date): JobPatch {
+  const total = job.progress?.totalSteps ?? job.params.numInferenceSteps;
+  return {
+    status: 'SUCCESS',
+    images,
+    progress: { step: total, totalSteps: total },
+    startedAt: job.startedAt ?? now,
+    finishedAt: now,
+    engineQueuePosition: null,
+  };
+}

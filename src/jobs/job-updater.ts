@@ -1,0 +1,66 @@
+import type { Logger } from 'pino';
+import type { EngineStatus } from '../engines/engine.js';
+import type { LocalImageStore } from '../images/image-store.js';
+import { JobErrorCode, type Job, type JobImage, type JobPatch } from './job.js';
+import type { JobEvents } from './job-events.js';
+import type { JobStore } from './job-store.js';
+import { failurePatch, patchFromEngineStatus, successPatch } from './job-transitions.js';
+
+/**
+ * The one place where job state changes: persist first, then publish, so a subscriber never
+ * sees a state the store could lose. Results are written to the image store before the job is
+ * marked SUCCESS, so SUCCESS always means every image is on disk.
+ */
+export class JobUpdater {
+  constructor(
+    private readonly store: JobStore,
+    private readonly events: JobEvents,
+    private readonly images: LocalImageStore,
+    private readonly logger: Logger,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Applies an engine report; returns the job as it now stands. */
+  async applyEngineStatus(job: Job, status: EngineStatus): Promise<Job> {
+    if (status.state !== 'SUCCESS') {
+      const patch = patchFromEngineStatus(job, status, this.now());
+      return patch ? this.patch(job, patch) : job;
+    }
+    const stored: JobImage[] = [];
+    try {
+      for (const image of status.images) {
+        const { name, contentType } = await this.images.put(image.data, image.contentType);
+        stored.push({ name, contentType, nsfw: image.nsfw });
+      }
+    } catch (err) {
+      this.logger.error({ err, jobId: job.id }, 'could not store result images');
+      return this.fail(job, JobErrorCode.IMAGE_STORE_FAILED, 'the results could not be written to the image store');
+    }
+    if (stored.length === 0) {
+      return this.fail(job, JobErrorCode.ENGINE_BAD_REPLY, 'the engine reported success without any image');
+    }
+    return this.patch(job, successPatch(job, stored, this.now()));
+  }
+
+  setEngineHandle(job: Job, handle: string): Promise<Job> {
+    return this.patch(job, { engineHandle: handle });
+  }
+
+  fail(job: Job, code: string, message: string): Promise<Job> {
+    return this.patch(job, failurePatch(job, code, message, this.now()));
+  }
+
+  cancel(job: Job): Promise<Job> {
+    return this.patch(job, { status: 'CANCELED', finishedAt: this.now(), engineQueuePosition: null });
+  }
+
+  private async patch(job: Job, patch: JobPatch): Promise<Job> {
+    const updated = await this.store.update(job.id, patch);
+    if (!updated) {
+      // Someone else ended the job first (a cancel, usually): theirs stands.
+      return (await this.store.get(job.id)) ?? job;
+    }
+    this.events.publish(updated);
+    return updated;
+  }
+}

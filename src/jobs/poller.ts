@@ -1,0 +1,158 @@
+import type { Logger } from 'pino';
+import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
+import { isTerminal, JobErrorCode, type Job } from './job.js';
+import type { JobUpdater } from './job-updater.js';
+
+export interface PollerOptions {
+  minIntervalMs: number;
+  maxIntervalMs: number;
+  /** Status calls in flight at once, all jobs together. */
+  concurrency: number;
+  /** How long an engine may stay unreachable for a job before the job fails. */
+  failureBudgetMs: number;
+}
+
+interface Tracked {
+  job: Job;
+  dueAt: number;
+  intervalMs: number;
+  inFlight: boolean;
+  unreachableSince: number | null;
+}
+
+/**
+ * Polls the engine for every submitted, unfinished job. One schedule per job, whoever watches
+ * it: subscribers never cause polls, so a job is asked about at most once per interval however
+ * many clients follow it. The interval adapts: back to the minimum whenever the job changes,
+ * doubling up to the maximum while nothing happens.
+ */
+export class Poller {
+  private readonly tracked = new Map<string, Tracked>();
+  private timer: NodeJS.Timeout | null = null;
+  private timerDueAt = Infinity;
+  private inFlight = 0;
+  private running = false;
+  private readonly idle = new Set<() => void>();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly updater: JobUpdater,
+    private readonly options: PollerOptions,
+    private readonly logger: Logger,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.schedule();
+  }
+
+  /** Stops scheduling and waits for status calls in flight to finish. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.clearTimer();
+    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
+  }
+
+  track(job: Job): void {
+    if (isTerminal(job.status) || this.tracked.has(job.id)) return;
+    this.tracked.set(job.id, {
+      job,
+      dueAt: this.clock() + this.options.minIntervalMs,
+      intervalMs: this.options.minIntervalMs,
+      inFlight: false,
+      unreachableSince: null,
+    });
+    this.schedule();
+  }
+
+  untrack(jobId: string): void {
+    this.tracked.delete(jobId);
+  }
+
+  trackedCount(): number {
+    return this.tracked.size;
+  }
+
+  private schedule(): void {
+    if (!this.running || this.inFlight >= this.options.concurrency) return;
+    let next = Infinity;
+    for (const t of this.tracked.values()) if (!t.inFlight && t.dueAt < next) next = t.dueAt;
+    if (next === Infinity) return this.clearTimer();
+    if (this.timer && next >= this.timerDueAt) return;
+    this.clearTimer();
+    this.timerDueAt = next;
+    this.timer = setTimeout(() => this.tick(), Math.max(0, next - this.clock()));
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerDueAt = Infinity;
+  }
+
+  private tick(): void {
+    this.timer = null;
+    this.timerDueAt = Infinity;
+    const now = this.clock();
+    const due = [...this.tracked.values()]
+      .filter((t) => !t.inFlight && t.dueAt <= now)
+      .sort((a, b) => a.dueAt - b.dueAt);
+    for (const t of due) {
+      if (this.inFlight >= this.options.concurrency) break;
+      this.inFlight++;
+      t.inFlight = true;
+      void this.poll(t)
+        .catch((err: unknown) => this.logger.error({ err, jobId: t.job.id }, 'poll failed'))
+        .finally(() => {
+        t.inFlight = false;
+        this.inFlight--;
+        if (this.inFlight === 0) for (const resolve of this.idle) resolve();
+        this.idle.clear();
+        this.schedule();
+      });
+    }
+    this.schedule();
+  }
+
+  private async poll(t: Tracked): Promise<void> {
+    const before = t.job;
+    let after: Job;
+    try {
+      const status = await this.engine.status(before.engineHandle ?? '', before);
+      t.unreachableSince = null;
+      after = await this.updater.applyEngineStatus(before, status);
+    } catch (err) {
+      after = await this.handleError(t, err);
+    }
+    if (isTerminal(after.status)) {
+      this.tracked.delete(after.id);
+      return;
+    }
+    if (!this.tracked.has(after.id)) return; // canceled meanwhile
+    const changed = after.version !== before.version;
+    t.job = after;
+    t.intervalMs = changed
+      ? this.options.minIntervalMs
+      : Math.min(this.options.maxIntervalMs, t.intervalMs * 2);
+    t.dueAt = this.clock() + t.intervalMs;
+  }
+
+  private async handleError(t: Tracked, err: unknown): Promise<Job> {
+    const job = t.job;
+    if (err instanceof EngineUnavailableError) {
+      const now = this.clock();
+      t.unreachableSince ??= now;
+      if (now - t.unreachableSince < this.options.failureBudgetMs) {
+        this.logger.warn({ jobId: job.id, err: err.message }, 'engine unreachable; will poll again');
+        return job;
+      }
+      return this.updater.fail(job, JobErrorCode.ENGINE_UNREACHABLE, `the engine stayed unreachable: ${err.message}`);
+    }
+    if (err instanceof EngineProtocolError) {
+      return this.updater.fail(job, JobErrorCode.ENGINE_BAD_REPLY, err.message);
+    }
+    this.logger.error({ err, jobId: job.id }, 'polling failed');
+    return this.updater.fail(job, JobErrorCode.INTERNAL, 'internal error while checking the job with its engine');
+  }
+}

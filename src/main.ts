@@ -1,0 +1,55 @@
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+
+/** Entry point: config from the environment, the app, signals. Nothing else. */
+
+let config;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
+
+const app = await buildApp(config);
+
+if (app.keys.count() === 0) {
+  const { key } = app.keys.create('default');
+  // Printed once, on its own line: this is the only time the plain key exists.
+  process.stdout.write(
+    `\nNo API key existed, so one was created. Keep it; it is not shown again:\n\n${key}\n\n` +
+      `Send it as the API-Key header. More keys: npm run keys -- create --name NAME\n\n`,
+  );
+}
+
+if (config.engine.kind === 'imagepipeline' && !config.engine.apiKey) {
+  app.logger.warn(
+    { upstream: config.engine.baseUrl },
+    'IMAGEPIPELINE_API_KEY is not set: an upstream that needs a key will refuse every job',
+  );
+}
+
+const url = await app.start();
+process.stdout.write(`GraphQL API and GraphiQL at ${url}/graphql\n`);
+
+let shuttingDown = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (shuttingDown) {
+      app.logger.warn(`second ${signal}: exiting now`);
+      process.exit(1);
+    }
+    shuttingDown = true;
+    app.logger.info(`${signal} received: shutting down`);
+    app.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        app.logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  });
+}

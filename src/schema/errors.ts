@@ -1,0 +1,48 @@
+import { GraphQLError } from 'graphql';
+import type { Logger } from 'pino';
+import { ApiError } from '../errors.js';
+import { InputValidationError } from '../jobs/job-input.js';
+import { InvalidCursorError } from '../jobs/job-store.js';
+
+/**
+ * Turns domain errors into GraphQL errors with a stable extensions.code, and hides everything
+ * else behind a generic message (the full error goes to the log, never to the client).
+ */
+export function createErrorMasker(logger: Logger) {
+  return (error: unknown): Error => {
+    const graphqlError = error instanceof GraphQLError ? error : null;
+    const original = graphqlError ? graphqlError.originalError : error;
+    const at = graphqlError ? { nodes: graphqlError.nodes, path: graphqlError.path } : {};
+
+    if (original instanceof InputValidationError) {
+      return new GraphQLError(`Invalid input: ${original.message}`, {
+        ...at,
+        extensions: {
+          code: 'BAD_USER_INPUT',
+          issues: original.issues.map((i) => ({ ...i, field: i.path.join('.') })),
+        },
+      });
+    }
+    if (original instanceof InvalidCursorError) {
+      return new GraphQLError(original.message, {
+        ...at,
+        extensions: { code: 'BAD_USER_INPUT', issues: [{ path: ['after'], field: 'after', code: 'INVALID_CURSOR', message: original.message }] },
+      });
+    }
+    if (original instanceof ApiError) {
+      return new GraphQLError(original.message, {
+        ...at,
+        extensions: {
+          code: original.code,
+          ...original.details,
+          ...(original.httpStatus === 401 ? { http: { status: 401 } } : {}),
+        },
+      });
+    }
+    // Errors graphql-js raised itself (syntax, validation, variable coercion) are safe to show.
+    if (graphqlError && !original) return graphqlError;
+    if (original instanceof GraphQLError) return original;
+    logger.error({ err: original ?? error, path: graphqlError?.path }, 'unexpected error in a GraphQL operation');
+    return new GraphQLError('Internal server error', { ...at, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  };
+}

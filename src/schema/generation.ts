@@ -1,0 +1,98 @@
+import type { InputFieldBuilder } from '@pothos/core';
+import { InputValidationError, MAX_SEED } from '../jobs/job-input.js';
+import type { JobMode } from '../jobs/job.js';
+import { builder, type BuilderTypes } from './builder.js';
+import { requirePrincipal, type GraphQLContext } from './context.js';
+import { JobType } from './job.js';
+
+/*
+ * The three generation mutations. Every input field is nullable in the SDL on purpose: required
+ * fields and ranges are checked by the mode's zod schema, so that every refusal comes back the
+ * same way, as BAD_USER_INPUT with a field path and a code (see the error's extensions.issues).
+ */
+
+type Fields = InputFieldBuilder<BuilderTypes, 'InputObject'>;
+
+const commonFields = (t: Fields) => ({
+  modelId: t.id({
+    defaultValue: 'sd1.5',
+    description: 'A base checkpoint id or alias from Query.models; "sd1.5" is the default checkpoint.',
+  }),
+  prompt: t.string({ description: 'Required, non-empty; at most 75 CLIP tokens. Write embedding trigger words here.' }),
+  negativePrompt: t.string({ description: 'What to steer away from; may hold negative-embedding trigger words.' }),
+  numInferenceSteps: t.int({ defaultValue: 30, description: 'Denoising steps, 1 to 100 (20-30 is typical).' }),
+  guidanceScale: t.float({ defaultValue: 7.5, description: 'Classifier-free guidance, 1 to 20 (7.5-12.5 is typical).' }),
+  samples: t.int({ defaultValue: 1, description: 'Images to generate, 1 to 4.' }),
+  width: t.int({ defaultValue: 512, description: 'Width in pixels: a multiple of 8 from 64 to 1024 (512 or less suits SD 1.5).' }),
+  height: t.int({ defaultValue: 512, description: 'Height in pixels: a multiple of 8 from 64 to 1024.' }),
+  seed: t.int({
+    description: `0 to ${MAX_SEED}; the same seed and inputs give the same images. Absent or -1: a random seed, reported in Job.seed.`,
+  }),
+  embeddings: t.idList({ description: 'Ids of textual-inversion embeddings from Query.models (one id or a list).' }),
+  safetyChecker: t.boolean({ defaultValue: true, description: 'Check outputs for NSFW content and black out flagged ones.' }),
+  refiner: t.boolean({
+    defaultValue: false,
+    description: 'Accepted for compatibility only: SD 1.5 has no refiner stage, so true is refused (NOT_SUPPORTED).',
+  }),
+});
+
+const strengthField = (t: Fields) =>
+  t.float({ defaultValue: 0.8, description: 'Denoise strength, 0 to 1: 0 keeps the init image, 1 ignores it.' });
+const initImageField = (t: Fields) =>
+  t.string({ description: 'Required: the init image, as an http(s) URL or a data: URL (base64).' });
+
+const Text2ImageInput = builder.inputType('Text2ImageInput', {
+  description: 'A text2image request.',
+  fields: (t) => commonFields(t),
+});
+
+const Image2ImageInput = builder.inputType('Image2ImageInput', {
+  description: 'An image2image request: the init image is redrawn, guided by the prompt.',
+  fields: (t) => ({ ...commonFields(t), initImage: initImageField(t), strength: strengthField(t) }),
+});
+
+const InpaintingInput = builder.inputType('InpaintingInput', {
+  description: 'An inpainting request: only the masked part of the init image is redrawn.',
+  fields: (t) => ({
+    ...commonFields(t),
+    initImage: initImageField(t),
+    maskImage: t.string({
+      description: 'Required: the mask, same size as the init image; white is repainted, black is kept. An http(s) or data: URL.',
+    }),
+    strength: strengthField(t),
+  }),
+});
+
+/** Creates the job; refusals carry paths from the mutation's arguments (input.width, ...). */
+async function createJob(ctx: GraphQLContext, mode: JobMode, input: object) {
+  const principal = requirePrincipal(ctx);
+  try {
+    return await ctx.jobs.create(principal, mode, input);
+  } catch (err) {
+    if (err instanceof InputValidationError) {
+      throw new InputValidationError(err.issues.map((i) => ({ ...i, path: ['input', ...i.path] })));
+    }
+    throw err;
+  }
+}
+
+builder.mutationFields((t) => ({
+  text2image: t.field({
+    type: JobType,
+    description: 'Generates images from a prompt. Returns the new job at once (PENDING); follow it with jobStatus.',
+    args: { input: t.arg({ type: Text2ImageInput, required: true, description: 'The request.' }) },
+    resolve: (_, { input }, ctx) => createJob(ctx, 'text2image', input),
+  }),
+  image2image: t.field({
+    type: JobType,
+    description: 'Redraws an init image guided by the prompt. Returns the new job at once (PENDING).',
+    args: { input: t.arg({ type: Image2ImageInput, required: true, description: 'The request.' }) },
+    resolve: (_, { input }, ctx) => createJob(ctx, 'image2image', input),
+  }),
+  inpainting: t.field({
+    type: JobType,
+    description: 'Redraws the masked part of an init image. Returns the new job at once (PENDING).',
+    args: { input: t.arg({ type: InpaintingInput, required: true, description: 'The request.' }) },
+    resolve: (_, { input }, ctx) => createJob(ctx, 'inpainting', input),
+  }),
+}));

@@ -1,0 +1,11 @@
+import { builder } from './builder.js';
+import './scalars.js';
+import './model.js';
+import './job.js';
+import './generation.js';
+
+builder.queryType({ description: 'Reads: jobs and the model catalogue.' });
+builder.mutationType({ description: 'Writes: one mutation per generation mode, and cancelJob.' });
+builder.subscriptionType({ description: 'Live updates over graphql-ws on the same path as HTTP.' });
+
+export const schema = builder.toSchema({ sortSchema: true });

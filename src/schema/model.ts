@@ -1,0 +1,71 @@
+import { BASE_MODELS, MODEL_KINDS, type CatalogueEntry } from '../models/catalogue.js';
+import { builder } from './builder.js';
+import { requirePrincipal } from './context.js';
+
+const ModelKind = builder.enumType('ModelKind', {
+  description: 'What a catalogue entry is.',
+  values: {
+    CHECKPOINT: { value: MODEL_KINDS[0], description: 'A base model: what modelId names.' },
+    EMBEDDING: { value: MODEL_KINDS[1], description: 'A textual-inversion embedding: what embeddings name.' },
+  } as const,
+});
+
+const BaseModel = builder.enumType('BaseModel', {
+  description: 'The model family a checkpoint belongs to, or an embedding was trained for.',
+  values: { SD_1_5: { value: BASE_MODELS[0], description: 'Stable Diffusion 1.5 (768-wide text embeddings).' } } as const,
+});
+
+export const Model = builder.objectRef<CatalogueEntry>('Model').implement({
+  description: 'An entry of the model catalogue: a base checkpoint or a textual-inversion embedding.',
+  fields: (t) => ({
+    id: t.exposeID('id', { description: 'The id to pass as modelId (checkpoints) or in embeddings (embeddings).' }),
+    name: t.exposeString('name', { description: 'Human-readable name.' }),
+    kind: t.field({ type: ModelKind, resolve: (m) => m.kind, description: 'Checkpoint or embedding.' }),
+    baseModel: t.field({ type: BaseModel, resolve: (m) => m.baseModel, description: 'The model family.' }),
+    description: t.exposeString('description', { nullable: true, description: 'What the model is for, if known.' }),
+    aliases: t.exposeStringList('aliases', {
+      description: 'Other ids that name this model; the default checkpoint answers to "sd1.5".',
+    }),
+    triggerWords: t.exposeStringList('triggerWords', {
+      description:
+        'Embeddings: the words that invoke the embedding when written in the prompt or negative prompt. Empty for checkpoints.',
+    }),
+    vectors: t.exposeInt('vectors', {
+      nullable: true,
+      description: 'Embeddings: how many token vectors one trigger word expands to, when known.',
+    }),
+    inpainting: t.exposeBoolean('inpainting', {
+      description: 'Checkpoints: true for a dedicated inpainting checkpoint (9-channel UNet).',
+    }),
+  }),
+});
+
+const ModelFilter = builder.inputType('ModelFilter', {
+  description: 'Narrows the catalogue; absent fields do not filter.',
+  fields: (t) => ({
+    kind: t.field({ type: ModelKind, description: 'Only checkpoints, or only embeddings.' }),
+    baseModel: t.field({ type: BaseModel, description: 'Only models of this family.' }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  models: t.field({
+    type: [Model],
+    description: 'The model catalogue: base checkpoints and textual-inversion embeddings.',
+    args: { filter: t.arg({ type: ModelFilter, description: 'Optional filter by kind and base model.' }) },
+    resolve: (_, { filter }, ctx) => {
+      requirePrincipal(ctx);
+      return ctx.models.list({ kind: filter?.kind, baseModel: filter?.baseModel });
+    },
+  }),
+  model: t.field({
+    type: Model,
+    nullable: true,
+    description: 'One catalogue entry by id or alias; null if there is none.',
+    args: { id: t.arg.id({ required: true, description: 'A model id or alias, such as "sd1.5".' }) },
+    resolve: (_, { id }, ctx) => {
+      requirePrincipal(ctx);
+      return ctx.models.find(String(id));
+    },
+  }),
+}));
