@@ -1,6 +1,15 @@
+import { createRequire } from 'node:module';
 import { defineConfig } from 'vitest/config';
 
+const require = createRequire(import.meta.url);
+
 export default defineConfig({
+  resolve: {
+    // graphql 16 has no "exports" map: Node resolves it to its CommonJS build (as Pothos and yoga
+    // get it), while Vite would pick the ESM build for our sources. Two copies of graphql break
+    // instanceof checks ("Cannot use GraphQLEnumType from another module"), so pin the one Node uses.
+    alias: [{ find: /^graphql$/, replacement: require.resolve('graphql') }],
+  },
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,

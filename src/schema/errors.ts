@@ -10,8 +10,8 @@ import { InvalidCursorError } from '../jobs/job-store.js';
  */
 export function createErrorMasker(logger: Logger) {
   return (error: unknown): Error => {
-    const graphqlError = error instanceof GraphQLError ? error : null;
-    const original = graphqlError ? graphqlError.originalError : error;
+    const graphqlError = isGraphQLError(error) ? error : null;
+    const original = unwrap(error);
     const at = graphqlError ? { nodes: graphqlError.nodes, path: graphqlError.path } : {};
 
     if (original instanceof InputValidationError) {
@@ -40,9 +40,23 @@ export function createErrorMasker(logger: Logger) {
       });
     }
     // Errors graphql-js raised itself (syntax, validation, variable coercion) are safe to show.
-    if (graphqlError && !original) return graphqlError;
-    if (original instanceof GraphQLError) return original;
+    if (isGraphQLError(original)) return original;
     logger.error({ err: original ?? error, path: graphqlError?.path }, 'unexpected error in a GraphQL operation');
     return new GraphQLError('Internal server error', { ...at, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };
+}
+
+/**
+ * By name, not instanceof: graphql can be loaded twice (its CommonJS and ESM builds), and an
+ * error from one copy is not an instance of the other's class.
+ */
+function isGraphQLError(error: unknown): error is GraphQLError {
+  return error instanceof Error && error.name === 'GraphQLError';
+}
+
+/** The error a resolver threw, under any GraphQLError wrappers. */
+function unwrap(error: unknown): unknown {
+  let current = error;
+  while (isGraphQLError(current) && current.originalError) current = current.originalError;
+  return current;
 }
