@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import type { SqliteDatabase } from '../storage/sqlite.js';
 import type { GenerationParams, Job, JobImage, JobMode, JobPatch, JobStatus } from './job.js';
 
@@ -111,6 +112,8 @@ export class SqliteJobStore implements JobStore {
   private readonly activeStmt;
   private readonly pendingBeforeStmt;
   private readonly updateStmts = new Map<string, ReturnType<SqliteDatabase['prepare']>>();
+  /** At most 8 shapes (after x status filter x mode filter), so the cache stays tiny. */
+  private readonly listStmts = new Map<string, Database.Statement<Record<string, unknown>, JobRow>>();
 
   constructor(private readonly db: SqliteDatabase) {
     this.insertStmt = db.prepare(
@@ -175,11 +178,13 @@ export class SqliteJobStore implements JobStore {
       where.push('mode IN (SELECT value FROM json_each(@modes))');
       params.modes = JSON.stringify(query.mode);
     }
-    const rows = this.db
-      .prepare<Record<string, unknown>, JobRow>(
-        `SELECT * FROM jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`,
-      )
-      .all(params);
+    const sql = `SELECT * FROM jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`;
+    let stmt = this.listStmts.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare<Record<string, unknown>, JobRow>(sql);
+      this.listStmts.set(sql, stmt);
+    }
+    const rows = stmt.all(params);
     const page = rows.slice(0, query.first);
     return {
       edges: page.map((row) => ({ cursor: encodeCursor(row.seq), job: fromRow(row) })),
