@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { ExecutionArgs } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { apiKeyFromConnectionParams, apiKeyFromHeaders } from './auth/credentials.js';
@@ -88,6 +89,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
+    // Bundled GraphiQL: the default page loads its scripts from a CDN, which private networks lack.
+    renderGraphiQL,
     logging: {
       debug: (...args) => logger.debug(args.map(String).join(' ')),
       info: (...args) => logger.info(args.map(String).join(' ')),
