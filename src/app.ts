@@ -203,12 +203,22 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         for (const socket of wss.clients) socket.close(1001, 'server shutting down');
         await wsServer.dispose();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
-        await Promise.all([dispatcher.stop(), poller.stop()]);
+        logger.debug('stop: sockets closed');
+        // Engine calls in flight get the grace period; past it their jobs are simply resumed on the next start.
+        let graceTimer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.all([dispatcher.stop(), poller.stop()]),
+          new Promise((resolve) => (graceTimer = setTimeout(resolve, config.shutdownGraceMs))),
+        ]);
+        clearTimeout(graceTimer);
+        logger.debug('stop: dispatcher and poller idle');
         server.closeIdleConnections();
         const grace = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
         await closed;
         clearTimeout(grace);
+        logger.debug('stop: http closed');
         await engine.close();
+        store.flush();
         db.pragma('wal_checkpoint(TRUNCATE)');
         db.close();
         logger.info('server stopped');

@@ -65,8 +65,10 @@ export class Dispatcher {
         .catch((err: unknown) => this.logger.error({ err, jobId: job.id }, 'dispatch failed'))
         .finally(() => {
           this.active--;
-          if (this.active === 0) for (const resolve of this.idle) resolve();
-          this.idle.clear();
+          if (this.active === 0) {
+            for (const resolve of this.idle) resolve();
+            this.idle.clear();
+          }
           this.pump();
         });
     }

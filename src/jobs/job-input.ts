@@ -48,7 +48,7 @@ function isImageUrl(value: string): boolean {
 
 const prompt = (required: boolean) =>
   z
-    .string({ error: 'must be a string' })
+    .string({ error: (i) => (i.input === undefined ? 'is required' : 'must be a string') })
     .trim()
     .max(MAX_PROMPT_CHARS, { error: `must be at most ${MAX_PROMPT_CHARS} characters` })
     .refine((s) => !required || s.length > 0, { error: 'must not be empty' });
@@ -70,8 +70,7 @@ const commonShape = {
     .pipe(
       z
         .array(z.string().trim().min(1, { error: 'must not be empty' }))
-        .max(MAX_EMBEDDINGS, { error: `must name at most ${MAX_EMBEDDINGS} embeddings` })
-        .transform((ids) => [...new Set(ids)]),
+        .max(MAX_EMBEDDINGS, { error: `must name at most ${MAX_EMBEDDINGS} embeddings` }),
     ),
   safetyChecker: z.boolean({ error: 'must be a boolean' }).nullish().transform((v) => v ?? true),
   refiner: z
@@ -128,7 +127,7 @@ export function parseGenerationInput(
   input: unknown,
   randomSeed: () => number,
 ): GenerationParams {
-  const result = generationInputSchemas[mode].safeParse(input);
+  const result = generationInputSchemas[mode].safeParse(withoutNulls(input), { reportInput: true });
   if (!result.success) {
     throw new InputValidationError(
       result.error.issues.map((issue) => ({
@@ -140,4 +139,10 @@ export function parseGenerationInput(
   }
   const { refiner: _refiner, seed, ...rest } = result.data as z.output<typeof generationInputSchemas.inpainting>;
   return { ...rest, seed: seed == null || seed === -1 ? randomSeed() : seed };
+}
+
+/** Explicit nulls (GraphQL variables, JSON bodies) mean "not given", so defaults apply. */
+function withoutNulls(input: unknown): unknown {
+  if (!input || typeof input !== 'object' || Array.isArray(input)) return input;
+  return Object.fromEntries(Object.entries(input).filter(([, v]) => v !== null));
 }

@@ -37,6 +37,8 @@ export class JobService {
     const params = parseGenerationInput(mode, input, () => randomInt(0, MAX_SEED + 1));
     const issues = checkAgainstCatalogue(params, await this.deps.engine.catalogue());
     if (issues.length > 0) throw new InputValidationError(issues);
+    // Checked as sent (so issue paths point at the client's indexes), stored once each.
+    params.embeddings = [...new Set(params.embeddings)];
     const job: Job = {
       id: randomUUID(),
       ownerId: principal.keyId,

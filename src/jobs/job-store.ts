@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { SqliteDatabase } from '../storage/sqlite.js';
+import { WriteBatcher } from '../storage/write-batcher.js';
 import type { GenerationParams, Job, JobImage, JobMode, JobPatch, JobStatus } from './job.js';
 
 /**
@@ -115,7 +116,10 @@ export class SqliteJobStore implements JobStore {
   /** At most 8 shapes (after x status filter x mode filter), so the cache stays tiny. */
   private readonly listStmts = new Map<string, Database.Statement<Record<string, unknown>, JobRow>>();
 
+  private readonly writes: WriteBatcher;
+
   constructor(private readonly db: SqliteDatabase) {
+    this.writes = new WriteBatcher(db);
     this.insertStmt = db.prepare(
       `INSERT INTO jobs (id, owner_id, mode, status, params, engine, engine_handle, images, version, created_at)
        VALUES (@id, @owner_id, @mode, @status, @params, @engine, @engine_handle, @images, @version, @created_at)`,
@@ -126,12 +130,12 @@ export class SqliteJobStore implements JobStore {
     );
     this.pendingBeforeStmt = db.prepare<[string, string], { n: number }>(
       `SELECT COUNT(*) AS n FROM jobs
-       WHERE status = 'PENDING' AND engine = ? AND seq < (SELECT seq FROM jobs WHERE id = ?)`,
+       WHERE engine = ? AND status = 'PENDING' AND seq < (SELECT seq FROM jobs WHERE id = ?)`,
     );
   }
 
   async insert(job: Job): Promise<void> {
-    this.insertStmt.run({
+    const row = {
       id: job.id,
       owner_id: job.ownerId,
       mode: job.mode,
@@ -142,7 +146,8 @@ export class SqliteJobStore implements JobStore {
       images: JSON.stringify(job.images),
       version: job.version,
       created_at: job.createdAt.getTime(),
-    });
+    };
+    await this.writes.run(() => this.insertStmt.run(row));
   }
 
   async get(id: string): Promise<Job | null> {
@@ -158,7 +163,7 @@ export class SqliteJobStore implements JobStore {
     }
     const columns = Object.keys(values).sort();
     const stmt = this.updateStatement(columns);
-    const row = stmt.get({ ...values, id }) as JobRow | undefined;
+    const row = await this.writes.run(() => stmt.get({ ...values, id }) as JobRow | undefined);
     return row ? fromRow(row) : null;
   }
 
@@ -198,6 +203,11 @@ export class SqliteJobStore implements JobStore {
 
   async countPendingBefore(job: Job): Promise<number> {
     return this.pendingBeforeStmt.get(job.engine, job.id)?.n ?? 0;
+  }
+
+  /** Commits queued writes now (before the database closes). */
+  flush(): void {
+    this.writes.flush();
   }
 
   private updateStatement(columns: string[]) {

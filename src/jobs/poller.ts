@@ -105,12 +105,14 @@ export class Poller {
       void this.poll(t)
         .catch((err: unknown) => this.logger.error({ err, jobId: t.job.id }, 'poll failed'))
         .finally(() => {
-        t.inFlight = false;
-        this.inFlight--;
-        if (this.inFlight === 0) for (const resolve of this.idle) resolve();
-        this.idle.clear();
-        this.schedule();
-      });
+          t.inFlight = false;
+          this.inFlight--;
+          if (this.inFlight === 0) {
+            for (const resolve of this.idle) resolve();
+            this.idle.clear();
+          }
+          this.schedule();
+        });
     }
     this.schedule();
   }

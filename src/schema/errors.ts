@@ -40,7 +40,8 @@ export function createErrorMasker(logger: Logger) {
       });
     }
     // Errors graphql-js raised itself (syntax, validation, variable coercion) are safe to show.
-    if (isGraphQLError(original)) return original;
+    // The outer error keeps the context (which variable, which field) and any HTTP status.
+    if (isGraphQLError(original)) return graphqlError ?? original;
     logger.error({ err: original ?? error, path: graphqlError?.path }, 'unexpected error in a GraphQL operation');
     return new GraphQLError('Internal server error', { ...at, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };

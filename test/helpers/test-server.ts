@@ -30,7 +30,7 @@ export const FAST_POLLING = {
   POLL_MIN_INTERVAL_MS: '10',
   POLL_MAX_INTERVAL_MS: '50',
   IMAGEPIPELINE_RETRIES: '1',
-  LOG_LEVEL: 'silent',
+  LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
 };
 
 export async function startTestServer(

@@ -1,0 +1,215 @@
+/**
+ * npm run bench: performance figures for this server. Not a test: it prints, it does not assert
+ * (the exit code is non-zero only if the benchmark itself could not run).
+ *
+ * 1. Throughput ratio. Closed-loop load from one undici Pool (BENCH_CONCURRENCY requests in flight,
+ *    default 32) for BENCH_DURATION_MS (default 10 s) after BENCH_WARMUP_MS (default 2 s), against
+ *      - baseline: a bare graphql-yoga server (createYoga + node:http) whose only mutation is
+ *        echo(n: Int!): Int!;
+ *      - ours: buildApp() with a fresh temp DATA_DIR, LOG_LEVEL=silent and otherwise default
+ *        settings, its imagepipeline engine pointed at the FakeImagePipeline test fixture, sending
+ *        the Text2Image document from src/client/generated (the whole JobFields selection).
+ *    Runs alternate baseline, ours, baseline, ours, each on freshly started servers; the ratio is
+ *    mean(ours req/s) / mean(baseline req/s), target >= 0.7. Then ours once more with
+ *    SQLITE_SYNCHRONOUS=NORMAL (ratio labelled as such; FULL is the default and the headline).
+ *    Every reply is checked (HTTP 200, no errors, a job id / the echoed number) and failures are
+ *    counted. Latency is per request, from send to full body, for requests sent inside the window.
+ *    By default the fake upstream HOLDS every job queued (BENCH_UPSTREAM=hold), so jobs stay
+ *    PENDING and are polled; BENCH_UPSTREAM=complete lets them run to SUCCESS (images downloaded
+ *    and stored). An extra informational run with the other mode is printed when BENCH_EXTRA=1.
+ *
+ * 2. Memory per open jobStatus subscription. The server runs in a child process and reports
+ *    process.memoryUsage() after global.gc() twice. After BENCH_SUBS (default 1,000) jobs were
+ *    created (the upstream holds them, so they never finish) we take a baseline, open one
+ *    subscription per job, wait for every first value, and measure again:
+ *      per subscription = (open - baseline) / subscriptions, on heapUsed + external (external
+ *      already includes arrayBuffers, so they are not added twice), and on rss (noisier: the
+ *      allocator keeps freed pages). Target < 50 KB each.
+ *    Layouts: 1,000 sockets x 1 subscription (the realistic one, the headline) and 10 sockets x
+ *    100 subscriptions (multiplexed). After closing, the server's listener and socket counts must
+ *    return to 0.
+ *
+ * Knobs (environment): BENCH_CONCURRENCY, BENCH_WARMUP_MS, BENCH_DURATION_MS, BENCH_UPSTREAM
+ * (hold|complete), BENCH_EXTRA=1, BENCH_SUBS, BENCH_MULTIPLEX=0, BENCH_STOP_LIMIT_MS (default 3000),
+ * BENCH_NODE_ARGS (extra node flags for the server processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
+ *
+ * Reading the figures: every server, the fake upstream and the client are separate processes on
+ * the same machine (2 cores here), so the CPU column shows who had the cores: server% near 100 is a
+ * saturated server; a client% that is high means the client limited the figure. Runs are short
+ * and the machine may be shared, so compare runs of the same invocation, not across invocations.
+ */
+import os from 'node:os';
+import { concat, percentile } from './lib/load.js';
+import { runSubscriptionMemory, type LayoutResult, type MemoryResult } from './subscriptions.js';
+import { runBaseline, runOurs, type RunResult, type ThroughputSettings } from './throughput.js';
+
+const env = process.env;
+const num = (name: string, fallback: number) => {
+  const v = Number(env[name]);
+  return Number.isFinite(v) && v > 0 ? v : fallback;
+};
+
+const settings: ThroughputSettings = {
+  concurrency: num('BENCH_CONCURRENCY', 32),
+  warmupMs: num('BENCH_WARMUP_MS', 2_000),
+  durationMs: num('BENCH_DURATION_MS', 10_000),
+  hold: (env.BENCH_UPSTREAM ?? 'hold') !== 'complete',
+};
+const SUBS = num('BENCH_SUBS', 1_000);
+const MULTIPLEX = env.BENCH_MULTIPLEX !== '0';
+const EXTRA = env.BENCH_EXTRA === '1';
+// A stop that hangs is reported; the bench does not wait long for it.
+env.BENCH_STOP_LIMIT_MS ??= '3000';
+
+const RATIO_TARGET = 0.7;
+const SUB_TARGET_KB = 50;
+
+const KB = 1024;
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
+const lpad = (s: string, n: number) => (s.length >= n ? s : ' '.repeat(n - s.length) + s);
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const upstreamMode = (hold: boolean) => (hold ? 'upstream HOLDS jobs (stay PENDING, polled)' : 'upstream COMPLETES jobs (SUCCESS, images stored)');
+
+const t0 = performance.now();
+const elapsed = () => `${fmt((performance.now() - t0) / 1000, 1)} s`;
+
+console.log('SD 1.5 GraphQL API benchmark');
+console.log(
+  `machine: ${os.cpus().length} cores (${os.cpus()[0]?.model.trim() ?? '?'}), node ${process.version}, ` +
+    `load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+);
+console.log(
+  `throughput: ${settings.concurrency} in flight, ${settings.warmupMs / 1000} s warm-up + ${settings.durationMs / 1000} s measured per run; ` +
+    `ours: default settings (SQLITE_SYNCHRONOUS=FULL unless stated), ${upstreamMode(settings.hold)}`,
+);
+console.log();
+
+// ---------------------------------------------------------------------------------------------
+// 1. Throughput
+// ---------------------------------------------------------------------------------------------
+
+const header =
+  `${pad('run', 34)}${lpad('req/s', 8)}${lpad('p50 ms', 9)}${lpad('p99 ms', 9)}${lpad('ok', 8)}${lpad('errors', 8)}` +
+  `   cpu% server/client/upstream   notes`;
+console.log('1. Throughput: text2image through this server vs echo through bare graphql-yoga');
+console.log(header);
+
+const printRun = (r: RunResult) => {
+  const notes: string[] = [];
+  if (r.warmupErrors) notes.push(`${r.warmupErrors} warm-up errors`);
+  if (r.upstream) notes.push(`jobs created ${r.warmupOk + r.ok}, reached upstream ${r.upstream.submits}, status calls ${r.upstream.statusCalls}`);
+  if (r.stop && !r.stop.stopped) notes.push(`app.stop() still pending after ${r.stop.ms} ms`);
+  console.log(
+    `${pad(r.label, 34)}${lpad(fmt(r.rps), 8)}${lpad(fmt(percentile(r.latencies, 0.5), 1), 9)}${lpad(fmt(percentile(r.latencies, 0.99), 1), 9)}` +
+      `${lpad(String(r.ok), 8)}${lpad(String(r.errors), 8)}   ${pad(`${fmt(r.cpu.server)}/${fmt(r.cpu.client)}/${r.cpu.upstream === null ? '-' : fmt(r.cpu.upstream)}`, 26)}${notes.join('; ')}`,
+  );
+  for (const e of r.errorSamples) console.log(`    error sample: ${e}`);
+};
+
+const baselines: RunResult[] = [];
+const ours: RunResult[] = [];
+for (let round = 1; round <= 2; round++) {
+  const b = await runBaseline(`A${round} baseline (yoga echo)`, settings);
+  printRun(b);
+  baselines.push(b);
+  const o = await runOurs(`B${round} ours text2image (FULL)`, settings);
+  printRun(o);
+  ours.push(o);
+}
+const normal = await runOurs('C  ours text2image (NORMAL)', settings, { SQLITE_SYNCHRONOUS: 'NORMAL' });
+printRun(normal);
+let extra: RunResult | null = null;
+if (EXTRA) {
+  const other = { ...settings, hold: !settings.hold };
+  extra = await runOurs(`D  ours FULL, ${other.hold ? 'upstream holds' : 'upstream completes'}`, other);
+  printRun(extra);
+}
+
+const baseRps = mean(baselines.map((r) => r.rps));
+const oursRps = mean(ours.map((r) => r.rps));
+const ratio = oursRps / baseRps;
+const ratioNormal = normal.rps / baseRps;
+const pairRatios = ours.map((o, i) => o.rps / baselines[i]!.rps);
+const baseLat = concat(baselines.map((r) => r.latencies));
+const oursLat = concat(ours.map((r) => r.latencies));
+const throughputErrors = [...baselines, ...ours, normal, ...(extra ? [extra] : [])].reduce((n, r) => n + r.errors + r.warmupErrors, 0);
+const stopsHung = [...ours, normal, ...(extra ? [extra] : [])].filter((r) => r.stop && !r.stop.stopped).length;
+console.log(
+  `ratio ours/baseline (FULL): ${fmt(ratio, 3)} (per pair: ${pairRatios.map((x) => fmt(x, 3)).join(', ')}); ` +
+    `with SQLITE_SYNCHRONOUS=NORMAL: ${fmt(ratioNormal, 3)}   [${elapsed()}]`,
+);
+console.log();
+
+// ---------------------------------------------------------------------------------------------
+// 2. Memory per subscription
+// ---------------------------------------------------------------------------------------------
+
+console.log(`2. Memory per open jobStatus subscription (server in its own process, after gc() x2; ${SUBS} jobs held PENDING)`);
+const layouts = [{ label: `${SUBS} sockets x 1 subscription`, sockets: SUBS, perSocket: 1 }];
+if (MULTIPLEX && SUBS % 10 === 0) layouts.push({ label: `10 sockets x ${SUBS / 10} subscriptions`, sockets: 10, perSocket: SUBS / 10 });
+const memory: MemoryResult = await runSubscriptionMemory({ jobs: SUBS, layouts });
+const mb = (b: number) => `${fmt(b / KB / KB, 1)} MB`;
+for (const l of memory.layouts) {
+  console.log(`  ${l.label}: opened in ${fmt(l.openMs)} ms, ${l.firstValues}/${l.subscriptions} first values, ${l.errors} errors`);
+  for (const e of l.errorSamples) console.log(`    error sample: ${e}`);
+  console.log(
+    `    before: heap ${mb(l.before.heapUsed)} + external ${mb(l.before.external)} (arrayBuffers ${mb(l.before.arrayBuffers)}), rss ${mb(l.before.rss)}; ` +
+      `listeners ${l.before.listeners}, sockets ${l.before.sockets}`,
+  );
+  console.log(
+    `    open:   heap ${mb(l.open.heapUsed)} + external ${mb(l.open.external)} (arrayBuffers ${mb(l.open.arrayBuffers)}), rss ${mb(l.open.rss)}; ` +
+      `listeners ${l.open.listeners}, sockets ${l.open.sockets}`,
+  );
+  console.log(
+    `    per subscription: ${fmt(l.perSubHeapExt / KB, 1)} KB (heap+external), ${fmt(l.perSubRss / KB, 1)} KB (rss); ` +
+      `per socket (heap+external): ${fmt((l.perSubHeapExt * l.subscriptions) / l.sockets / KB, 1)} KB`,
+  );
+  console.log(
+    `    after closing: listeners ${l.after.listeners}, sockets ${l.after.sockets} (in ${fmt(l.drainedMs)} ms); ` +
+      `heap+external ${fmt((l.after.heapUsed + l.after.external - l.before.heapUsed - l.before.external) / KB)} KB vs before`,
+  );
+}
+if (memory.stop && !memory.stop.stopped) console.log(`  app.stop() still pending after ${memory.stop.ms} ms`);
+console.log(`  [${elapsed()}]`);
+console.log();
+
+// ---------------------------------------------------------------------------------------------
+// Summary
+// ---------------------------------------------------------------------------------------------
+
+const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+const rows: [string, string, string, string][] = [
+  ['bare yoga echo, mean of A1 A2', `${fmt(baseRps)} req/s`, '', ''],
+  [`  latency p50 / p99`, `${fmt(percentile(baseLat, 0.5), 1)} / ${fmt(percentile(baseLat, 0.99), 1)} ms`, '', ''],
+  ['ours text2image (FULL), mean of B1 B2', `${fmt(oursRps)} req/s`, '', ''],
+  [`  latency p50 / p99`, `${fmt(percentile(oursLat, 0.5), 1)} / ${fmt(percentile(oursLat, 0.99), 1)} ms`, '', ''],
+  ['throughput ratio ours/baseline (FULL)', fmt(ratio, 3), `>= ${RATIO_TARGET}`, verdict(ratio >= RATIO_TARGET)],
+  ['ours text2image (SQLITE_SYNCHRONOUS=NORMAL)', `${fmt(normal.rps)} req/s`, '', ''],
+  ['  latency p50 / p99', `${fmt(percentile(normal.latencies, 0.5), 1)} / ${fmt(percentile(normal.latencies, 0.99), 1)} ms`, '', ''],
+  ['throughput ratio, NORMAL (labelled, not default)', fmt(ratioNormal, 3), `>= ${RATIO_TARGET}`, verdict(ratioNormal >= RATIO_TARGET)],
+];
+if (extra) rows.push([`ratio, ${extra.label.slice(3)} (info)`, fmt(extra.rps / baseRps, 3), '', '']);
+rows.push(['throughput errors (all runs, incl. warm-up)', String(throughputErrors), '0', verdict(throughputErrors === 0)]);
+for (const [i, l] of memory.layouts.entries()) {
+  const head = i === 0;
+  rows.push([
+    `server heap+ext / rss, ${l.label}`,
+    `${mb(l.before.heapUsed + l.before.external)} -> ${mb(l.open.heapUsed + l.open.external)} / ${mb(l.before.rss)} -> ${mb(l.open.rss)}`,
+    '',
+    '',
+  ]);
+  rows.push([`mem/sub, ${l.label}, heap+ext`, `${fmt(l.perSubHeapExt / KB, 1)} KB`, head ? `< ${SUB_TARGET_KB} KB` : '', head ? verdict(l.perSubHeapExt / KB < SUB_TARGET_KB) : '(info)']);
+  rows.push([`mem/sub, ${l.label}, rss`, `${fmt(l.perSubRss / KB, 1)} KB`, head ? `< ${SUB_TARGET_KB} KB` : '', head ? verdict(l.perSubRss / KB < SUB_TARGET_KB) : '(info)']);
+  rows.push([`  first values / errors`, `${l.firstValues}/${l.subscriptions}, ${l.errors} errors`, 'all, 0', verdict(l.firstValues === l.subscriptions && l.errors === 0)]);
+  rows.push([`  listeners, sockets after close`, `${l.after.listeners}, ${l.after.sockets}`, '0, 0', verdict(l.after.listeners === 0 && l.after.sockets === 0)]);
+}
+const stopRuns = ours.length + 1 + (extra ? 1 : 0) + 1;
+const stopFails = stopsHung + (memory.stop && !memory.stop.stopped ? 1 : 0);
+rows.push(['app.stop() resolved after a run', `${stopRuns - stopFails}/${stopRuns}`, 'all', verdict(stopFails === 0)]);
+
+const w = [Math.max(...rows.map((r) => r[0].length)) + 2, Math.max(...rows.map((r) => r[1].length)) + 2, 12, 6];
+console.log(`SUMMARY (${upstreamMode(settings.hold)}; total ${elapsed()}; load average now ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
+console.log(`${pad('measure', w[0]!)}${pad('value', w[1]!)}${pad('target', w[2]!)}result`);
+console.log('-'.repeat(w[0]! + w[1]! + w[2]! + w[3]!));
+for (const [a, b, c, d] of rows) console.log(`${pad(a, w[0]!)}${pad(b, w[1]!)}${pad(c, w[2]!)}${d}`);

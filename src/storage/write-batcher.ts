@@ -1,0 +1,54 @@
+import type { SqliteDatabase } from './sqlite.js';
+
+interface QueuedWrite {
+  run: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Group commit for SQLite. Writes queued during one turn of the event loop run together in one
+ * transaction, so N concurrent mutations cost one fsync instead of N; each caller's promise
+ * still resolves only after its write is committed. Each write runs in its own savepoint, so one
+ * failing write (a constraint, say) fails alone; a failed commit (disk full) fails them all.
+ */
+export class WriteBatcher {
+  private queue: QueuedWrite[] = [];
+
+  constructor(private readonly db: SqliteDatabase) {}
+
+  run<T>(write: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run: write, resolve: resolve as (v: unknown) => void, reject });
+      if (this.queue.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  /** Commits whatever is queued now; called on shutdown before the database closes. */
+  flush(): void {
+    const batch = this.queue;
+    if (batch.length === 0) return;
+    this.queue = [];
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      this.db.transaction(() => {
+        for (const write of batch) {
+          try {
+            // A transaction inside a transaction is a savepoint in better-sqlite3.
+            outcomes.push({ ok: true, value: this.db.transaction(write.run)() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      })();
+    } catch (error) {
+      for (const write of batch) write.reject(error);
+      return;
+    }
+    batch.forEach((write, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) write.resolve(outcome.value);
+      else write.reject(outcome.error);
+    });
+  }
+}
