@@ -50,6 +50,23 @@ export class Dispatcher {
     if (this.active > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
   }
 
+  /**
+   * Jobs ahead of this one among those waiting to be submitted; null if it is not waiting here
+   * (already submitted, or being submitted right now).
+   */
+  queuePosition(jobId: string): number | null {
+    const index = this.queue.findIndex((j) => j.id === jobId);
+    return index === -1 ? null : index;
+  }
+
+  /** Drops a job that no longer needs submitting (canceled). */
+  forget(jobId: string): void {
+    const index = this.queue.findIndex((j) => j.id === jobId);
+    if (index !== -1) this.queue.splice(index, 1);
+    this.queued.delete(jobId);
+    this.attempts.delete(jobId);
+  }
+
   enqueue(job: Job): void {
     if (this.queued.has(job.id)) return;
     this.queued.add(job.id);

@@ -88,6 +88,7 @@ export class JobService {
       throw new ApiError('JOB_ALREADY_FINISHED', `job "${id}" already finished with status ${canceled.status}`, 409);
     }
     this.deps.poller.untrack(id);
+    this.deps.dispatcher.forget(id);
     if (job.engineHandle) {
       this.deps.engine
         .cancel(job.engineHandle, { id: job.id, mode: job.mode, params: job.params })
@@ -107,10 +108,14 @@ export class JobService {
     return stream.begin(job);
   }
 
-  /** Jobs ahead of this one; null once it has left the queue. */
-  async queuePosition(job: Job): Promise<number | null> {
+  /**
+   * Jobs ahead of this one: the engine's own count once it reports one, before that the jobs
+   * waiting ahead of it here to be submitted. Null once it has left the queue, or while unknown.
+   */
+  queuePosition(job: Job): number | null {
     if (job.status !== 'PENDING') return null;
-    if (job.engineHandle && job.engineQueuePosition !== null) return job.engineQueuePosition;
-    return this.deps.store.countPendingBefore(job);
+    if (job.engineQueuePosition !== null) return job.engineQueuePosition;
+    if (!job.engineHandle) return this.deps.dispatcher.queuePosition(job.id) ?? 0;
+    return null;
   }
 }

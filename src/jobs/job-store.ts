@@ -17,8 +17,6 @@ export interface JobStore {
   listForOwner(ownerId: string, query: JobListQuery): Promise<JobPage>;
   /** PENDING and PROCESSING jobs, oldest first: what the dispatcher and poller resume. */
   listActive(): Promise<Job[]>;
-  /** How many PENDING jobs of the same engine were accepted before this one. */
-  countPendingBefore(job: Job): Promise<number>;
 }
 
 export interface JobListQuery {
@@ -111,7 +109,6 @@ export class SqliteJobStore implements JobStore {
   private readonly insertStmt;
   private readonly getStmt;
   private readonly activeStmt;
-  private readonly pendingBeforeStmt;
   private readonly updateStmts = new Map<string, ReturnType<SqliteDatabase['prepare']>>();
   /** At most 8 shapes (after x status filter x mode filter), so the cache stays tiny. */
   private readonly listStmts = new Map<string, Database.Statement<Record<string, unknown>, JobRow>>();
@@ -127,10 +124,6 @@ export class SqliteJobStore implements JobStore {
     this.getStmt = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?');
     this.activeStmt = db.prepare<[], JobRow>(
       `SELECT * FROM jobs WHERE status IN ('PENDING', 'PROCESSING') ORDER BY seq`,
-    );
-    this.pendingBeforeStmt = db.prepare<[string, string], { n: number }>(
-      `SELECT COUNT(*) AS n FROM jobs
-       WHERE engine = ? AND status = 'PENDING' AND seq < (SELECT seq FROM jobs WHERE id = ?)`,
     );
   }
 
@@ -199,10 +192,6 @@ export class SqliteJobStore implements JobStore {
 
   async listActive(): Promise<Job[]> {
     return this.activeStmt.all().map(fromRow);
-  }
-
-  async countPendingBefore(job: Job): Promise<number> {
-    return this.pendingBeforeStmt.get(job.engine, job.id)?.n ?? 0;
   }
 
   /** Commits queued writes now (before the database closes). */

@@ -98,7 +98,8 @@ export const JobType = builder.objectRef<Job>('Job').implement({
     }),
     queuePosition: t.int({
       nullable: true,
-      description: 'While PENDING: how many jobs are ahead of this one (0 = next). Null once it has started.',
+      description:
+        "While PENDING: how many jobs are ahead of this one (0 = next), as the engine reports it, or before the engine has it, in this server's queue. Null once it has started, or when the engine does not say.",
       resolve: (j, _, ctx) => ctx.jobs.queuePosition(j),
     }),
     downloadUrls: t.stringList({

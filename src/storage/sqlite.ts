@@ -39,9 +39,7 @@ const MIGRATIONS: string[] = [
      finished_at           INTEGER
    );
    CREATE INDEX jobs_by_owner ON jobs (owner_id, seq DESC);
-   CREATE INDEX jobs_active ON jobs (status, seq) WHERE status IN ('PENDING', 'PROCESSING');
-   -- Queue positions count only pending rows of one engine, however long the history grows.
-   CREATE INDEX jobs_pending_by_engine ON jobs (engine, seq) WHERE status = 'PENDING';`,
+   CREATE INDEX jobs_active ON jobs (status, seq) WHERE status IN ('PENDING', 'PROCESSING');`,
 ];
 
 export interface OpenOptions {
