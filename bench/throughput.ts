@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { print } from 'graphql';
-import { Text2ImageDocument } from '../src/client/generated/graphql.js';
+import { CreateText2ImageDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { cpuPercent, cpuSample, startChild, type Child, type CpuSample } from './lib/child.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 
@@ -45,9 +45,16 @@ export async function runBaseline(label: string, s: ThroughputSettings): Promise
   }
 }
 
-const TEXT2IMAGE_BODY = JSON.stringify({
-  query: print(Text2ImageDocument),
-  operationName: 'Text2Image',
+/**
+ * Which typed document the load sends: `create` is CreateText2Image (id, status, queuePosition,
+ * seed, createdAt: what a client reads before it subscribes), `full` is Text2Image with the whole
+ * JobFields fragment (about 40 fields).
+ */
+export type Selection = 'create' | 'full';
+
+const text2imageBody = (selection: Selection) => JSON.stringify({
+  query: print(selection === 'create' ? CreateText2ImageDocument : Text2ImageDocument),
+  operationName: selection === 'create' ? 'CreateText2Image' : 'Text2Image',
   variables: {
     input: {
       prompt: 'a lighthouse on a cliff at dusk, oil painting',
@@ -58,11 +65,13 @@ const TEXT2IMAGE_BODY = JSON.stringify({
     },
   },
 });
+const TEXT2IMAGE_BODIES: Record<Selection, string> = { create: text2imageBody('create'), full: text2imageBody('full') };
 
 export async function runOurs(
   label: string,
   s: ThroughputSettings,
   env: Record<string, string> = {},
+  selection: Selection = 'create',
 ): Promise<RunResult> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'sd-api-bench-'));
   const upstream = await startChild<{ url: string; apiKey: string }>('bench/servers/upstream-server.ts', {
@@ -79,7 +88,7 @@ export async function runOurs(
     const result = await measure(label, server, upstream, s, {
       origin: server.ready.url,
       headers: { 'content-type': 'application/json', 'API-Key': server.ready.key },
-      body: () => TEXT2IMAGE_BODY,
+      body: () => TEXT2IMAGE_BODIES[selection],
       check(_i, status, text) {
         if (status !== 200) return `HTTP ${status}: ${text.slice(0, 200)}`;
         const r = JSON.parse(text) as { data?: { text2image?: { id?: unknown; status?: unknown } }; errors?: unknown };

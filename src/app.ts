@@ -63,7 +63,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const poller = new Poller(engine, updater, config.poller, logger);
   const dispatcher = new Dispatcher(
     engine,
-    store,
     updater,
     poller,
     { concurrency: config.dispatcher.concurrency, failureBudgetMs: config.poller.failureBudgetMs },

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
 import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
 import { isTerminal, JobErrorCode, type Job } from './job.js';
-import type { JobStore } from './job-store.js';
 import type { JobUpdater } from './job-updater.js';
 import type { Poller } from './poller.js';
 
@@ -30,7 +29,6 @@ export class Dispatcher {
 
   constructor(
     private readonly engine: Engine,
-    private readonly store: JobStore,
     private readonly updater: JobUpdater,
     private readonly poller: Poller,
     private readonly options: DispatcherOptions,
@@ -91,13 +89,13 @@ export class Dispatcher {
     }
   }
 
-  private async submit(queuedJob: Job): Promise<void> {
-    // Re-read: the job may have been canceled while it waited in the queue.
-    const job = await this.store.get(queuedJob.id);
-    if (!job || isTerminal(job.status) || job.engineHandle) {
-      this.queued.delete(queuedJob.id);
-      this.attempts.delete(queuedJob.id);
-      if (job && !isTerminal(job.status) && job.engineHandle) this.poller.track(job);
+  private async submit(job: Job): Promise<void> {
+    // No re-read from the store: a cancel removes the job from this queue (forget), and the store
+    // never lets a terminal job change, so a job canceled elsewhere mid-submit stays canceled.
+    if (isTerminal(job.status) || job.engineHandle) {
+      this.queued.delete(job.id);
+      this.attempts.delete(job.id);
+      if (!isTerminal(job.status)) this.poller.track(job);
       return;
     }
     let current: Job;

@@ -118,8 +118,9 @@ export class ImagePipelineRestClient {
         method: opts.method,
         body: opts.body,
         headers,
+        // The agent's headersTimeout/bodyTimeout bound each request; no per-request AbortSignal,
+        // whose timer and DOMException cost more than the call itself under load.
         dispatcher: this.agent as Dispatcher,
-        signal: AbortSignal.timeout(this.options.timeoutMs),
       });
     } catch (err) {
       throw new EngineUnavailableError(`could not reach the engine at ${url.origin}: ${describeNetworkError(err)}`, {
