@@ -18,7 +18,14 @@ export interface DispatcherOptions {
  * job still needs submitting (no handle) or only polling.
  */
 export class Dispatcher {
-  private readonly queue: Job[] = [];
+  /** Waiting jobs, FIFO: queue[head] is next. Forgotten (canceled) entries are skipped when reached. */
+  private queue: Job[] = [];
+  private head = 0;
+  /** Ticket number of each waiting job: its queue position is ticket - dequeued, in O(1). */
+  private readonly tickets = new Map<string, number>();
+  private issued = 0;
+  private dequeued = 0;
+  /** Jobs waiting or being submitted now. */
   private readonly queued = new Set<string>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   /** Transient submission failures so far, per job, for the back-off. */
@@ -53,14 +60,14 @@ export class Dispatcher {
    * (already submitted, or being submitted right now).
    */
   queuePosition(jobId: string): number | null {
-    const index = this.queue.findIndex((j) => j.id === jobId);
-    return index === -1 ? null : index;
+    const ticket = this.tickets.get(jobId);
+    // Canceled jobs ahead still count until the queue passes them: cheap, and rarely off by much.
+    return ticket === undefined ? null : ticket - this.dequeued;
   }
 
   /** Drops a job that no longer needs submitting (canceled). */
   forget(jobId: string): void {
-    const index = this.queue.findIndex((j) => j.id === jobId);
-    if (index !== -1) this.queue.splice(index, 1);
+    this.tickets.delete(jobId);
     this.queued.delete(jobId);
     this.attempts.delete(jobId);
   }
@@ -68,13 +75,32 @@ export class Dispatcher {
   enqueue(job: Job): void {
     if (this.queued.has(job.id)) return;
     this.queued.add(job.id);
-    this.queue.push(job);
+    this.push(job);
     this.pump();
   }
 
+  private push(job: Job): void {
+    this.tickets.set(job.id, this.issued++);
+    this.queue.push(job);
+  }
+
+  private shift(): Job | undefined {
+    while (this.head < this.queue.length) {
+      const job = this.queue[this.head++]!;
+      this.dequeued++;
+      if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
+      if (this.tickets.delete(job.id)) return job;
+    }
+    return undefined;
+  }
+
   private pump(): void {
-    while (this.running && this.active < this.options.concurrency && this.queue.length > 0) {
-      const job = this.queue.shift()!;
+    while (this.running && this.active < this.options.concurrency) {
+      const job = this.shift();
+      if (!job) break;
       this.active++;
       void this.submit(job)
         .catch((err: unknown) => this.logger.error({ err, jobId: job.id }, 'dispatch failed'))
@@ -122,7 +148,8 @@ export class Dispatcher {
     this.logger.warn({ jobId: job.id, err: err.message, retryInMs: delay }, 'engine unavailable; submission will be retried');
     const timer = setTimeout(() => {
       this.retryTimers.delete(timer);
-      this.queue.push(job);
+      if (!this.queued.has(job.id)) return; // canceled while waiting to retry
+      this.push(job);
       this.pump();
     }, delay);
     this.retryTimers.add(timer);
