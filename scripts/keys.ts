@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { KEY_SCOPES, type KeyScope } from '../src/auth/api-key.js';
 import { SqliteKeyStore } from '../src/auth/key-store.js';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { openDatabase } from '../src/storage/sqlite.js';
+import { openDatabase, WalSync } from '../src/storage/sqlite.js';
 
 /**
  * Manages API keys in DATA_DIR's database (safe while the server runs).
@@ -41,8 +41,10 @@ try {
   throw err;
 }
 
-const db = openDatabase(path.join(config.dataDir, 'sd-api.sqlite'), { synchronous: config.sqliteSynchronous });
-const keys = new SqliteKeyStore(db);
+const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
+const db = openDatabase(dbFile);
+const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
+const keys = new SqliteKeyStore(db, walSync);
 
 try {
   switch (positionals[0]) {
@@ -72,5 +74,6 @@ try {
       fail(positionals[0] ? `unknown command "${positionals[0]}"` : 'no command given');
   }
 } finally {
+  walSync.close();
   db.close();
 }

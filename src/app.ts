@@ -25,7 +25,7 @@ import { CatalogueService } from './models/catalogue-service.js';
 import type { GraphQLContext } from './schema/context.js';
 import { createErrorMasker } from './schema/errors.js';
 import { schema } from './schema/index.js';
-import { openDatabase } from './storage/sqlite.js';
+import { openDatabase, WalSync } from './storage/sqlite.js';
 import { GRAPHIQL_EXAMPLE } from './graphiql-example.js';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -52,9 +52,11 @@ export interface AppOverrides {
 /** Wires the whole server. Owns every socket, timer and handle it opens; stop() releases them all. */
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
   const logger = overrides.logger ?? createLogger(config.logLevel);
-  const db = openDatabase(path.join(config.dataDir, 'sd-api.sqlite'), { synchronous: config.sqliteSynchronous });
-  const keys = new SqliteKeyStore(db);
-  const store = new SqliteJobStore(db);
+  const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
+  const db = openDatabase(dbFile);
+  const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
+  const keys = new SqliteKeyStore(db, walSync);
+  const store = new SqliteJobStore(db, walSync);
   const events = new InProcessJobEvents();
   const images = new LocalImageStore(config.dataDir);
   await images.init();
@@ -217,8 +219,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         clearTimeout(grace);
         logger.debug('stop: http closed');
         await engine.close();
-        store.flush();
+        await store.flush();
         db.pragma('wal_checkpoint(TRUNCATE)');
+        walSync.close();
         db.close();
         logger.info('server stopped');
       })();

@@ -1,4 +1,4 @@
-import type { SqliteDatabase } from '../storage/sqlite.js';
+import type { SqliteDatabase, WalSync } from '../storage/sqlite.js';
 import { generateApiKey, hashApiKey, KEY_SCOPES, type KeyScope, type Principal } from './api-key.js';
 
 export interface ApiKeyRecord {
@@ -32,7 +32,10 @@ const fromRow = (row: KeyRow): ApiKeyRecord => ({
 export class SqliteKeyStore {
   private readonly byHash;
 
-  constructor(private readonly db: SqliteDatabase) {
+  constructor(
+    private readonly db: SqliteDatabase,
+    private readonly walSync: WalSync,
+  ) {
     this.byHash = db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL');
   }
 
@@ -47,6 +50,7 @@ export class SqliteKeyStore {
         'INSERT INTO api_keys (id, name, key_hash, key_prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)',
       )
       .run(id, trimmed, hash, prefix, JSON.stringify(scopes), createdAt);
+    this.walSync.syncNow();
     return {
       key,
       record: { id, name: trimmed, prefix, scopes: [...scopes], createdAt: new Date(createdAt), revokedAt: null },
@@ -72,6 +76,7 @@ export class SqliteKeyStore {
     const result = this.db
       .prepare('UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR key_prefix = ?) AND revoked_at IS NULL')
       .run(Date.now(), idOrPrefix, idOrPrefix);
+    this.walSync.syncNow();
     return result.changes > 0;
   }
 }

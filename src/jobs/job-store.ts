@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { SqliteDatabase } from '../storage/sqlite.js';
+import type { SqliteDatabase, WalSync } from '../storage/sqlite.js';
 import { WriteBatcher } from '../storage/write-batcher.js';
 import type { GenerationParams, Job, JobImage, JobMode, JobPatch, JobStatus } from './job.js';
 
@@ -115,8 +115,11 @@ export class SqliteJobStore implements JobStore {
 
   private readonly writes: WriteBatcher;
 
-  constructor(private readonly db: SqliteDatabase) {
-    this.writes = new WriteBatcher(db);
+  constructor(
+    private readonly db: SqliteDatabase,
+    walSync: WalSync,
+  ) {
+    this.writes = new WriteBatcher(db, walSync);
     this.insertStmt = db.prepare(
       `INSERT INTO jobs (id, owner_id, mode, status, params, engine, engine_handle, images, version, created_at)
        VALUES (@id, @owner_id, @mode, @status, @params, @engine, @engine_handle, @images, @version, @created_at)`,
@@ -194,9 +197,9 @@ export class SqliteJobStore implements JobStore {
     return this.activeStmt.all().map(fromRow);
   }
 
-  /** Commits queued writes now (before the database closes). */
-  flush(): void {
-    this.writes.flush();
+  /** Commits and syncs queued writes now (before the database closes). */
+  flush(): Promise<void> {
+    return this.writes.flush();
   }
 
   private updateStatement(columns: string[]) {

@@ -1,4 +1,4 @@
-import type { SqliteDatabase } from './sqlite.js';
+import type { SqliteDatabase, WalSync } from './sqlite.js';
 
 interface QueuedWrite {
   run: () => unknown;
@@ -8,26 +8,30 @@ interface QueuedWrite {
 
 /**
  * Group commit for SQLite. Writes queued during one turn of the event loop run together in one
- * transaction, so N concurrent mutations cost one fsync instead of N; each caller's promise
- * still resolves only after its write is committed. Each write runs in its own savepoint, so one
- * failing write (a constraint, say) fails alone; a failed commit (disk full) fails them all.
+ * transaction, then one fdatasync (in the thread pool) makes the batch durable; each caller's
+ * promise resolves only after that, so "answered" always means "on disk". Each write runs in its
+ * own savepoint, so one failing write (a constraint, say) fails alone; a failed commit or sync
+ * (disk full, I/O error) fails them all.
  */
 export class WriteBatcher {
   private queue: QueuedWrite[] = [];
 
-  constructor(private readonly db: SqliteDatabase) {}
+  constructor(
+    private readonly db: SqliteDatabase,
+    private readonly walSync: WalSync,
+  ) {}
 
   run<T>(write: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ run: write, resolve: resolve as (v: unknown) => void, reject });
-      if (this.queue.length === 1) setImmediate(() => this.flush());
+      if (this.queue.length === 1) setImmediate(() => void this.flush());
     });
   }
 
   /** Commits whatever is queued now; called on shutdown before the database closes. */
-  flush(): void {
+  flush(): Promise<void> {
     const batch = this.queue;
-    if (batch.length === 0) return;
+    if (batch.length === 0) return Promise.resolve();
     this.queue = [];
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
     try {
@@ -43,12 +47,16 @@ export class WriteBatcher {
       })();
     } catch (error) {
       for (const write of batch) write.reject(error);
-      return;
+      return Promise.resolve();
     }
-    batch.forEach((write, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome.ok) write.resolve(outcome.value);
-      else write.reject(outcome.error);
-    });
+    return this.walSync.sync().then(
+      () =>
+        batch.forEach((write, i) => {
+          const outcome = outcomes[i]!;
+          if (outcome.ok) write.resolve(outcome.value);
+          else write.reject(outcome.error);
+        }),
+      (error: unknown) => batch.forEach((write) => write.reject(error)),
+    );
   }
 }
