@@ -84,6 +84,9 @@ const fdatasyncAsync = promisify(fdatasync);
 export class WalSync {
   private fd: number | null = null;
   private readonly walPath: string;
+  /** The fdatasync running now, and the one queued to follow it (shared by all who wait). */
+  private running: Promise<void> | null = null;
+  private next: Promise<void> | null = null;
 
   constructor(
     databaseFile: string,
@@ -92,9 +95,27 @@ export class WalSync {
     this.walPath = `${databaseFile}-wal`;
   }
 
-  /** Flushes every commit made so far to disk, without blocking the event loop. */
-  async sync(): Promise<void> {
-    if (this.enabled) await fdatasyncAsync(this.handle());
+  /**
+   * Flushes every commit made so far to disk, without blocking the event loop. While one sync
+   * runs, callers share a single follow-up sync (it may have started before their commit), so
+   * under load one fdatasync covers many batches.
+   */
+  sync(): Promise<void> {
+    if (!this.enabled) return Promise.resolve();
+    if (!this.running) {
+      this.running = fdatasyncAsync(this.handle()).finally(() => (this.running = null));
+      return this.running;
+    }
+    this.next ??= this.running.then(
+      () => this.startNext(),
+      () => this.startNext(),
+    );
+    return this.next;
+  }
+
+  private startNext(): Promise<void> {
+    this.next = null;
+    return this.sync();
   }
 
   /** The same, blocking: for rare writes outside the request path (keys). */

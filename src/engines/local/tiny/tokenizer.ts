@@ -34,7 +34,7 @@ const MERGES: Array<[string, string]> = [
   ['e', 'l'], ['s', 't</w>'], ['a', 'c'], ['o', 'm'], ['a', 'm'], ['l', 'o'], ['a', 'n</w>'], ['a', 'y'],
   ['s', 'h'], ['r', 'i'], ['l', 'i'], ['t', 'i'], ['f', 'or</w>'], ['n', 'e'], ['r', 'a'], ['h', 'a'],
   ['d', 'e'], ['o', 'l'], ['v', 'e</w>'], ['s', '</w>'], ['e', '</w>'], ['y', '</w>'], ['c', 'at</w>'], ['d', 'o'],
-  ['do', 'g</w>'], ['p', 'h'], ['ph', 'o'], ['pho', 't'], ['phot', 'o</w>'], ['s', 'un'], ['u', 'n'], ['re', 'd</w>'],
+  ['do', 'g</w>'], ['p', 'h'], ['ph', 'o'], ['pho', 't'], ['phot', 'o</w>'], ['u', 'n'], ['s', 'un'], ['re', 'd</w>'],
 ];
 
 export interface TinyTokenizerFiles {
