@@ -789,9 +789,18 @@ function encodeInto(w: Writer, schema: MessageSchema, obj: Record<string, unknow
  * Public codec API
  * ---------------------------------------------------------------------------------------------- */
 
+/**
+ * A plain Uint8Array view of the input: Node Buffers are subclasses whose slice() does not copy,
+ * so byte fields handed out by the decoder are always plain Uint8Arrays.
+ */
+function plainBytes(bytes: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(bytes) === Uint8Array.prototype ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** Decodes a serialized ModelProto. Byte fields (raw_data, …) are views into `bytes`. */
 export function decodeModel(bytes: Uint8Array): ModelProto {
-  return decodeMessage(S.Model, bytes, 0, bytes.length) as unknown as ModelProto;
+  const plain = plainBytes(bytes);
+  return decodeMessage(S.Model, plain, 0, plain.length) as unknown as ModelProto;
 }
 
 /** Serializes a ModelProto. */
@@ -803,7 +812,8 @@ export function encodeModel(model: ModelProto): Uint8Array {
 
 /** Decodes / encodes a standalone TensorProto (e.g. a `.pb` tensor file). */
 export function decodeTensor(bytes: Uint8Array): TensorProto {
-  return decodeMessage(S.Tensor, bytes, 0, bytes.length) as unknown as TensorProto;
+  const plain = plainBytes(bytes);
+  return decodeMessage(S.Tensor, plain, 0, plain.length) as unknown as TensorProto;
 }
 
 export function encodeTensor(tensor: TensorProto): Uint8Array {
@@ -883,7 +893,7 @@ export function inlineExternalData(model: ModelProto, read: (location: string) =
     }
     const end = ext.length !== undefined ? ext.offset + ext.length : file.length;
     if (end > file.length) throw new RangeError(`external data for ${t.name ?? '?'} exceeds ${ext.location}`);
-    t.raw_data = file.subarray(ext.offset, end);
+    t.raw_data = plainBytes(file).subarray(ext.offset, end);
     t.external_data = [];
     delete t.data_location;
   }
@@ -894,7 +904,7 @@ export function tensorToFloat32(tensor: TensorProto): Float32Array {
   if (tensor.data_type !== TensorDataType.FLOAT) throw new TypeError(`tensor ${tensor.name ?? '?'} is not FLOAT`);
   if (tensor.data_location === DataLocation.EXTERNAL) throw new TypeError(`tensor ${tensor.name ?? '?'} data is external`);
   if (tensor.raw_data) {
-    const copy = tensor.raw_data.slice();
+    const copy = new Uint8Array(tensor.raw_data); // a copy, whatever the view's class
     return new Float32Array(copy.buffer, 0, copy.length / 4);
   }
   return tensor.float_data ? tensor.float_data.slice() : new Float32Array(0);
