@@ -1,0 +1,79 @@
+import sharp from 'sharp';
+
+/**
+ * Between images (bytes) and the tensors the pipeline works on. SD's convention: RGB in NCHW,
+ * values in [-1, 1]; masks in [0, 1] where 1 (white) means "repaint".
+ */
+
+/** Most pixels an input image may have before resizing (guards against decompression bombs). */
+export const MAX_INPUT_PIXELS = 40_000_000;
+
+/** Decodes any image sharp reads, resizes it to width × height (cover, centred) → [1, 3, H, W] in [-1, 1]. */
+export async function imageToTensor(data: Buffer, width: number, height: number): Promise<Float32Array> {
+  const { data: rgb } = await sharp(data, { limitInputPixels: MAX_INPUT_PIXELS })
+    .rotate()
+    .removeAlpha()
+    .resize(width, height, { fit: 'cover', kernel: 'lanczos3' })
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const plane = width * height;
+  const out = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    out[i] = rgb[i * 3]! / 127.5 - 1;
+    out[plane + i] = rgb[i * 3 + 1]! / 127.5 - 1;
+    out[2 * plane + i] = rgb[i * 3 + 2]! / 127.5 - 1;
+  }
+  return out;
+}
+
+/** Decodes a mask to greyscale at width × height → [1, 1, H, W] in [0, 1] (white = repaint). */
+export async function maskToTensor(data: Buffer, width: number, height: number): Promise<Float32Array> {
+  const grey = await sharp(data, { limitInputPixels: MAX_INPUT_PIXELS })
+    .rotate()
+    .flatten({ background: '#000000' })
+    .resize(width, height, { fit: 'cover', kernel: 'nearest' })
+    .greyscale()
+    .raw()
+    .toBuffer();
+  const out = new Float32Array(width * height);
+  for (let i = 0; i < out.length; i++) out[i] = grey[i]! / 255;
+  return out;
+}
+
+/** Nearest-neighbour downsampling of a [H, W] mask by an integer factor (to latent size). */
+export function downsampleMask(mask: Float32Array, width: number, height: number, factor: number): Float32Array {
+  const w = Math.floor(width / factor);
+  const h = Math.floor(height / factor);
+  const out = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      // Any pixel to repaint inside the block marks the latent cell for repainting.
+      let max = 0;
+      for (let dy = 0; dy < factor; dy++) {
+        for (let dx = 0; dx < factor; dx++) max = Math.max(max, mask[(y * factor + dy) * width + x * factor + dx]!);
+      }
+      out[y * w + x] = max >= 0.5 ? 1 : 0;
+    }
+  }
+  return out;
+}
+
+/** Encodes sample `index` of an NCHW batch in [-1, 1] as PNG. */
+export function tensorToPng(batch: Float32Array, index: number, width: number, height: number): Promise<Buffer> {
+  const plane = width * height;
+  const offset = index * 3 * plane;
+  const rgb = Buffer.alloc(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = (batch[offset + c * plane + i]! + 1) * 127.5;
+      rgb[i * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+    }
+  }
+  return sharp(rgb, { raw: { width, height, channels: 3 } }).png({ compressionLevel: 6 }).toBuffer();
+}
+
+/** A black PNG: what a sample flagged by the safety checker is replaced with. */
+export function blackPng(width: number, height: number): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background: '#000000' } }).png().toBuffer();
+}
