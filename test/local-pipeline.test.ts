@@ -1,0 +1,141 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Checkpoint, CheckpointError, type EmbeddingRows } from '../src/engines/local/checkpoint.js';
+import { generate, GenerationCanceled, type GenerateRequest } from '../src/engines/local/pipeline.js';
+import { createRandom } from '../src/engines/local/random.js';
+import { SCHEDULER_NAMES } from '../src/engines/local/schedulers/index.js';
+import { TokenLimitError } from '../src/engines/local/tokenizer/clip-tokenizer.js';
+import { generateTinyPipeline } from '../src/engines/local/tiny/generate.js';
+
+const W = 64;
+const H = 48;
+
+describe('SD pipeline on the tiny ONNX models', () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'sd-pipeline-'));
+  let ckpt: Checkpoint;
+  let inpaint: Checkpoint;
+  const base = (over: Partial<GenerateRequest> = {}): GenerateRequest => ({
+    prompt: 'a red house',
+    negativePrompt: '',
+    steps: 4,
+    guidanceScale: 7.5,
+    samples: 1,
+    width: W,
+    height: H,
+    seed: 42,
+    scheduler: 'EULER_A',
+    embeddings: [],
+    ...over,
+  });
+  const diff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+  const stripes = () => {
+    const img = new Float32Array(3 * W * H);
+    for (let i = 0; i < img.length; i++) img[i] = ((i % W) / W) * 2 - 1;
+    return img;
+  };
+
+  beforeAll(async () => {
+    await generateTinyPipeline(path.join(root, 'tiny'));
+    await generateTinyPipeline(path.join(root, 'tiny-inpainting'), { inpainting: true, timestepType: 'float32' });
+    ckpt = await Checkpoint.load(path.join(root, 'tiny'));
+    inpaint = await Checkpoint.load(path.join(root, 'tiny-inpainting'));
+  });
+  afterAll(async () => {
+    await ckpt?.release();
+    await inpaint?.release();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('loads and describes the checkpoints', () => {
+    expect(ckpt.inpainting).toBe(false);
+    expect(inpaint.inpainting).toBe(true);
+    expect(ckpt.timestep.type).toBe('int64');
+    expect(inpaint.timestep.type).toBe('float32');
+    expect(ckpt.hiddenSize).toBe(32);
+  });
+
+  it('makes the requested samples, in [-1, 1], identical for the same seed and different for another', async () => {
+    const a = await generate(ckpt, base({ samples: 2 }));
+    expect(a.length).toBe(2 * 3 * W * H);
+    expect(a.every((v) => Number.isFinite(v) && v >= -1 && v <= 1)).toBe(true);
+    const again = await generate(ckpt, base({ samples: 2 }));
+    expect(diff(a, again)).toBe(0);
+    const other = await generate(ckpt, base({ samples: 2, seed: 43 }));
+    expect(diff(a, other)).toBeGreaterThan(1e-3);
+    // The two samples of one request differ (different noise).
+    expect(diff(a.subarray(0, 3 * W * H), a.subarray(3 * W * H))).toBeGreaterThan(1e-3);
+  });
+
+  it('runs every scheduler, and the prompt, the negative prompt and guidance change the result', async () => {
+    const ref = await generate(ckpt, base());
+    for (const scheduler of SCHEDULER_NAMES) {
+      const out = await generate(ckpt, base({ scheduler }));
+      expect(out.every(Number.isFinite), scheduler).toBe(true);
+    }
+    expect(diff(ref, await generate(ckpt, base({ prompt: 'a blue boat' })))).toBeGreaterThan(1e-4);
+    expect(diff(ref, await generate(ckpt, base({ negativePrompt: 'blurry' })))).toBeGreaterThan(1e-4);
+    expect(diff(ref, await generate(ckpt, base({ guidanceScale: 1 })))).toBeGreaterThan(1e-4);
+  });
+
+  it("expands an embedding's trigger word only when the request names the embedding, in prompt and negative prompt", async () => {
+    const rng = createRandom(7);
+    const style: EmbeddingRows = { trigger: 'tinystyle', vectors: rng.randn(3 * 32), count: 3 };
+    const plain = await generate(ckpt, base({ prompt: 'a house in tinystyle' }));
+    const named = await generate(ckpt, base({ prompt: 'a house in tinystyle', embeddings: [style] }));
+    expect(diff(plain, named)).toBeGreaterThan(1e-4);
+    // Registered now, but not named: the word is plain text again.
+    expect(diff(plain, await generate(ckpt, base({ prompt: 'a house in tinystyle' })))).toBe(0);
+    const negPlain = await generate(ckpt, base({ negativePrompt: 'tinystyle' }));
+    const negNamed = await generate(ckpt, base({ negativePrompt: 'tinystyle', embeddings: [style] }));
+    expect(diff(negPlain, negNamed)).toBeGreaterThan(1e-4);
+  });
+
+  it('refuses a prompt over 75 tokens with the count', async () => {
+    await expect(generate(ckpt, base({ prompt: Array.from({ length: 80 }, () => 'a').join(' ') }))).rejects.toThrow(TokenLimitError);
+  });
+
+  it('image2image: strength 0 keeps the init image (through the VAE), higher strength moves further from it', async () => {
+    const init = stripes();
+    const keep = await generate(ckpt, base({ initImage: init, strength: 0 }));
+    const low = await generate(ckpt, base({ initImage: init, strength: 0.3, steps: 10 }));
+    const high = await generate(ckpt, base({ initImage: init, strength: 1, steps: 10 }));
+    expect(diff(keep, low)).toBeLessThan(diff(keep, high));
+  });
+
+  it('inpainting leaves unmasked pixels exactly as they were, with both UNet kinds', async () => {
+    const init = stripes();
+    const mask = new Float32Array(W * H);
+    for (let y = 0; y < H; y++) for (let x = W / 2; x < W; x++) mask[y * W + x] = 1;
+    for (const c of [ckpt, inpaint]) {
+      const out = await generate(c, base({ initImage: init, mask, strength: 1, samples: 2 }));
+      for (let s = 0; s < 2; s++) {
+        for (let ch = 0; ch < 3; ch++) {
+          for (let y = 0; y < H; y++) {
+            for (let x = 0; x < W / 2; x++) {
+              const i = ch * W * H + y * W + x;
+              expect(out[s * 3 * W * H + i]).toBe(init[i]);
+            }
+          }
+        }
+      }
+      // The masked half was repainted.
+      expect(diff(out.subarray(0, 3 * W * H), init)).toBeGreaterThan(1e-3);
+    }
+  });
+
+  it('stops between steps when canceled, and reports progress per step', async () => {
+    const controller = new AbortController();
+    const steps: number[] = [];
+    await expect(
+      generate(ckpt, base({ steps: 10, signal: controller.signal, onStep: (s) => (steps.push(s), s === 3 && controller.abort()) })),
+    ).rejects.toThrow(GenerationCanceled);
+    expect(steps).toEqual([1, 2, 3]);
+  });
+
+  it('refuses a directory that is not a checkpoint, naming the file', async () => {
+    await expect(Checkpoint.load(root)).rejects.toThrow(CheckpointError);
+    await expect(Checkpoint.load(root)).rejects.toThrow(/text_encoder\/model\.onnx: is missing/);
+  });
+});
