@@ -65,6 +65,7 @@ export async function runSubscriptionMemory(opts: {
   try {
     server = await startChild<{ url: string; key: string }>('bench/servers/app-server.ts', {
       DATA_DIR: dataDir,
+      ENGINE: 'imagepipeline',
       IMAGEPIPELINE_URL: upstream.ready.url,
       IMAGEPIPELINE_API_KEY: upstream.ready.apiKey,
       // Fewer fsyncs while setting up; the memory figures do not depend on it.

@@ -81,6 +81,7 @@ export async function runOurs(
   try {
     server = await startChild<{ url: string; key: string }>('bench/servers/app-server.ts', {
       DATA_DIR: dataDir,
+      ENGINE: 'imagepipeline',
       IMAGEPIPELINE_URL: upstream.ready.url,
       IMAGEPIPELINE_API_KEY: upstream.ready.apiKey,
       ...env,

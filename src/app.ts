@@ -60,7 +60,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const events = new InProcessJobEvents();
   const images = new LocalImageStore(config.dataDir);
   await images.init();
-  const engine = overrides.engine ?? (await createEngine(config.engine));
+  const engine = overrides.engine ?? (await createEngine(config.engine, logger));
   const updater = new JobUpdater(store, events, images, logger);
   const poller = new Poller(engine, updater, config.poller, logger);
   const dispatcher = new Dispatcher(

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { SCHEDULER_NAMES } from './engines/local/schedulers/common.js';
 
 /**
  * The server's whole configuration: read once from the environment at start,
@@ -22,7 +23,13 @@ const envSchema = z
     DATA_DIR: z.string().min(1).default('./data'),
     PUBLIC_URL: optionalUrl,
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    ENGINE: z.enum(['imagepipeline']).default('imagepipeline'),
+    ENGINE: z.enum(['local', 'imagepipeline']).default('local'),
+    MODELS_DIR: z.string().min(1).optional(),
+    LOCAL_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
+    LOCAL_MAX_LOADED_CHECKPOINTS: z.coerce.number().int().min(1).max(16).default(1),
+    LOCAL_SCHEDULER: z.enum(SCHEDULER_NAMES).default('DPMPP_2M_KARRAS'),
+    ORT_EXECUTION_PROVIDER: z.enum(['cpu', 'cuda']).default('cpu'),
+    ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).max(256).default(0),
     SQLITE_SYNCHRONOUS: z.enum(['FULL', 'NORMAL']).default('FULL'),
 
     IMAGEPIPELINE_URL: z
@@ -70,7 +77,22 @@ export interface Config {
   dispatcher: { concurrency: number };
 }
 
-export type EngineConfig = {
+export type EngineConfig = LocalEngineConfig | ImagePipelineEngineConfig;
+
+export interface LocalEngineConfig {
+  kind: 'local';
+  /** Where checkpoints and embeddings live; absent: tiny test models built under dataDir. */
+  modelsDir: string | undefined;
+  dataDir: string;
+  concurrency: number;
+  maxLoadedCheckpoints: number;
+  scheduler: (typeof SCHEDULER_NAMES)[number];
+  executionProvider: 'cpu' | 'cuda';
+  /** 0: ONNX Runtime's default. */
+  intraOpThreads: number;
+}
+
+export type ImagePipelineEngineConfig = {
   kind: 'imagepipeline';
   baseUrl: string;
   apiKey: string | undefined;
@@ -111,15 +133,27 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sqliteSynchronous: e.SQLITE_SYNCHRONOUS,
     graphiql: e.GRAPHIQL,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
-    engine: {
-      kind: e.ENGINE,
+    engine:
+      e.ENGINE === 'local'
+        ? {
+            kind: 'local',
+            modelsDir: e.MODELS_DIR ? path.resolve(e.MODELS_DIR) : undefined,
+            dataDir: path.resolve(e.DATA_DIR),
+            concurrency: e.LOCAL_CONCURRENCY,
+            maxLoadedCheckpoints: e.LOCAL_MAX_LOADED_CHECKPOINTS,
+            scheduler: e.LOCAL_SCHEDULER,
+            executionProvider: e.ORT_EXECUTION_PROVIDER,
+            intraOpThreads: e.ORT_INTRA_OP_THREADS,
+          }
+        : {
+      kind: 'imagepipeline',
       baseUrl: e.IMAGEPIPELINE_URL.replace(/\/+$/, ''),
       apiKey: e.IMAGEPIPELINE_API_KEY,
       cataloguePath: e.IMAGEPIPELINE_CATALOGUE ? path.resolve(e.IMAGEPIPELINE_CATALOGUE) : undefined,
       timeoutMs: e.IMAGEPIPELINE_TIMEOUT_MS,
       retries: e.IMAGEPIPELINE_RETRIES,
       maxImageBytes: e.IMAGEPIPELINE_MAX_IMAGE_BYTES,
-    },
+          },
     poller: {
       minIntervalMs: e.POLL_MIN_INTERVAL_MS,
       maxIntervalMs: e.POLL_MAX_INTERVAL_MS,

@@ -8,7 +8,8 @@ describe('configuration', () => {
     const config = loadConfig({});
     expect(config.port).toBe(4000);
     expect(config.dataDir).toMatch(/data$/);
-    expect(config.engine.kind).toBe('imagepipeline');
+    expect(config.engine.kind).toBe('local');
+    expect(config.engine.kind === 'local' && config.engine.modelsDir).toBeUndefined();
     expect(config.poller.minIntervalMs).toBeLessThanOrEqual(config.poller.maxIntervalMs);
   });
 

@@ -44,6 +44,7 @@ describe('npm start (src/main.ts) as a process', () => {
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,
       LOG_LEVEL: 'info',
+      ENGINE: 'imagepipeline',
       IMAGEPIPELINE_URL: upstream.url,
       IMAGEPIPELINE_API_KEY: upstream.apiKey,
     };

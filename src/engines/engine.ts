@@ -1,3 +1,4 @@
+import type { FieldIssue } from '../jobs/job-input.js';
 import type { GenerationParams, JobMode } from '../jobs/job.js';
 import type { Catalogue } from '../models/catalogue.js';
 
@@ -36,6 +37,8 @@ export interface EngineSubmission {
 export interface Engine {
   readonly name: string;
   catalogue(): Promise<Catalogue>;
+  /** Checks that need the engine's own models (exact CLIP token counts, say); run before a job exists. */
+  validate?(params: GenerationParams, mode: JobMode): Promise<FieldIssue[]>;
   /** Starts the work; must not wait for generation to finish. */
   submit(job: EngineJob): Promise<EngineSubmission>;
   status(handle: string, job: EngineJob): Promise<EngineStatus>;

@@ -36,6 +36,7 @@ export class JobService {
   async create(principal: Principal, mode: JobMode, input: unknown): Promise<Job> {
     const params = parseGenerationInput(mode, input, () => randomInt(0, MAX_SEED + 1));
     const issues = checkAgainstCatalogue(params, await this.deps.engine.catalogue());
+    if (issues.length === 0 && this.deps.engine.validate) issues.push(...(await this.deps.engine.validate(params, mode)));
     if (issues.length > 0) throw new InputValidationError(issues);
     // Checked as sent (so issue paths point at the client's indexes), stored once each.
     params.embeddings = [...new Set(params.embeddings)];

@@ -44,6 +44,7 @@ export async function startTestServer(
     PORT: '0',
     HOST: '127.0.0.1',
     DATA_DIR: dataDir,
+    ENGINE: 'imagepipeline',
     IMAGEPIPELINE_URL: upstream.url,
     IMAGEPIPELINE_API_KEY: upstream.apiKey,
     ...options.env,

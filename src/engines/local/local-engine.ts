@@ -1,0 +1,265 @@
+import type { Logger } from 'pino';
+import * as ort from 'onnxruntime-node';
+import type { FieldIssue } from '../../jobs/job-input.js';
+import { JobErrorCode, type GenerationParams } from '../../jobs/job.js';
+import type { Catalogue } from '../../models/catalogue.js';
+import { fetchImage, ImageFetchError } from '../../images/fetch-image.js';
+import type { Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
+import { Checkpoint, CheckpointError, type EmbeddingRows } from './checkpoint.js';
+import { blackPng, imageToTensor, maskToTensor, tensorToPng } from './image-codec.js';
+import type { ModelDirectory } from './model-directory.js';
+import { generate, GenerationCanceled } from './pipeline.js';
+import { checkImages } from './safety.js';
+import type { SchedulerName } from './schedulers/index.js';
+import { ClipTokenizer, TokenLimitError } from './tokenizer/clip-tokenizer.js';
+
+export interface LocalEngineOptions {
+  /** Generations run at once (FIFO beyond that). */
+  concurrency: number;
+  /** Checkpoints kept loaded (least recently used beyond that are released). */
+  maxLoadedCheckpoints: number;
+  defaultScheduler: SchedulerName;
+  sessionOptions: ort.InferenceSession.SessionOptions;
+  readEmbedding: (file: string) => Promise<{ vectors: Float32Array; count: number; width: number }>;
+  logger: Logger;
+}
+
+type State =
+  | { state: 'QUEUED'; job: EngineJob }
+  | { state: 'PROCESSING'; job: EngineJob; step: number; totalSteps: number; abort: AbortController }
+  | { state: 'SUCCESS'; images: GeneratedImage[] }
+  | { state: 'FAILURE'; code: string; message: string }
+  | { state: 'CANCELED' };
+
+/** How long a finished job's result waits for the poller before it is dropped. */
+const RESULT_TTL_MS = 10 * 60_000;
+
+/**
+ * Runs SD 1.5 in this process on ONNX Runtime: a bounded FIFO of jobs, progress per step,
+ * cancel between steps. The handle is the job id. A handle it does not know (after a restart)
+ * is simply queued again: generation is deterministic for the job's seed, so nothing is lost.
+ */
+export class LocalEngine implements Engine {
+  readonly name = 'local';
+  private readonly states = new Map<string, State>();
+  private readonly queue: string[] = [];
+  private running = 0;
+  private closed = false;
+  private readonly loaded = new Map<string, Promise<Checkpoint>>();
+  private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
+  private readonly vectors = new Map<string, Promise<EmbeddingRows>>();
+  private readonly expiry = new Set<NodeJS.Timeout>();
+
+  constructor(
+    private readonly models: ModelDirectory,
+    private readonly options: LocalEngineOptions,
+  ) {}
+
+  async catalogue(): Promise<Catalogue> {
+    return this.models.catalogue;
+  }
+
+  /** Exact CLIP token counts (trigger words of the named embeddings expanded), checked before a job exists. */
+  async validate(params: GenerationParams): Promise<FieldIssue[]> {
+    const checkpoint = this.models.catalogue.find(params.modelId);
+    if (!checkpoint) return [];
+    const tokenizer = await this.validationTokenizer(checkpoint.id);
+    const activeTriggers = params.embeddings.flatMap((id) => {
+      const e = this.models.embeddings.get(this.models.catalogue.find(id)?.id ?? id);
+      return e ? [e.trigger] : [];
+    });
+    const issues: FieldIssue[] = [];
+    for (const field of ['prompt', 'negativePrompt'] as const) {
+      const count = tokenizer.countTokens(params[field], { activeTriggers });
+      const limit = tokenizer.modelMaxLength - 2;
+      if (count > limit) {
+        issues.push({ path: [field], code: 'TOO_MANY_TOKENS', message: `is ${count} CLIP tokens; the limit is ${limit}` });
+      }
+    }
+    if (checkpoint.inpainting && params.maskImage === undefined) {
+      issues.push({ path: ['modelId'], code: 'INPAINTING_ONLY', message: `"${params.modelId}" is an inpainting checkpoint: use the inpainting mutation` });
+    }
+    return issues;
+  }
+
+  async submit(job: EngineJob): Promise<EngineSubmission> {
+    this.enqueue(job);
+    return { handle: job.id, status: this.toStatus(job.id, job) };
+  }
+
+  async status(handle: string, job: EngineJob): Promise<EngineStatus> {
+    if (!this.states.has(handle)) this.enqueue(job); // resumed after a restart
+    return this.toStatus(handle, job);
+  }
+
+  async cancel(handle: string): Promise<void> {
+    const s = this.states.get(handle);
+    if (!s) return;
+    if (s.state === 'PROCESSING') s.abort.abort();
+    if (s.state === 'QUEUED') {
+      const i = this.queue.indexOf(handle);
+      if (i !== -1) this.queue.splice(i, 1);
+      this.states.set(handle, { state: 'CANCELED' });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const s of this.states.values()) if (s.state === 'PROCESSING') s.abort.abort();
+    for (const t of this.expiry) clearTimeout(t);
+    await Promise.all([...this.loaded.values()].map(async (c) => (await c.catch(() => null))?.release()));
+  }
+
+  private enqueue(job: EngineJob): void {
+    if (this.states.has(job.id)) return;
+    this.states.set(job.id, { state: 'QUEUED', job });
+    this.queue.push(job.id);
+    this.pump();
+  }
+
+  private toStatus(handle: string, job: EngineJob): EngineStatus {
+    const s = this.states.get(handle);
+    switch (s?.state) {
+      case 'QUEUED':
+        return { state: 'QUEUED', queuePosition: this.queue.indexOf(handle) };
+      case 'PROCESSING':
+        return { state: 'PROCESSING', step: s.step, totalSteps: s.totalSteps };
+      case 'SUCCESS':
+        this.forgetLater(handle);
+        return { state: 'SUCCESS', images: s.images };
+      case 'FAILURE':
+        this.forgetLater(handle);
+        return { state: 'FAILURE', code: s.code, message: s.message };
+      case 'CANCELED':
+        return { state: 'FAILURE', code: JobErrorCode.ENGINE_FAILED, message: 'canceled' };
+      default:
+        return { state: 'LOST', message: `the local engine has no job ${job.id}` };
+    }
+  }
+
+  private forgetLater(handle: string): void {
+    const timer = setTimeout(() => {
+      this.expiry.delete(timer);
+      this.states.delete(handle);
+    }, RESULT_TTL_MS);
+    timer.unref();
+    this.expiry.add(timer);
+  }
+
+  private pump(): void {
+    while (!this.closed && this.running < this.options.concurrency && this.queue.length > 0) {
+      const id = this.queue.shift()!;
+      const s = this.states.get(id);
+      if (s?.state !== 'QUEUED') continue;
+      this.running++;
+      void this.run(s.job).finally(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+
+  private async run(job: EngineJob): Promise<void> {
+    const abort = new AbortController();
+    const p = job.params;
+    const processing: State = { state: 'PROCESSING', job, step: 0, totalSteps: p.numInferenceSteps, abort };
+    this.states.set(job.id, processing);
+    try {
+      const checkpointId = this.models.catalogue.find(p.modelId)?.id ?? p.modelId;
+      const ckpt = await this.checkpoint(checkpointId);
+      const embeddings = await Promise.all(p.embeddings.map((id) => this.embeddingRows(id)));
+      const initImage = p.initImage ? await imageToTensor(await fetchImage(p.initImage, 'initImage'), p.width, p.height) : undefined;
+      const mask = p.maskImage ? await maskToTensor(await fetchImage(p.maskImage, 'maskImage'), p.width, p.height) : undefined;
+      const images = await generate(ckpt, {
+        prompt: p.prompt,
+        negativePrompt: p.negativePrompt,
+        steps: p.numInferenceSteps,
+        guidanceScale: p.guidanceScale,
+        samples: p.samples,
+        width: p.width,
+        height: p.height,
+        seed: p.seed,
+        scheduler: this.options.defaultScheduler,
+        embeddings,
+        initImage,
+        mask,
+        strength: p.strength,
+        signal: abort.signal,
+        onStep: (step, total) => {
+          processing.step = step;
+          processing.totalSteps = total;
+        },
+      });
+      const flags = p.safetyChecker ? await checkImages(ckpt, images, p.samples, p.width, p.height) : null;
+      const out: GeneratedImage[] = [];
+      for (let i = 0; i < p.samples; i++) {
+        const nsfw = flags ? flags[i]! : null;
+        const data = nsfw ? await blackPng(p.width, p.height) : await tensorToPng(images, i, p.width, p.height);
+        out.push({ data, contentType: 'image/png', nsfw });
+      }
+      this.states.set(job.id, { state: 'SUCCESS', images: out });
+    } catch (err) {
+      if (err instanceof GenerationCanceled) {
+        this.states.set(job.id, { state: 'CANCELED' });
+        return;
+      }
+      const known = err instanceof ImageFetchError || err instanceof TokenLimitError || err instanceof CheckpointError;
+      if (!known) this.options.logger.error({ err, jobId: job.id }, 'local generation failed');
+      this.states.set(job.id, {
+        state: 'FAILURE',
+        code: err instanceof ImageFetchError ? 'IMAGE_UNAVAILABLE' : JobErrorCode.ENGINE_FAILED,
+        message: known ? (err as Error).message : 'the local engine failed to generate this job',
+      });
+    }
+  }
+
+  /** Loaded lazily and kept (LRU); every known embedding's rows are registered on load. */
+  private checkpoint(id: string): Promise<Checkpoint> {
+    let loading = this.loaded.get(id);
+    if (loading) {
+      this.loaded.delete(id);
+      this.loaded.set(id, loading);
+      return loading;
+    }
+    const info = this.models.checkpoints.get(id);
+    if (!info) return Promise.reject(new Error(`no checkpoint "${id}"`));
+    loading = Checkpoint.load(info.dir, this.options.sessionOptions).then(async (ckpt) => {
+      const usable = [...this.models.embeddings.values()].filter((e) => e.width === ckpt.hiddenSize);
+      await ckpt.textEncoder(await Promise.all(usable.map((e) => this.embeddingRows(e.id))));
+      return ckpt;
+    });
+    loading.catch(() => this.loaded.delete(id));
+    this.loaded.set(id, loading);
+    while (this.loaded.size > this.options.maxLoadedCheckpoints) {
+      const [oldest, promise] = this.loaded.entries().next().value as [string, Promise<Checkpoint>];
+      this.loaded.delete(oldest);
+      void promise.then((c) => c.release(), () => undefined);
+    }
+    return loading;
+  }
+
+  private embeddingRows(idOrAlias: string): Promise<EmbeddingRows> {
+    const id = this.models.catalogue.find(idOrAlias)?.id ?? idOrAlias;
+    let rows = this.vectors.get(id);
+    if (!rows) {
+      const info = this.models.embeddings.get(id);
+      if (!info) return Promise.reject(new Error(`no embedding "${id}"`));
+      rows = this.options.readEmbedding(info.file).then((e) => ({ trigger: info.trigger, vectors: e.vectors, count: e.count }));
+      this.vectors.set(id, rows);
+    }
+    return rows;
+  }
+
+  private validationTokenizer(checkpointId: string): Promise<ClipTokenizer> {
+    let t = this.tokenizers.get(checkpointId);
+    if (!t) {
+      const info = this.models.checkpoints.get(checkpointId)!;
+      t = ClipTokenizer.fromFiles(`${info.dir}/tokenizer`).then((tok) => {
+        for (const e of this.models.embeddings.values()) tok.addTriggerTokens(e.trigger, e.count);
+        return tok;
+      });
+      this.tokenizers.set(checkpointId, t);
+    }
+    return t;
+  }
+}

@@ -1,0 +1,147 @@
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CancelJobDocument,
+  Image2ImageDocument,
+  InpaintingDocument,
+  JobDocument,
+  JobStatusDocument,
+  ModelsDocument,
+  Text2ImageDocument,
+} from '../src/client/generated/graphql.js';
+import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
+
+/** The embedded default: ENGINE=local with no MODELS_DIR serves the tiny generated models. */
+describe('local ONNX engine through GraphQL', () => {
+  let server: TestServer;
+  const W = 64;
+  const H = 64;
+
+  beforeAll(async () => {
+    server = await startTestServer({ env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20' } });
+  }, 60_000);
+  afterAll(() => server.stop());
+
+  const finish = async (id: string) => {
+    const { values, errors } = await collect(server.ws(), JobStatusDocument, { id }, 30_000);
+    expect(errors).toEqual([]);
+    return { last: values.at(-1)!.jobStatus, values };
+  };
+  const download = async (url: string) => Buffer.from(await (await fetch(url)).arrayBuffer());
+  const pixels = async (png: Buffer) => (await sharp(png).raw().toBuffer({ resolveWithObject: true })).data;
+  const pngDataUrl = async (rgb: (x: number, y: number) => [number, number, number]) => {
+    const raw = Buffer.alloc(W * H * 3);
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) raw.set(rgb(x, y), (y * W + x) * 3);
+    const png = await sharp(raw, { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
+    return { url: `data:image/png;base64,${png.toString('base64')}`, raw };
+  };
+  const t2i = (input: Record<string, unknown>) =>
+    server.gql(Text2ImageDocument, { input: { prompt: 'a red house', width: W, height: H, numInferenceSteps: 6, safetyChecker: false, ...input } });
+
+  it('lists the tiny checkpoints and embeddings, with the default alias and trigger words', async () => {
+    const { data } = await server.gql(ModelsDocument, {});
+    const byId = new Map(data!.models.map((m) => [m.id, m]));
+    expect(byId.get('tiny')).toMatchObject({ kind: 'CHECKPOINT', aliases: ['sd1.5'], inpainting: false });
+    expect(byId.get('tiny-inpainting')).toMatchObject({ kind: 'CHECKPOINT', inpainting: true });
+    expect(byId.get('tiny-multi')).toMatchObject({ kind: 'EMBEDDING', triggerWords: ['tiny-multi'], vectors: 3 });
+    expect(byId.get('tiny-single')).toMatchObject({ kind: 'EMBEDDING', vectors: 1 });
+  });
+
+  it('generates text2image end to end with progress, byte-identical for the same seed, different for another', async () => {
+    const a = (await t2i({ seed: 7, samples: 2 })).data!.text2image;
+    const { last, values } = await finish(a.id);
+    expect(last.status).toBe('SUCCESS');
+    expect(values.some((v) => v.jobStatus.status === 'PROCESSING' && v.jobStatus.progress.step > 0)).toBe(true);
+    expect(last.downloadUrls).toHaveLength(2);
+    const first = await download(last.downloadUrls[0]!);
+    const meta = await sharp(first).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', W, H]);
+
+    const b = (await t2i({ seed: 7, samples: 2 })).data!.text2image;
+    const again = await download((await finish(b.id)).last.downloadUrls[0]!);
+    expect(again.equals(first)).toBe(true);
+    const c = (await t2i({ seed: 8, samples: 2 })).data!.text2image;
+    expect((await download((await finish(c.id)).last.downloadUrls[0]!)).equals(first)).toBe(false);
+  });
+
+  it("changes the image when a named embedding's trigger word is in the prompt or the negative prompt", async () => {
+    const run = async (input: Record<string, unknown>) => {
+      const job = (await t2i({ seed: 3, ...input })).data!.text2image;
+      return download((await finish(job.id)).last.downloadUrls[0]!);
+    };
+    const plain = await run({ prompt: 'a house, tiny-multi' });
+    const named = await run({ prompt: 'a house, tiny-multi', embeddings: ['tiny-multi'] });
+    expect(named.equals(plain)).toBe(false);
+    const negPlain = await run({ negativePrompt: 'tiny-single' });
+    const negNamed = await run({ negativePrompt: 'tiny-single', embeddings: 'tiny-single' });
+    expect(negNamed.equals(negPlain)).toBe(false);
+  });
+
+  it('refuses a prompt over 75 CLIP tokens with the count, creating no job', async () => {
+    const res = await t2i({ prompt: Array.from({ length: 80 }, () => 'cat').join(' ') });
+    expect(res.errors![0]!.extensions!.code).toBe('BAD_USER_INPUT');
+    const issue = (res.errors![0]!.extensions!.issues as { path: unknown[]; code: string; message: string }[])[0]!;
+    expect(issue).toMatchObject({ path: ['input', 'prompt'], code: 'TOO_MANY_TOKENS' });
+    expect(issue.message).toMatch(/is 80 CLIP tokens; the limit is 75/);
+  });
+
+  it('runs image2image from a data: URL', async () => {
+    const init = await pngDataUrl((x) => [x * 4, 100, 200]);
+    const res = await server.gql(Image2ImageDocument, {
+      input: { prompt: 'a cottage', initImage: init.url, width: W, height: H, numInferenceSteps: 6, strength: 0.5, safetyChecker: false },
+    });
+    expect(res.errors).toBeUndefined();
+    expect((await finish(res.data!.image2image.id)).last.status).toBe('SUCCESS');
+  });
+
+  it('inpainting keeps the unmasked pixels, with the inpainting checkpoint and with the ordinary one', async () => {
+    const init = await pngDataUrl((x, y) => [x * 4, y * 4, 128]);
+    const mask = await pngDataUrl((x) => (x >= W / 2 ? [255, 255, 255] : [0, 0, 0]));
+    for (const modelId of ['tiny-inpainting', 'sd1.5']) {
+      const res = await server.gql(InpaintingDocument, {
+        input: { modelId, prompt: 'a door', initImage: init.url, maskImage: mask.url, width: W, height: H, numInferenceSteps: 6, safetyChecker: false },
+      });
+      expect(res.errors, modelId).toBeUndefined();
+      const { last } = await finish(res.data!.inpainting.id);
+      expect(last.status, modelId).toBe('SUCCESS');
+      const out = await pixels(await download(last.downloadUrls[0]!));
+      let changed = 0;
+      for (let y = 0; y < H; y++) {
+        for (let x = 0; x < W; x++) {
+          for (let c = 0; c < 3; c++) {
+            const i = (y * W + x) * 3 + c;
+            if (x < W / 2) expect(out[i], `${modelId} (${x},${y})`).toBe(init.raw[i]);
+            else if (out[i] !== init.raw[i]) changed++;
+          }
+        }
+      }
+      expect(changed, modelId).toBeGreaterThan(0);
+    }
+  });
+
+  it('flags NSFW samples with the safety checker, blacking them out', async () => {
+    // The tiny safety checker flags mostly-white images; inpainting a few pixels of a white image keeps it white.
+    const white = await pngDataUrl(() => [255, 255, 255]);
+    const mask = await pngDataUrl((x, y) => (x < 8 && y < 8 ? [255, 255, 255] : [0, 0, 0]));
+    const res = await server.gql(InpaintingDocument, {
+      input: { prompt: 'snow', initImage: white.url, maskImage: mask.url, width: W, height: H, numInferenceSteps: 4, safetyChecker: true },
+    });
+    const { last } = await finish(res.data!.inpainting.id);
+    expect(last.images.map((i) => i.nsfw)).toEqual([true]);
+    const out = await pixels(await download(last.downloadUrls[0]!));
+    expect(out.every((v) => v === 0)).toBe(true);
+
+    const dark = (await t2i({ seed: 5, safetyChecker: true })).data!.text2image;
+    expect((await finish(dark.id)).last.images.map((i) => i.nsfw)).toEqual([false]);
+  });
+
+  it('cancels a running job between steps', async () => {
+    const job = (await t2i({ numInferenceSteps: 100, width: 256, height: 256 })).data!.text2image;
+    await waitFor(async () => (await server.gql(JobDocument, { id: job.id })).data!.job!.status === 'PROCESSING', 20_000);
+    const canceled = await server.gql(CancelJobDocument, { id: job.id });
+    expect(canceled.data!.cancelJob.status).toBe('CANCELED');
+    // The engine stops and takes the next job.
+    const next = (await t2i({ seed: 1 })).data!.text2image;
+    expect((await finish(next.id)).last.status).toBe('SUCCESS');
+  });
+});
