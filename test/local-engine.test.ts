@@ -48,19 +48,21 @@ describe('local ONNX engine through GraphQL', () => {
   });
 
   it('generates text2image end to end with progress, byte-identical for the same seed, different for another', async () => {
-    const a = (await t2i({ seed: 7, samples: 2 })).data!.text2image;
+    // Enough steps that the poller sees the job mid-run on a fast machine.
+    const long = { seed: 7, samples: 2, numInferenceSteps: 60, width: 128, height: 128 };
+    const a = (await t2i(long)).data!.text2image;
     const { last, values } = await finish(a.id);
     expect(last.status).toBe('SUCCESS');
     expect(values.some((v) => v.jobStatus.status === 'PROCESSING' && v.jobStatus.progress.step > 0)).toBe(true);
     expect(last.downloadUrls).toHaveLength(2);
     const first = await download(last.downloadUrls[0]!);
     const meta = await sharp(first).metadata();
-    expect([meta.format, meta.width, meta.height]).toEqual(['png', W, H]);
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 128, 128]);
 
-    const b = (await t2i({ seed: 7, samples: 2 })).data!.text2image;
+    const b = (await t2i(long)).data!.text2image;
     const again = await download((await finish(b.id)).last.downloadUrls[0]!);
     expect(again.equals(first)).toBe(true);
-    const c = (await t2i({ seed: 8, samples: 2 })).data!.text2image;
+    const c = (await t2i({ ...long, seed: 8 })).data!.text2image;
     expect((await download((await finish(c.id)).last.downloadUrls[0]!)).equals(first)).toBe(false);
   });
 
@@ -136,7 +138,7 @@ describe('local ONNX engine through GraphQL', () => {
   });
 
   it('cancels a running job between steps', async () => {
-    const job = (await t2i({ numInferenceSteps: 100, width: 256, height: 256 })).data!.text2image;
+    const job = (await t2i({ numInferenceSteps: 100, width: 512, height: 512 })).data!.text2image;
     await waitFor(async () => (await server.gql(JobDocument, { id: job.id })).data!.job!.status === 'PROCESSING', 20_000);
     const canceled = await server.gql(CancelJobDocument, { id: job.id });
     expect(canceled.data!.cancelJob.status).toBe('CANCELED');
