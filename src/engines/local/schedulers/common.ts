@@ -86,3 +86,10 @@ export function axpby(a: number, x: Float32Array, b: number, y: Float32Array): F
   for (let i = 0; i < x.length; i++) out[i] = a * x[i]! + b * y[i]!;
   return out;
 }
+
+/** timestepsForStrength for every scheduler: set the steps, then the tail that strength keeps. */
+export function strengthTail(scheduler: Scheduler, numInferenceSteps: number, strength: number): StrengthTimesteps {
+  scheduler.setTimesteps(numInferenceSteps);
+  const startIndex = strengthStartIndex(numInferenceSteps, strength, scheduler.order);
+  return { timesteps: scheduler.timesteps.slice(startIndex), startIndex };
+}

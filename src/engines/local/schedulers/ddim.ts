@@ -6,10 +6,10 @@ import type { SchedulerConfig } from './config.js';
 import {
   assertSameLength,
   assertStepIndex,
-  strengthStartIndex,
   type NoiseSource,
   type Scheduler,
   type StrengthTimesteps,
+  strengthTail,
 } from './common.js';
 import { computeAlphasCumprod, spacedTimesteps } from './schedule.js';
 
@@ -88,9 +88,7 @@ export class DDIMScheduler implements Scheduler {
   }
 
   timestepsForStrength(numInferenceSteps: number, strength: number): StrengthTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    const startIndex = strengthStartIndex(numInferenceSteps, strength, this.order);
-    return { timesteps: this.timesteps.slice(startIndex), startIndex };
+    return strengthTail(this, numInferenceSteps, strength);
   }
 
   addNoise(original: Float32Array, noise: Float32Array, stepIndex: number): Float32Array {

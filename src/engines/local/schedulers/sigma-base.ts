@@ -8,11 +8,11 @@ import type { SchedulerConfig } from './config.js';
 import {
   assertSameLength,
   assertStepIndex,
-  strengthStartIndex,
   type NoiseSource,
   type Scheduler,
   type SchedulerName,
   type StrengthTimesteps,
+  strengthTail,
 } from './common.js';
 import {
   computeAlphasCumprod,
@@ -95,9 +95,7 @@ export abstract class SigmaSchedulerBase implements Scheduler {
   abstract step(modelOutput: Float32Array, stepIndex: number, sample: Float32Array, rng?: NoiseSource): Float32Array;
 
   timestepsForStrength(numInferenceSteps: number, strength: number): StrengthTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    const startIndex = strengthStartIndex(numInferenceSteps, strength, this.order);
-    return { timesteps: this.timesteps.slice(startIndex), startIndex };
+    return strengthTail(this, numInferenceSteps, strength);
   }
 
   addNoise(original: Float32Array, noise: Float32Array, stepIndex: number): Float32Array {
