@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { SCHEDULER_NAMES } from './engines/local/schedulers/common.js';
+import { SCHEDULER_NAMES } from './jobs/job.js';
 
 /**
  * The server's whole configuration: read once from the environment at start,

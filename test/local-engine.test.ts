@@ -66,6 +66,25 @@ describe('local ONNX engine through GraphQL', () => {
     expect((await download((await finish(c.id)).last.downloadUrls[0]!)).equals(first)).toBe(false);
   });
 
+  it('uses the scheduler the request chooses, DPM++ 2M Karras by default', async () => {
+    const run = async (input: Record<string, unknown>) => {
+      const job = (await t2i({ seed: 11, ...input })).data!.text2image;
+      const { last } = await finish(job.id);
+      return { png: await download(last.downloadUrls[0]!), scheduler: last.parameters.scheduler };
+    };
+    const byDefault = await run({});
+    expect(byDefault.scheduler).toBeNull();
+    const explicit = await run({ scheduler: 'DPMPP_2M_KARRAS' });
+    expect(explicit.scheduler).toBe('DPMPP_2M_KARRAS');
+    expect(explicit.png.equals(byDefault.png)).toBe(true);
+    const seen = [byDefault.png];
+    for (const scheduler of ['EULER_A', 'EULER', 'DDIM']) {
+      const other = await run({ scheduler });
+      expect(seen.some((p) => p.equals(other.png)), scheduler).toBe(false);
+      seen.push(other.png);
+    }
+  });
+
   it("changes the image when a named embedding's trigger word is in the prompt or the negative prompt", async () => {
     const run = async (input: Record<string, unknown>) => {
       const job = (await t2i({ seed: 3, ...input })).data!.text2image;

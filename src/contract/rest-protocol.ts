@@ -30,6 +30,8 @@ export interface RestRequestBody {
   embeddings: string[];
   safety_checker: boolean;
   refiner: false;
+  /** An extension of this server's; omitted unless the request chose one. */
+  scheduler?: string;
   strength?: number;
   init_image?: string;
   mask_image?: string;
@@ -51,6 +53,7 @@ export function toRestRequestBody(mode: JobMode, params: GenerationParams): Rest
     safety_checker: params.safetyChecker,
     refiner: false,
   };
+  if (params.scheduler) body.scheduler = params.scheduler;
   if (mode !== 'text2image') {
     body.strength = params.strength;
     body.init_image = params.initImage;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { GenerationParams, JobMode } from './job.js';
+import { SCHEDULER_NAMES, type GenerationParams, type JobMode } from './job.js';
 
 /**
  * One zod schema per generation mode: the single definition of what a request may hold.
@@ -73,6 +73,7 @@ const commonShape = {
         .max(MAX_EMBEDDINGS, { error: `must name at most ${MAX_EMBEDDINGS} embeddings` }),
     ),
   safetyChecker: z.boolean({ error: 'must be a boolean' }).nullish().transform((v) => v ?? true),
+  scheduler: z.enum(SCHEDULER_NAMES, { error: `must be one of ${SCHEDULER_NAMES.join(', ')}` }).optional(),
   refiner: z
     .boolean({ error: 'must be a boolean' })
     .nullish()

@@ -9,6 +9,10 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['SUCCESS', 'FAILURE', 'CANCELED']);
 export const isTerminal = (status: JobStatus): boolean => TERMINAL_STATUSES.has(status);
 
+/** Denoising schedulers a request may choose. */
+export const SCHEDULER_NAMES = ['EULER_A', 'EULER', 'DDIM', 'DPMPP_2M_KARRAS'] as const;
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
+
 /** Validated request parameters, in camelCase, with defaults filled in and the seed resolved. */
 export interface GenerationParams {
   modelId: string;
@@ -23,6 +27,8 @@ export interface GenerationParams {
   seed: number;
   embeddings: string[];
   safetyChecker: boolean;
+  /** Absent: the engine's default scheduler. */
+  scheduler?: SchedulerName;
   /** Denoise strength; image2image and inpainting only. */
   strength?: number;
   initImage?: string;

@@ -4,6 +4,7 @@ import type { JobMode } from '../jobs/job.js';
 import { builder, type BuilderTypes } from './builder.js';
 import { requirePrincipal, type GraphQLContext } from './context.js';
 import { JobType } from './job.js';
+import { Scheduler } from './scheduler.js';
 
 /*
  * The three generation mutations. Every input field is nullable in the SDL on purpose: required
@@ -30,6 +31,10 @@ const commonFields = (t: Fields) => ({
   }),
   embeddings: t.idList({ description: 'Ids of textual-inversion embeddings from Query.models (one id or a list).' }),
   safetyChecker: t.boolean({ defaultValue: true, description: 'Check outputs for NSFW content and black out flagged ones.' }),
+  scheduler: t.field({
+    type: Scheduler,
+    description: "The denoising scheduler; absent: the engine's default (the local engine's is LOCAL_SCHEDULER, DPMPP_2M_KARRAS unless configured).",
+  }),
   refiner: t.boolean({
     defaultValue: false,
     description: 'Accepted for compatibility only: SD 1.5 has no refiner stage, so true is refused (NOT_SUPPORTED).',

@@ -2,6 +2,7 @@ import { JOB_MODES, JOB_STATUSES, type GenerationParams, type Job, type JobError
 import type { JobPage } from '../jobs/job-store.js';
 import { builder } from './builder.js';
 import { requirePrincipal } from './context.js';
+import { Scheduler } from './scheduler.js';
 
 export const JobStatus = builder.enumType('JobStatus', {
   description: 'Where a job is in its life. SUCCESS, FAILURE and CANCELED are final.',
@@ -79,6 +80,12 @@ const GenerationParameters = builder.objectRef<GenerationParams>('GenerationPara
     seed: t.exposeInt('seed', { description: 'The seed used (a random one if none was given).' }),
     embeddings: t.exposeIDList('embeddings', { description: 'Embedding ids requested.' }),
     safetyChecker: t.exposeBoolean('safetyChecker', { description: 'Whether outputs are checked for NSFW content.' }),
+    scheduler: t.field({
+      type: Scheduler,
+      nullable: true,
+      description: "The scheduler requested; null: the engine's default.",
+      resolve: (p) => p.scheduler ?? null,
+    }),
     strength: t.exposeFloat('strength', { nullable: true, description: 'Denoise strength (image2image, inpainting).' }),
     initImage: t.exposeString('initImage', { nullable: true, description: 'The init image URL (image2image, inpainting).' }),
     maskImage: t.exposeString('maskImage', { nullable: true, description: 'The mask image URL (inpainting).' }),

@@ -179,7 +179,7 @@ export class LocalEngine implements Engine {
         width: p.width,
         height: p.height,
         seed: p.seed,
-        scheduler: this.options.defaultScheduler,
+        scheduler: p.scheduler ?? this.options.defaultScheduler,
         embeddings,
         initImage,
         mask,

@@ -2,11 +2,11 @@
  * Common scheduler interface and elementwise helpers. Tensors are flat
  * Float32Arrays (latents, shape known to the caller).
  */
+import { SCHEDULER_NAMES, type SchedulerName } from '../../../jobs/job.js';
 import type { SchedulerConfig } from './config.js';
 
-/** Scheduler names, exposed later as a GraphQL enum. */
-export const SCHEDULER_NAMES = ['EULER_A', 'EULER', 'DDIM', 'DPMPP_2M_KARRAS'] as const;
-export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
+// The names are part of the request (jobs domain); the implementations live here.
+export { SCHEDULER_NAMES, type SchedulerName };
 
 export function isSchedulerName(value: unknown): value is SchedulerName {
   return typeof value === 'string' && (SCHEDULER_NAMES as readonly string[]).includes(value);

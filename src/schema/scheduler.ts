@@ -1,0 +1,16 @@
+import { SCHEDULER_NAMES } from '../jobs/job.js';
+import { builder } from './builder.js';
+
+const SCHEDULER_DESCRIPTIONS: Record<(typeof SCHEDULER_NAMES)[number], string> = {
+  EULER_A: 'Euler ancestral: varied results, good at few steps.',
+  EULER: 'Euler: deterministic, smooth.',
+  DDIM: 'DDIM (eta 0): deterministic, classic.',
+  DPMPP_2M_KARRAS: 'DPM++ 2M with Karras sigmas: sharp results at 20-30 steps.',
+};
+
+export const Scheduler = builder.enumType('Scheduler', {
+  description: 'The denoising scheduler (sampler).',
+  values: Object.fromEntries(SCHEDULER_NAMES.map((n) => [n, { value: n, description: SCHEDULER_DESCRIPTIONS[n] }])) as {
+    [K in (typeof SCHEDULER_NAMES)[number]]: { value: K; description: string };
+  },
+});
