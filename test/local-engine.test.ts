@@ -1,3 +1,4 @@
+import { print } from 'graphql';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -8,7 +9,10 @@ import {
   JobStatusDocument,
   ModelsDocument,
   Text2ImageDocument,
+  UploadEmbeddingDocument,
 } from '../src/client/generated/graphql.js';
+import { createRandom } from '../src/engines/local/random.js';
+import { encodeSafetensors } from '../src/engines/local/tiny/safetensors.js';
 import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
 
 /** The embedded default: ENGINE=local with no MODELS_DIR serves the tiny generated models. */
@@ -96,6 +100,53 @@ describe('local ONNX engine through GraphQL', () => {
     const negPlain = await run({ negativePrompt: 'tiny-single' });
     const negNamed = await run({ negativePrompt: 'tiny-single', embeddings: 'tiny-single' });
     expect(negNamed.equals(negPlain)).toBe(false);
+  });
+
+  const upload = async (bytes: Uint8Array, fileName: string, name: string, triggerWord: string) => {
+    const form = new FormData();
+    form.set('operations', JSON.stringify({ query: print(UploadEmbeddingDocument), variables: { file: null, name, triggerWord } }));
+    form.set('map', JSON.stringify({ 0: ['variables.file'] }));
+    form.set('0', new Blob([bytes]), fileName);
+    const res = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'api-key': server.key }, body: form });
+    return (await res.json()) as { data?: { uploadEmbedding: { id: string; triggerWords: string[]; vectors: number } }; errors?: { extensions: { code: string; issues: { path: unknown[]; code: string; message: string }[] } }[] };
+  };
+  const embeddingFile = (width: number, count: number) =>
+    encodeSafetensors({ '<mine>': { shape: [count, width], data: createRandom(99).randn(count * width) } });
+
+  it('uploadEmbedding adds an embedding the next request can use, and it survives a restart', async () => {
+    const res = await upload(embeddingFile(32, 2), 'my-style.safetensors', 'My style', 'mystyle');
+    expect(res.errors).toBeUndefined();
+    const added = res.data!.uploadEmbedding;
+    expect(added).toMatchObject({ triggerWords: ['mystyle'], vectors: 2 });
+    const { data } = await server.gql(ModelsDocument, { filter: { kind: 'EMBEDDING' } });
+    expect(data!.models.map((m) => m.id)).toContain(added.id);
+
+    const run = async (embeddings: string[]) => {
+      const job = (await t2i({ seed: 21, prompt: 'a tree in mystyle', embeddings })).data!.text2image;
+      return download((await finish(job.id)).last.downloadUrls[0]!);
+    };
+    expect((await run([added.id])).equals(await run([]))).toBe(false);
+
+    const again = await startTestServer({ dataDir: server.dataDir, env: { ENGINE: 'local' } });
+    try {
+      const models = await again.gql(ModelsDocument, { filter: { kind: 'EMBEDDING' } });
+      expect(models.data!.models.find((m) => m.id === added.id)).toMatchObject({ name: 'My style', triggerWords: ['mystyle'] });
+    } finally {
+      await again.stop({ keepData: true });
+    }
+  });
+
+  it('refuses bad embedding uploads field by field', async () => {
+    const refusal = async (...args: Parameters<typeof upload>) => {
+      const res = await upload(...args);
+      expect(res.errors![0]!.extensions.code).toBe('BAD_USER_INPUT');
+      return res.errors![0]!.extensions.issues.map((i) => `${i.path.join('.')}:${i.code}`);
+    };
+    expect(await refusal(embeddingFile(16, 1), 'narrow.safetensors', 'Narrow', 'narrowword')).toEqual(['file:INCOMPATIBLE_EMBEDDING']);
+    expect(await refusal(new TextEncoder().encode('not a tensor file'), 'junk.safetensors', 'Junk', 'junkword')).toEqual(['file:INVALID_EMBEDDING_FILE']);
+    expect(await refusal(embeddingFile(32, 1), 'x.txt', 'Text', 'textword')).toEqual(['file:UNSUPPORTED_FILE']);
+    expect(await refusal(embeddingFile(32, 1), 'taken.safetensors', 'Taken', 'tiny-multi')).toEqual(['triggerWord:TRIGGER_TAKEN']);
+    expect(await refusal(embeddingFile(32, 1), 'two.safetensors', '', 'two words')).toEqual(['name:INVALID_LENGTH', 'triggerWord:INVALID_VALUE']);
   });
 
   it('refuses a prompt over 75 CLIP tokens with the count, creating no job', async () => {

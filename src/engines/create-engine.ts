@@ -46,7 +46,8 @@ async function createLocalEngine(config: LocalEngineConfig, logger: Logger): Pro
         'Point MODELS_DIR at a folder holding a real SD 1.5 ONNX export (diffusers layout) for real images.',
     );
   }
-  const models = await scanModelDirectory(modelsDir, loadEmbeddingFile);
+  const uploadsDir = path.join(config.dataDir, 'embeddings');
+  const models = await scanModelDirectory(modelsDir, loadEmbeddingFile, { uploadsDir });
   for (const problem of models.skipped) logger.warn({ problem }, 'skipped a model file');
   return new LocalEngine(models, {
     concurrency: config.concurrency,
@@ -57,6 +58,7 @@ async function createLocalEngine(config: LocalEngineConfig, logger: Logger): Pro
       ...(config.intraOpThreads > 0 ? { intraOpNumThreads: config.intraOpThreads } : {}),
     },
     readEmbedding: loadEmbeddingFile,
+    uploadsDir,
     logger,
   });
 }

@@ -1,6 +1,6 @@
 import type { FieldIssue } from '../jobs/job-input.js';
 import type { GenerationParams, JobMode } from '../jobs/job.js';
-import type { Catalogue } from '../models/catalogue.js';
+import type { Catalogue, CatalogueEntry } from '../models/catalogue.js';
 
 /**
  * Where diffusion happens, behind one interface. The job layer never knows whether an engine
@@ -11,6 +11,13 @@ export interface EngineJob {
   id: string;
   mode: JobMode;
   params: GenerationParams;
+}
+
+export interface EmbeddingUpload {
+  fileName: string;
+  data: Buffer;
+  name: string;
+  triggerWord: string;
 }
 
 /** An image an engine produced, already in memory, ready for the image store. */
@@ -39,6 +46,8 @@ export interface Engine {
   catalogue(): Promise<Catalogue>;
   /** Checks that need the engine's own models (exact CLIP token counts, say); run before a job exists. */
   validate?(params: GenerationParams, mode: JobMode): Promise<FieldIssue[]>;
+  /** Adds a textual-inversion embedding at run time; engines that cannot, lack this method. */
+  addEmbedding?(upload: EmbeddingUpload): Promise<CatalogueEntry>;
   /** Starts the work; must not wait for generation to finish. */
   submit(job: EngineJob): Promise<EngineSubmission>;
   status(handle: string, job: EngineJob): Promise<EngineStatus>;

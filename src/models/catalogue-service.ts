@@ -1,4 +1,5 @@
-import type { Engine } from '../engines/engine.js';
+import type { EmbeddingUpload, Engine } from '../engines/engine.js';
+import { ApiError } from '../errors.js';
 import type { CatalogueEntry, ModelFilter } from './catalogue.js';
 
 /** Read access to the engine's model catalogue. */
@@ -7,6 +8,16 @@ export class CatalogueService {
 
   async list(filter: ModelFilter = {}): Promise<CatalogueEntry[]> {
     return (await this.engine.catalogue()).list(filter);
+  }
+
+  /** Adds an embedding through the engine, if it takes uploads. */
+  uploadEmbedding(upload: EmbeddingUpload): Promise<CatalogueEntry> {
+    if (!this.engine.addEmbedding) {
+      return Promise.reject(
+        new ApiError('NOT_SUPPORTED', `the ${this.engine.name} engine does not accept embedding uploads`, 400),
+      );
+    }
+    return this.engine.addEmbedding(upload);
   }
 
   async find(idOrAlias: string): Promise<CatalogueEntry | null> {

@@ -8,6 +8,7 @@ export interface SchemaTypes {
   DefaultInputFieldRequiredness: false;
   Scalars: {
     DateTime: { Input: Date; Output: Date };
+    File: { Input: File; Output: never };
   };
 }
 

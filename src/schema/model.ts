@@ -1,3 +1,4 @@
+import { InputValidationError } from '../jobs/job-input.js';
 import { BASE_MODELS, MODEL_KINDS, type CatalogueEntry } from '../models/catalogue.js';
 import { builder } from './builder.js';
 import { requirePrincipal } from './context.js';
@@ -66,6 +67,30 @@ builder.queryFields((t) => ({
     resolve: (_, { id }, ctx) => {
       requirePrincipal(ctx);
       return ctx.models.find(String(id));
+    },
+  }),
+}));
+
+/** Largest embedding upload accepted (real SD 1.5 embeddings are a few KB to a few hundred KB). */
+const MAX_UPLOAD_BYTES = 16 * 1024 * 1024;
+
+builder.mutationFields((t) => ({
+  uploadEmbedding: t.field({
+    type: Model,
+    description:
+      'Adds a textual-inversion embedding (.safetensors, or .pt/.bin in the common layouts; vectors 768 wide for SD 1.5). It is validated, stored, and usable by the next request: name its id in embeddings and write its trigger word in a prompt. Send as a multipart request.',
+    args: {
+      file: t.arg({ type: 'File', required: true, description: 'The embedding file.' }),
+      name: t.arg.string({ required: true, description: 'A name for the catalogue.' }),
+      triggerWord: t.arg.string({ required: true, description: 'The word that invokes it in a prompt; must not be taken.' }),
+    },
+    resolve: async (_, { file, name, triggerWord }, ctx) => {
+      requirePrincipal(ctx);
+      if (file.size > MAX_UPLOAD_BYTES) {
+        throw new InputValidationError([{ path: ['file'], code: 'TOO_LARGE', message: `must be at most ${MAX_UPLOAD_BYTES} bytes` }]);
+      }
+      const data = Buffer.from(await file.arrayBuffer());
+      return ctx.models.uploadEmbedding({ fileName: file.name, data, name, triggerWord });
     },
   }),
 }));

@@ -16,3 +16,16 @@ function parseDate(value: unknown): Date {
   if (Number.isNaN(date.getTime())) throw new GraphQLError('DateTime must be an ISO 8601 string');
   return date;
 }
+
+builder.scalarType('File', {
+  description: 'A file sent with the GraphQL multipart request spec (multipart/form-data: operations, map, files).',
+  serialize: () => {
+    throw new GraphQLError('File is an input-only scalar');
+  },
+  parseValue: (value) => {
+    // Duck-typed: yoga hands over its fetch implementation's File, not necessarily Node's class.
+    const v = value as Partial<File> | null;
+    if (v && typeof v.arrayBuffer === 'function' && typeof v.name === 'string') return value as File;
+    throw new GraphQLError('File must be sent as a multipart upload');
+  },
+});

@@ -1,13 +1,17 @@
 import type { Logger } from 'pino';
 import * as ort from 'onnxruntime-node';
-import type { FieldIssue } from '../../jobs/job-input.js';
+import { randomUUID } from 'node:crypto';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { InputValidationError, type FieldIssue } from '../../jobs/job-input.js';
 import { JobErrorCode, type GenerationParams } from '../../jobs/job.js';
-import type { Catalogue } from '../../models/catalogue.js';
+import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../models/catalogue.js';
 import { fetchImage, ImageFetchError } from '../../images/fetch-image.js';
-import type { Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
+import type { EmbeddingUpload, Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
+import { EMBEDDING_EXTENSIONS, EmbeddingFileError, parseEmbedding } from './embeddings/index.js';
 import { Checkpoint, CheckpointError, type EmbeddingRows } from './checkpoint.js';
 import { blackPng, imageToTensor, maskToTensor, tensorToPng } from './image-codec.js';
-import type { ModelDirectory } from './model-directory.js';
+import type { ModelDirectory, UploadSidecar } from './model-directory.js';
 import { generate, GenerationCanceled } from './pipeline.js';
 import { checkImages } from './safety.js';
 import type { SchedulerName } from './schedulers/index.js';
@@ -21,8 +25,13 @@ export interface LocalEngineOptions {
   defaultScheduler: SchedulerName;
   sessionOptions: ort.InferenceSession.SessionOptions;
   readEmbedding: (file: string) => Promise<{ vectors: Float32Array; count: number; width: number }>;
+  /** Where uploaded embeddings are stored (with a JSON sidecar each). */
+  uploadsDir: string;
   logger: Logger;
 }
+
+/** A trigger word: one "word" a user can type, as the tokenizer matches whole words. */
+const TRIGGER_WORD = /^[\p{L}\p{N}_<>.-]{1,64}$/u;
 
 type State =
   | { state: 'QUEUED'; job: EngineJob }
@@ -49,6 +58,8 @@ export class LocalEngine implements Engine {
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private readonly vectors = new Map<string, Promise<EmbeddingRows>>();
   private readonly expiry = new Set<NodeJS.Timeout>();
+  /** Uploads run one at a time, so two cannot claim the same trigger word. */
+  private uploads: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly models: ModelDirectory,
@@ -80,6 +91,74 @@ export class LocalEngine implements Engine {
       issues.push({ path: ['modelId'], code: 'INPAINTING_ONLY', message: `"${params.modelId}" is an inpainting checkpoint: use the inpainting mutation` });
     }
     return issues;
+  }
+
+  /** Validates, stores under uploadsDir and registers an embedding; usable by the next request. */
+  addEmbedding(upload: EmbeddingUpload): Promise<CatalogueEntry> {
+    const next = this.uploads.then(() => this.storeEmbedding(upload));
+    this.uploads = next.catch(() => undefined);
+    return next;
+  }
+
+  private async storeEmbedding(upload: EmbeddingUpload): Promise<CatalogueEntry> {
+    const issues: FieldIssue[] = [];
+    const name = upload.name.trim();
+    if (name.length < 1 || name.length > 100) issues.push({ path: ['name'], code: 'INVALID_LENGTH', message: 'must be 1 to 100 characters' });
+    const trigger = upload.triggerWord.trim();
+    if (!TRIGGER_WORD.test(trigger)) {
+      issues.push({ path: ['triggerWord'], code: 'INVALID_VALUE', message: 'must be one word (letters, digits, _ - < > .), at most 64 characters' });
+    } else {
+      const taken = [...this.models.embeddings.values()].find((e) => e.trigger.toLowerCase() === trigger.toLowerCase());
+      if (taken) issues.push({ path: ['triggerWord'], code: 'TRIGGER_TAKEN', message: `"${trigger}" is already the trigger word of embedding "${taken.id}"` });
+    }
+    const ext = path.extname(upload.fileName).toLowerCase();
+    let parsed: ReturnType<typeof parseEmbedding> | null = null;
+    if (!(EMBEDDING_EXTENSIONS as readonly string[]).includes(ext)) {
+      issues.push({ path: ['file'], code: 'UNSUPPORTED_FILE', message: `must be a ${EMBEDDING_EXTENSIONS.join(', ')} file` });
+    } else {
+      try {
+        parsed = parseEmbedding(upload.data, upload.fileName);
+      } catch (err) {
+        if (!(err instanceof EmbeddingFileError)) throw err;
+        issues.push({ path: ['file'], code: 'INVALID_EMBEDDING_FILE', message: err.message });
+      }
+    }
+    if (parsed) {
+      const defaultId = this.models.catalogue.find('sd1.5')?.id ?? [...this.models.checkpoints.keys()][0]!;
+      const width = (await this.checkpoint(defaultId)).hiddenSize;
+      if (parsed.width !== width) {
+        issues.push({
+          path: ['file'],
+          code: 'INCOMPATIBLE_EMBEDDING',
+          message: `has vectors of width ${parsed.width}; the checkpoints here need ${width} (SD 1.5: 768)`,
+        });
+      }
+    }
+    if (issues.length > 0 || !parsed) throw new InputValidationError(issues);
+
+    const id = randomUUID();
+    const fileName = `${id}${ext}`;
+    const sidecar: UploadSidecar = { id, name, triggerWords: [trigger], file: fileName, createdAt: new Date().toISOString() };
+    await mkdir(this.options.uploadsDir, { recursive: true });
+    const file = path.join(this.options.uploadsDir, fileName);
+    // File first, sidecar last (each via rename): a sidecar always points at a complete file.
+    await writeFile(`${file}.tmp`, upload.data);
+    await rename(`${file}.tmp`, file);
+    const sidecarPath = path.join(this.options.uploadsDir, `${id}.json`);
+    await writeFile(`${sidecarPath}.tmp`, JSON.stringify(sidecar, null, 2));
+    await rename(`${sidecarPath}.tmp`, sidecarPath);
+
+    const entry = catalogueEntrySchema.parse({ id, name, kind: 'EMBEDDING', triggerWords: [trigger], vectors: parsed.count });
+    const rows: EmbeddingRows = { trigger, vectors: parsed.vectors, count: parsed.count };
+    this.models.embeddings.set(id, { id, file, trigger, count: parsed.count, width: parsed.width });
+    this.models.catalogue = new Catalogue([...this.models.catalogue.entries, entry]);
+    this.vectors.set(id, Promise.resolve(rows));
+    for (const tokenizer of this.tokenizers.values()) (await tokenizer).addTriggerTokens(trigger, parsed.count);
+    for (const loading of this.loaded.values()) {
+      const ckpt = await loading.catch(() => null);
+      if (ckpt && ckpt.hiddenSize === parsed.width) await ckpt.textEncoder([rows]);
+    }
+    return entry;
   }
 
   async submit(job: EngineJob): Promise<EngineSubmission> {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_MODEL_ALIAS } from '../../jobs/job-input.js';
 import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../models/catalogue.js';
+import { EMBEDDING_EXTENSIONS } from './embeddings/index.js';
 
 /**
  * What MODELS_DIR holds: checkpoints (sub-folders in the diffusers ONNX layout) and
@@ -15,7 +16,6 @@ import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../mode
  *     "embeddings": { "UnrealisticDream.pt": { "id": "f84133b4-…", "triggerWords": ["UnrealisticDream"] } } }
  */
 
-export const EMBEDDING_EXTENSIONS = ['.safetensors', '.pt', '.bin'];
 
 const entryOverrides = z.object({
   id: z.string().min(1).optional(),
@@ -56,7 +56,21 @@ export interface ModelDirectory {
 
 export type EmbeddingReader = (file: string) => Promise<{ count: number; width: number }>;
 
-export async function scanModelDirectory(dir: string, readEmbedding: EmbeddingReader): Promise<ModelDirectory> {
+/** Sidecar written next to an uploaded embedding (DATA_DIR/embeddings/<id>.json). */
+export const uploadSidecarSchema = z.object({
+  id: z.string().min(1),
+  name: z.string().min(1),
+  triggerWords: z.array(z.string().min(1)).min(1),
+  file: z.string().min(1),
+  createdAt: z.string(),
+});
+export type UploadSidecar = z.output<typeof uploadSidecarSchema>;
+
+export async function scanModelDirectory(
+  dir: string,
+  readEmbedding: EmbeddingReader,
+  options: { uploadsDir?: string } = {},
+): Promise<ModelDirectory> {
   if (!existsSync(dir)) throw new Error(`MODELS_DIR: ${dir} does not exist`);
   const manifestPath = path.join(dir, 'manifest.json');
   const manifest = existsSync(manifestPath)
@@ -99,9 +113,11 @@ export async function scanModelDirectory(dir: string, readEmbedding: EmbeddingRe
     ...(await listEmbeddingFiles(path.join(dir, 'embeddings'))),
     ...(await Promise.all(folders.map((f) => listEmbeddingFiles(path.join(dir, f, 'embeddings'))))).flat(),
   ];
-  for (const file of embeddingFiles) {
+  const uploads = options.uploadsDir ? await listUploads(options.uploadsDir, skipped) : new Map<string, UploadSidecar>();
+  for (const file of [...embeddingFiles, ...uploads.keys()]) {
     const base = path.basename(file);
-    const o = manifest.embeddings[base] ?? {};
+    const upload = uploads.get(file);
+    const o: z.output<typeof entryOverrides> & { triggerWords?: string[] } = upload ?? manifest.embeddings[base] ?? {};
     const stem = base.slice(0, base.length - path.extname(base).length);
     let info: { count: number; width: number };
     try {
@@ -152,10 +168,26 @@ function parseManifest(text: string, file: string) {
   return parsed.data;
 }
 
+/** Uploaded embeddings: each file with its JSON sidecar (ids and trigger words fixed at upload). */
+async function listUploads(dir: string, skipped: string[]): Promise<Map<string, UploadSidecar>> {
+  const found = new Map<string, UploadSidecar>();
+  if (!existsSync(dir)) return found;
+  for (const name of (await readdir(dir)).filter((n) => n.endsWith('.json')).sort()) {
+    const sidecar = path.join(dir, name);
+    try {
+      const meta = uploadSidecarSchema.parse(JSON.parse(await readFile(sidecar, 'utf8')));
+      found.set(path.join(dir, path.basename(meta.file)), meta);
+    } catch (err) {
+      skipped.push(`${sidecar}: ${(err as Error).message}`);
+    }
+  }
+  return found;
+}
+
 async function listEmbeddingFiles(dir: string): Promise<string[]> {
   if (!existsSync(dir)) return [];
   return (await readdir(dir, { withFileTypes: true }))
-    .filter((d) => d.isFile() && EMBEDDING_EXTENSIONS.includes(path.extname(d.name).toLowerCase()))
+    .filter((d) => d.isFile() && (EMBEDDING_EXTENSIONS as readonly string[]).includes(path.extname(d.name).toLowerCase()))
     .map((d) => path.join(dir, d.name))
     .sort();
 }
