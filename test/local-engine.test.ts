@@ -106,7 +106,7 @@ describe('local ONNX engine through GraphQL', () => {
     const form = new FormData();
     form.set('operations', JSON.stringify({ query: print(UploadEmbeddingDocument), variables: { file: null, name, triggerWord } }));
     form.set('map', JSON.stringify({ 0: ['variables.file'] }));
-    form.set('0', new Blob([bytes]), fileName);
+    form.set('0', new Blob([Buffer.from(bytes)]), fileName);
     const res = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'api-key': server.key }, body: form });
     return (await res.json()) as { data?: { uploadEmbedding: { id: string; triggerWords: string[]; vectors: number } }; errors?: { extensions: { code: string; issues: { path: unknown[]; code: string; message: string }[] } }[] };
   };
