@@ -40,7 +40,10 @@
  * saturated server; a client% that is high means the client limited the figure. Runs are short
  * and the machine may be shared, so compare runs of the same invocation, not across invocations.
  */
+import { execFile } from 'node:child_process';
 import os from 'node:os';
+import { promisify } from 'node:util';
+import type { LocalEngineFigures } from './local-engine.js';
 import { concat, percentile } from './lib/load.js';
 import { runSubscriptionMemory, type LayoutResult, type MemoryResult } from './subscriptions.js';
 import { runBaseline, runOurs, type RunResult, type ThroughputSettings } from './throughput.js';
@@ -212,6 +215,23 @@ for (const [i, l] of memory.layouts.entries()) {
 const stopRuns = ours.length + 1 + (extra ? 1 : 0) + 1;
 const stopFails = stopsHung + (memory.stop && !memory.stop.stopped ? 1 : 0);
 rows.push(['app.stop() resolved after a run', `${stopRuns - stopFails}/${stopRuns}`, 'all', verdict(stopFails === 0)]);
+
+// 3. Local engine: seconds per step, share outside session.run, peak memory (own process).
+const localRun = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bench/local-engine.ts'], {
+  env: process.env,
+  maxBuffer: 1 << 20,
+});
+const local = JSON.parse(localRun.stdout.trim().split('\n').at(-1)!) as LocalEngineFigures[];
+for (const f of local) {
+  rows.push([`local ${f.model} ${f.size}, ${f.steps} steps: s/step`, fmt(f.secondsPerStep, 4), '', '(info)']);
+  rows.push([
+    `  share of a step outside session.run`,
+    `${fmt(f.outsideRunShare * 100, 1)} % (${fmt(f.secondsPerStep * f.outsideRunShare * 1000, 2)} ms)`,
+    '< 5 %',
+    verdict(f.outsideRunShare < 0.05),
+  ]);
+  rows.push([`  peak RSS of the process`, `${fmt(f.peakRssMb, 0)} MB`, '', '(info)']);
+}
 
 const w = [Math.max(...rows.map((r) => r[0].length)) + 2, Math.max(...rows.map((r) => r[1].length)) + 2, 12, 6];
 console.log(`SUMMARY (${upstreamMode(settings.hold)}; total ${elapsed()}; load average now ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);

@@ -34,6 +34,8 @@ export interface GenerateRequest {
   strength?: number;
   onStep?: (step: number, total: number) => void;
   signal?: AbortSignal;
+  /** Filled in when given: time in the denoising loop, and the part of it inside unet.run (ms). */
+  timings?: { loopMs: number; unetMs: number; steps: number };
 }
 
 export class GenerationCanceled extends Error {
@@ -87,6 +89,8 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
   }
 
   const total = scheduler.timesteps.length - startIndex;
+  const loopStart = performance.now();
+  let unetMs = 0;
   for (let i = startIndex; i < scheduler.timesteps.length; i++) {
     if (req.signal?.aborted) throw new GenerationCanceled();
     const scaled = scheduler.scaleModelInput(latents, i);
@@ -96,11 +100,14 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
       unetInput = inpaintingInput(unetInput, latentMask, concatBatch(maskedImageLatents!, maskedImageLatents!), 2 * n, h, w);
       channels = 9;
     }
-    const out = await ckpt.unet.run({
+    const feeds = {
       sample: new ort.Tensor('float32', unetInput, [2 * n, channels, h, w]),
       timestep: timestepTensor(ckpt.timestep, scheduler.timesteps[i]!, 2 * n),
       encoder_hidden_states: textStates,
-    });
+    };
+    const runStart = performance.now();
+    const out = await ckpt.unet.run(feeds);
+    unetMs += performance.now() - runStart;
     const pred = out.out_sample!.data as Float32Array;
     // Classifier-free guidance: the first half of the batch is unconditioned.
     const guided = new Float32Array(n * latentSize);
@@ -115,6 +122,7 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
     }
     req.onStep?.(i - startIndex + 1, total);
   }
+  if (req.timings) Object.assign(req.timings, { loopMs: performance.now() - loopStart, unetMs, steps: total });
   if (req.signal?.aborted) throw new GenerationCanceled();
 
   const decoded = await ckpt.vaeDecoder.run({

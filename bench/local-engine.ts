@@ -1,0 +1,81 @@
+/**
+ * Local engine figures: seconds per denoising step, the share of a step spent outside ONNX
+ * Runtime's session.run (our JS: scheduler maths, guidance, copies; target < 5%), and the
+ * process's peak memory during a generation. Runs on the tiny generated models unless
+ * SD_MODEL_DIR points at a real SD 1.5 ONNX export (then the figures mean something for real use).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Checkpoint } from '../src/engines/local/checkpoint.js';
+import { generate } from '../src/engines/local/pipeline.js';
+import { generateTinyPipeline } from '../src/engines/local/tiny/generate.js';
+
+export interface LocalEngineFigures {
+  model: string;
+  size: string;
+  steps: number;
+  secondsPerStep: number;
+  outsideRunShare: number;
+  peakRssMb: number;
+}
+
+export async function runLocalEngineBench(): Promise<LocalEngineFigures[]> {
+  const real = process.env.SD_MODEL_DIR;
+  const root = real ? null : mkdtempSync(path.join(tmpdir(), 'sd-bench-models-'));
+  const dir = real ?? path.join(root!, 'tiny');
+  if (root) await generateTinyPipeline(dir);
+  const ckpt = await Checkpoint.load(dir);
+  const figures: LocalEngineFigures[] = [];
+  try {
+    for (const [width, height, steps] of [
+      [512, 512, 20],
+      [256, 256, 20],
+    ] as const) {
+      // One warm-up run: first runs allocate ONNX Runtime's arenas.
+      await generate(ckpt, request(width, height, 2));
+      const timings = { loopMs: 0, unetMs: 0, steps: 0 };
+      let loop = 0;
+      let unet = 0;
+      let count = 0;
+      for (let r = 0; r < 3; r++) {
+        await generate(ckpt, { ...request(width, height, steps), timings });
+        loop += timings.loopMs;
+        unet += timings.unetMs;
+        count += timings.steps;
+      }
+      figures.push({
+        model: real ? path.basename(real) : 'tiny (random weights)',
+        size: `${width}x${height}`,
+        steps,
+        secondsPerStep: loop / count / 1000,
+        outsideRunShare: (loop - unet) / loop,
+        peakRssMb: process.resourceUsage().maxRSS / 1024,
+      });
+    }
+  } finally {
+    await ckpt.release();
+    if (root) rmSync(root, { recursive: true, force: true });
+  }
+  return figures;
+}
+
+function request(width: number, height: number, steps: number) {
+  return {
+    prompt: 'a lighthouse on a cliff at dusk',
+    negativePrompt: 'blurry',
+    steps,
+    guidanceScale: 7.5,
+    samples: 1,
+    width,
+    height,
+    seed: 1,
+    scheduler: 'DPMPP_2M_KARRAS' as const,
+    embeddings: [],
+  };
+}
+
+// Run as its own process (by bench/index.ts) so that peak memory is the generation's alone.
+if (process.argv[1] && import.meta.url.endsWith(path.basename(process.argv[1]))) {
+  process.stdout.write(`${JSON.stringify(await runLocalEngineBench())}\n`);
+}
