@@ -53,10 +53,7 @@ async function createLocalEngine(config: LocalEngineConfig, logger: Logger): Pro
     concurrency: config.concurrency,
     maxLoadedCheckpoints: config.maxLoadedCheckpoints,
     defaultScheduler: config.scheduler,
-    sessionOptions: {
-      executionProviders: config.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
-      ...(config.intraOpThreads > 0 ? { intraOpNumThreads: config.intraOpThreads } : {}),
-    },
+    worker: { executionProvider: config.executionProvider, intraOpThreads: config.intraOpThreads },
     readEmbedding: loadEmbeddingFile,
     uploadsDir,
     logger,

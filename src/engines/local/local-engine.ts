@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import * as ort from 'onnxruntime-node';
 import { randomUUID } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,13 +8,13 @@ import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../mode
 import { fetchImage, ImageFetchError } from '../../images/fetch-image.js';
 import type { EmbeddingUpload, Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
 import { EMBEDDING_EXTENSIONS, EmbeddingFileError, parseEmbedding } from './embeddings/index.js';
-import { Checkpoint, CheckpointError, type EmbeddingRows } from './checkpoint.js';
-import { blackPng, imageToTensor, maskToTensor, tensorToPng } from './image-codec.js';
+import type { EmbeddingRows } from './checkpoint.js';
+import { GenerationFailed, GenerationWorkerClient } from './generation-worker-client.js';
 import type { ModelDirectory, UploadSidecar } from './model-directory.js';
-import { generate, GenerationCanceled } from './pipeline.js';
-import { checkImages } from './safety.js';
+import { GenerationCanceled } from './pipeline.js';
 import type { SchedulerName } from './schedulers/index.js';
-import { ClipTokenizer, TokenLimitError } from './tokenizer/clip-tokenizer.js';
+import { ClipTokenizer } from './tokenizer/clip-tokenizer.js';
+import type { WorkerSettings } from './worker-protocol.js';
 
 export interface LocalEngineOptions {
   /** Generations run at once (FIFO beyond that). */
@@ -23,7 +22,8 @@ export interface LocalEngineOptions {
   /** Checkpoints kept loaded (least recently used beyond that are released). */
   maxLoadedCheckpoints: number;
   defaultScheduler: SchedulerName;
-  sessionOptions: ort.InferenceSession.SessionOptions;
+  /** ONNX Runtime settings for the generation worker. */
+  worker: Omit<WorkerSettings, 'maxLoadedCheckpoints'>;
   readEmbedding: (file: string) => Promise<{ vectors: Float32Array; count: number; width: number }>;
   /** Where uploaded embeddings are stored (with a JSON sidecar each). */
   uploadsDir: string;
@@ -35,7 +35,7 @@ const TRIGGER_WORD = /^[\p{L}\p{N}_<>.-]{1,64}$/u;
 
 type State =
   | { state: 'QUEUED'; job: EngineJob }
-  | { state: 'PROCESSING'; job: EngineJob; step: number; totalSteps: number; abort: AbortController }
+  | { state: 'PROCESSING'; job: EngineJob; step: number; totalSteps: number }
   | { state: 'SUCCESS'; images: GeneratedImage[] }
   | { state: 'FAILURE'; code: string; message: string }
   | { state: 'CANCELED' };
@@ -44,8 +44,9 @@ type State =
 const RESULT_TTL_MS = 10 * 60_000;
 
 /**
- * Runs SD 1.5 in this process on ONNX Runtime: a bounded FIFO of jobs, progress per step,
- * cancel between steps. The handle is the job id. A handle it does not know (after a restart)
+ * Runs SD 1.5 in this process on ONNX Runtime, in a worker thread (session.run is synchronous
+ * and would otherwise stall the API): a bounded FIFO of jobs, progress per step, cancel between
+ * steps. The handle is the job id. A handle it does not know (after a restart)
  * is simply queued again: generation is deterministic for the job's seed, so nothing is lost.
  */
 export class LocalEngine implements Engine {
@@ -54,17 +55,23 @@ export class LocalEngine implements Engine {
   private readonly queue: string[] = [];
   private running = 0;
   private closed = false;
-  private readonly loaded = new Map<string, Promise<Checkpoint>>();
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private readonly vectors = new Map<string, Promise<EmbeddingRows>>();
   private readonly expiry = new Set<NodeJS.Timeout>();
   /** Uploads run one at a time, so two cannot claim the same trigger word. */
   private uploads: Promise<unknown> = Promise.resolve();
 
+  private readonly worker: GenerationWorkerClient;
+
   constructor(
     private readonly models: ModelDirectory,
     private readonly options: LocalEngineOptions,
-  ) {}
+  ) {
+    this.worker = new GenerationWorkerClient(
+      { ...options.worker, maxLoadedCheckpoints: options.maxLoadedCheckpoints },
+      options.logger,
+    );
+  }
 
   async catalogue(): Promise<Catalogue> {
     return this.models.catalogue;
@@ -125,7 +132,7 @@ export class LocalEngine implements Engine {
     }
     if (parsed) {
       const defaultId = this.models.catalogue.find('sd1.5')?.id ?? [...this.models.checkpoints.keys()][0]!;
-      const width = (await this.checkpoint(defaultId)).hiddenSize;
+      const width = (await this.worker.describe(this.models.checkpoints.get(defaultId)!.dir)).hiddenSize;
       if (parsed.width !== width) {
         issues.push({
           path: ['file'],
@@ -153,11 +160,8 @@ export class LocalEngine implements Engine {
     this.models.embeddings.set(id, { id, file, trigger, count: parsed.count, width: parsed.width });
     this.models.catalogue = new Catalogue([...this.models.catalogue.entries, entry]);
     this.vectors.set(id, Promise.resolve(rows));
+    // The worker's text encoders learn new rows from the requests that name them.
     for (const tokenizer of this.tokenizers.values()) (await tokenizer).addTriggerTokens(trigger, parsed.count);
-    for (const loading of this.loaded.values()) {
-      const ckpt = await loading.catch(() => null);
-      if (ckpt && ckpt.hiddenSize === parsed.width) await ckpt.textEncoder([rows]);
-    }
     return entry;
   }
 
@@ -174,7 +178,7 @@ export class LocalEngine implements Engine {
   async cancel(handle: string): Promise<void> {
     const s = this.states.get(handle);
     if (!s) return;
-    if (s.state === 'PROCESSING') s.abort.abort();
+    if (s.state === 'PROCESSING') this.worker.cancel(handle);
     if (s.state === 'QUEUED') {
       const i = this.queue.indexOf(handle);
       if (i !== -1) this.queue.splice(i, 1);
@@ -184,9 +188,8 @@ export class LocalEngine implements Engine {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const s of this.states.values()) if (s.state === 'PROCESSING') s.abort.abort();
     for (const t of this.expiry) clearTimeout(t);
-    await Promise.all([...this.loaded.values()].map(async (c) => (await c.catch(() => null))?.release()));
+    await this.worker.close();
   }
 
   private enqueue(job: EngineJob): void {
@@ -239,50 +242,51 @@ export class LocalEngine implements Engine {
   }
 
   private async run(job: EngineJob): Promise<void> {
-    const abort = new AbortController();
     const p = job.params;
-    const processing: State = { state: 'PROCESSING', job, step: 0, totalSteps: p.numInferenceSteps, abort };
+    const processing: State = { state: 'PROCESSING', job, step: 0, totalSteps: p.numInferenceSteps };
     this.states.set(job.id, processing);
     try {
       const checkpointId = this.models.catalogue.find(p.modelId)?.id ?? p.modelId;
-      const ckpt = await this.checkpoint(checkpointId);
+      const checkpoint = this.models.checkpoints.get(checkpointId);
+      if (!checkpoint) throw new GenerationFailed(`no checkpoint "${p.modelId}"`, true);
       const embeddings = await Promise.all(p.embeddings.map((id) => this.embeddingRows(id)));
-      const initImage = p.initImage ? await imageToTensor(await fetchImage(p.initImage, 'initImage'), p.width, p.height) : undefined;
-      const mask = p.maskImage ? await maskToTensor(await fetchImage(p.maskImage, 'maskImage'), p.width, p.height) : undefined;
-      const images = await generate(ckpt, {
-        prompt: p.prompt,
-        negativePrompt: p.negativePrompt,
-        steps: p.numInferenceSteps,
-        guidanceScale: p.guidanceScale,
-        samples: p.samples,
-        width: p.width,
-        height: p.height,
-        seed: p.seed,
-        scheduler: p.scheduler ?? this.options.defaultScheduler,
-        embeddings,
-        initImage,
-        mask,
-        strength: p.strength,
-        signal: abort.signal,
-        onStep: (step, total) => {
+      const initImage = p.initImage ? await fetchImage(p.initImage, 'initImage') : undefined;
+      const maskImage = p.maskImage ? await fetchImage(p.maskImage, 'maskImage') : undefined;
+      const images = await this.worker.generate(
+        {
+          type: 'generate',
+          jobId: job.id,
+          checkpointDir: checkpoint.dir,
+          prompt: p.prompt,
+          negativePrompt: p.negativePrompt,
+          steps: p.numInferenceSteps,
+          guidanceScale: p.guidanceScale,
+          samples: p.samples,
+          width: p.width,
+          height: p.height,
+          seed: p.seed,
+          scheduler: p.scheduler ?? this.options.defaultScheduler,
+          embeddings,
+          initImage,
+          maskImage,
+          strength: p.strength,
+          safetyChecker: p.safetyChecker,
+        },
+        (step, total) => {
           processing.step = step;
           processing.totalSteps = total;
         },
+      );
+      this.states.set(job.id, {
+        state: 'SUCCESS',
+        images: images.map((i) => ({ data: i.data, contentType: 'image/png', nsfw: i.nsfw })),
       });
-      const flags = p.safetyChecker ? await checkImages(ckpt, images, p.samples, p.width, p.height) : null;
-      const out: GeneratedImage[] = [];
-      for (let i = 0; i < p.samples; i++) {
-        const nsfw = flags ? flags[i]! : null;
-        const data = nsfw ? await blackPng(p.width, p.height) : await tensorToPng(images, i, p.width, p.height);
-        out.push({ data, contentType: 'image/png', nsfw });
-      }
-      this.states.set(job.id, { state: 'SUCCESS', images: out });
     } catch (err) {
       if (err instanceof GenerationCanceled) {
         this.states.set(job.id, { state: 'CANCELED' });
         return;
       }
-      const known = err instanceof ImageFetchError || err instanceof TokenLimitError || err instanceof CheckpointError;
+      const known = err instanceof ImageFetchError || (err instanceof GenerationFailed && err.expected);
       if (!known) this.options.logger.error({ err, jobId: job.id }, 'local generation failed');
       this.states.set(job.id, {
         state: 'FAILURE',
@@ -290,31 +294,6 @@ export class LocalEngine implements Engine {
         message: known ? (err as Error).message : 'the local engine failed to generate this job',
       });
     }
-  }
-
-  /** Loaded lazily and kept (LRU); every known embedding's rows are registered on load. */
-  private checkpoint(id: string): Promise<Checkpoint> {
-    let loading = this.loaded.get(id);
-    if (loading) {
-      this.loaded.delete(id);
-      this.loaded.set(id, loading);
-      return loading;
-    }
-    const info = this.models.checkpoints.get(id);
-    if (!info) return Promise.reject(new Error(`no checkpoint "${id}"`));
-    loading = Checkpoint.load(info.dir, this.options.sessionOptions).then(async (ckpt) => {
-      const usable = [...this.models.embeddings.values()].filter((e) => e.width === ckpt.hiddenSize);
-      await ckpt.textEncoder(await Promise.all(usable.map((e) => this.embeddingRows(e.id))));
-      return ckpt;
-    });
-    loading.catch(() => this.loaded.delete(id));
-    this.loaded.set(id, loading);
-    while (this.loaded.size > this.options.maxLoadedCheckpoints) {
-      const [oldest, promise] = this.loaded.entries().next().value as [string, Promise<Checkpoint>];
-      this.loaded.delete(oldest);
-      void promise.then((c) => c.release(), () => undefined);
-    }
-    return loading;
   }
 
   private embeddingRows(idOrAlias: string): Promise<EmbeddingRows> {

@@ -1,0 +1,108 @@
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { GenerationCanceled } from './pipeline.js';
+import type { FromWorker, GenerateMessage, WorkerSettings } from './worker-protocol.js';
+
+/** A generation the worker refused or failed; `expected` ones carry a message fit for users. */
+export class GenerationFailed extends Error {
+  constructor(
+    message: string,
+    readonly expected: boolean,
+  ) {
+    super(message);
+    this.name = 'GenerationFailed';
+  }
+}
+
+interface PendingJob {
+  onProgress: (step: number, total: number) => void;
+  resolve: (images: { data: Buffer; nsfw: boolean | null }[]) => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * The main thread's side of the generation worker: starts it on first use, routes its messages,
+ * and fails every job in flight (then starts afresh on the next one) if the worker dies.
+ */
+export class GenerationWorkerClient {
+  private worker: Worker | null = null;
+  private readonly jobs = new Map<string, PendingJob>();
+  private readonly describes = new Map<number, { resolve: (v: { hiddenSize: number; inpainting: boolean }) => void; reject: (e: Error) => void }>();
+  private nextRequest = 1;
+
+  constructor(
+    private readonly settings: WorkerSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  generate(msg: GenerateMessage, onProgress: PendingJob['onProgress']): Promise<{ data: Buffer; nsfw: boolean | null }[]> {
+    return new Promise((resolve, reject) => {
+      this.jobs.set(msg.jobId, { onProgress, resolve, reject });
+      this.start().postMessage(msg);
+    });
+  }
+
+  cancel(jobId: string): void {
+    this.worker?.postMessage({ type: 'cancel', jobId });
+  }
+
+  describe(checkpointDir: string): Promise<{ hiddenSize: number; inpainting: boolean }> {
+    const requestId = this.nextRequest++;
+    return new Promise((resolve, reject) => {
+      this.describes.set(requestId, { resolve, reject });
+      this.start().postMessage({ type: 'describe', requestId, checkpointDir });
+    });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.worker;
+    this.worker = null;
+    if (worker) await worker.terminate();
+  }
+
+  private start(): Worker {
+    if (this.worker) return this.worker;
+    // From TypeScript sources (npm start, tests) a small .mjs entry loads the worker through tsx.
+    const entry = import.meta.url.endsWith('.ts') ? './generation-worker-bootstrap.mjs' : './generation-worker.js';
+    const worker = new Worker(new URL(entry, import.meta.url), { workerData: this.settings });
+    worker.on('message', (msg: FromWorker) => this.onMessage(msg));
+    worker.on('error', (err) => this.logger.error({ err }, 'generation worker failed'));
+    worker.on('exit', (code) => {
+      if (this.worker === worker) this.worker = null;
+      const failure = new GenerationFailed(`the generation worker stopped (exit code ${code})`, false);
+      for (const job of this.jobs.values()) job.reject(failure);
+      for (const d of this.describes.values()) d.reject(failure);
+      this.jobs.clear();
+      this.describes.clear();
+    });
+    this.worker = worker;
+    return worker;
+  }
+
+  private onMessage(msg: FromWorker): void {
+    if (msg.type === 'described') {
+      const d = this.describes.get(msg.requestId);
+      this.describes.delete(msg.requestId);
+      if (msg.error || msg.hiddenSize === undefined) d?.reject(new Error(msg.error ?? 'no description'));
+      else d?.resolve({ hiddenSize: msg.hiddenSize, inpainting: msg.inpainting ?? false });
+      return;
+    }
+    const job = this.jobs.get(msg.jobId);
+    if (!job) return;
+    switch (msg.type) {
+      case 'progress':
+        job.onProgress(msg.step, msg.total);
+        return;
+      case 'done':
+        job.resolve(msg.images.map((i) => ({ data: Buffer.from(i.data), nsfw: i.nsfw })));
+        break;
+      case 'failed':
+        job.reject(new GenerationFailed(msg.message, msg.expected));
+        break;
+      case 'canceled':
+        job.reject(new GenerationCanceled());
+        break;
+    }
+    this.jobs.delete(msg.jobId);
+  }
+}

@@ -1,0 +1,96 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import type * as ort from 'onnxruntime-node';
+import { Checkpoint, CheckpointError } from './checkpoint.js';
+import { blackPng, imageToTensor, maskToTensor, tensorToPng } from './image-codec.js';
+import { generate, GenerationCanceled } from './pipeline.js';
+import { checkImages } from './safety.js';
+import { TokenLimitError } from './tokenizer/clip-tokenizer.js';
+import type { FromWorker, GenerateMessage, ToWorker, WorkerSettings } from './worker-protocol.js';
+
+/**
+ * The local engine's generation thread: owns the ONNX Runtime sessions (loaded lazily, least
+ * recently used released) and runs one generation at a time per message.
+ */
+
+const settings = workerData as WorkerSettings;
+const sessionOptions: ort.InferenceSession.SessionOptions = {
+  executionProviders: settings.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+  ...(settings.intraOpThreads > 0 ? { intraOpNumThreads: settings.intraOpThreads } : {}),
+};
+const loaded = new Map<string, Promise<Checkpoint>>();
+const aborts = new Map<string, AbortController>();
+const port = parentPort!;
+const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+
+function checkpoint(dir: string): Promise<Checkpoint> {
+  let loading = loaded.get(dir);
+  if (loading) {
+    loaded.delete(dir);
+    loaded.set(dir, loading);
+    return loading;
+  }
+  loading = Checkpoint.load(dir, sessionOptions);
+  loading.catch(() => loaded.delete(dir));
+  loaded.set(dir, loading);
+  while (loaded.size > settings.maxLoadedCheckpoints) {
+    const [oldest, promise] = loaded.entries().next().value as [string, Promise<Checkpoint>];
+    loaded.delete(oldest);
+    void promise.then((c) => c.release(), () => undefined);
+  }
+  return loading;
+}
+
+async function run(msg: GenerateMessage): Promise<void> {
+  const abort = new AbortController();
+  aborts.set(msg.jobId, abort);
+  try {
+    const ckpt = await checkpoint(msg.checkpointDir);
+    const initImage = msg.initImage ? await imageToTensor(Buffer.from(msg.initImage), msg.width, msg.height) : undefined;
+    const mask = msg.maskImage ? await maskToTensor(Buffer.from(msg.maskImage), msg.width, msg.height) : undefined;
+    const images = await generate(ckpt, {
+      ...msg,
+      initImage,
+      mask,
+      signal: abort.signal,
+      onStep: (step, total) => post({ type: 'progress', jobId: msg.jobId, step, total }),
+    });
+    const flags = msg.safetyChecker ? await checkImages(ckpt, images, msg.samples, msg.width, msg.height) : null;
+    const out: { data: Uint8Array; nsfw: boolean | null }[] = [];
+    for (let i = 0; i < msg.samples; i++) {
+      const nsfw = flags ? flags[i]! : null;
+      const png = nsfw ? await blackPng(msg.width, msg.height) : await tensorToPng(images, i, msg.width, msg.height);
+      out.push({ data: new Uint8Array(png), nsfw });
+    }
+    post({ type: 'done', jobId: msg.jobId, images: out }, out.map((o) => o.data.buffer as ArrayBuffer));
+  } catch (err) {
+    if (err instanceof GenerationCanceled) {
+      post({ type: 'canceled', jobId: msg.jobId });
+      return;
+    }
+    const expected = err instanceof TokenLimitError || err instanceof CheckpointError || isImageDecodeError(err);
+    post({ type: 'failed', jobId: msg.jobId, message: (err as Error).message ?? String(err), expected });
+  } finally {
+    aborts.delete(msg.jobId);
+  }
+}
+
+function isImageDecodeError(err: unknown): boolean {
+  return err instanceof Error && /Input buffer|unsupported image format|Input image exceeds pixel limit/i.test(err.message);
+}
+
+port.on('message', (msg: ToWorker) => {
+  switch (msg.type) {
+    case 'generate':
+      void run(msg);
+      break;
+    case 'cancel':
+      aborts.get(msg.jobId)?.abort();
+      break;
+    case 'describe':
+      checkpoint(msg.checkpointDir).then(
+        (c) => post({ type: 'described', requestId: msg.requestId, hiddenSize: c.hiddenSize, inpainting: c.inpainting }),
+        (err: unknown) => post({ type: 'described', requestId: msg.requestId, error: (err as Error).message }),
+      );
+      break;
+  }
+});
