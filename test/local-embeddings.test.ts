@@ -12,7 +12,7 @@ import {
   torchArchiveWithPickle,
   torchSaveBytes,
   zipArchive,
-} from './fixtures/embeddings/writers.js';
+} from '../src/engines/local/tiny/torch-writers.js';
 
 const ramp = (n: number, scale = 0.25) => Array.from({ length: n }, (_, i) => ((i % 17) - 8) * scale);
 const W = 768;

@@ -70,6 +70,26 @@ describe('local ONNX engine through GraphQL', () => {
     expect((await download((await finish(c.id)).last.downloadUrls[0]!)).equals(first)).toBe(false);
   });
 
+  it('reads embeddings of every supported file format, each changing the image when named', async () => {
+    const { data } = await server.gql(ModelsDocument, { filter: { kind: 'EMBEDDING' } });
+    const formats = new Map(data!.models.map((m) => [m.id, m.vectors]));
+    expect(Object.fromEntries(['tiny-single', 'tiny-emb-params', 'tiny-multi', 'tiny-a1111', 'tiny-diffusers'].map((id) => [id, formats.get(id)]))).toEqual({
+      'tiny-single': 1, // .safetensors, one tensor
+      'tiny-emb-params': 2, // .safetensors, emb_params
+      'tiny-multi': 3, // .safetensors, multi-vector
+      'tiny-a1111': 2, // .pt, A1111 string_to_param
+      'tiny-diffusers': 1, // .bin, diffusers {token: tensor}
+    });
+    for (const id of formats.keys()) {
+      if (!id.startsWith('tiny-')) continue;
+      const run = async (embeddings: string[]) => {
+        const job = (await t2i({ seed: 4, prompt: `a castle, ${id}`, embeddings })).data!.text2image;
+        return download((await finish(job.id)).last.downloadUrls[0]!);
+      };
+      expect((await run([id])).equals(await run([])), id).toBe(false);
+    }
+  });
+
   it('uses the scheduler the request chooses, DPM++ 2M Karras by default', async () => {
     const run = async (input: Record<string, unknown>) => {
       const job = (await t2i({ seed: 11, ...input })).data!.text2image;

@@ -14,6 +14,7 @@ import {
   tensorToFloat32,
   TensorDataType,
 } from '../src/engines/local/onnx/proto.js';
+import { loadEmbeddingFile } from '../src/engines/local/embeddings/index.js';
 import { buildTinyPipelineFiles, generateTinyPipeline, TINY_EMBEDDINGS } from '../src/engines/local/tiny/generate.js';
 import { TOKEN_EMBEDDING_NAME } from '../src/engines/local/tiny/models.js';
 
@@ -123,8 +124,14 @@ describe('tiny pipeline files', () => {
     expect(tensorDims(findInitializer(te, TOKEN_EMBEDDING_NAME)!)).toEqual([size, D]);
   });
 
-  it('writes safetensors embeddings', async () => {
+  it('writes embeddings in each supported format, readable by the loader', async () => {
     for (const e of Object.values(TINY_EMBEDDINGS)) {
+      const loaded = await loadEmbeddingFile(join(base, 'embeddings', e.file));
+      expect([loaded.count, loaded.width], e.file).toEqual([e.vectors, D]);
+      if (!e.file.endsWith('.safetensors')) {
+        expect(loaded.format).toBe('pt');
+        continue;
+      }
       const buf = await readFile(join(base, 'embeddings', e.file));
       const headerLen = Number(buf.readBigUInt64LE(0));
       expect(headerLen % 8).toBe(0);

@@ -16,6 +16,7 @@ import {
   buildTinyVaeEncoder,
 } from './models.js';
 import { encodeSafetensors } from './safetensors.js';
+import { torchSaveBytes } from './torch-writers.js';
 import { buildTinyTokenizer, specialTokensMapJson, tokenizerConfigJson } from './tokenizer.js';
 
 export interface TinyPipelineOptions {
@@ -51,6 +52,10 @@ export const TINY_EMBEDDINGS = {
   embParams: { file: 'tiny-emb-params.safetensors', token: 'emb_params', vectors: 2 },
   /** {"<tiny-multi>": F32 [3, D]} */
   multi: { file: 'tiny-multi.safetensors', token: '<tiny-multi>', vectors: 3 },
+  /** torch.save of A1111's layout: {string_to_param: {"*": Parameter [2, D]}, name, step} */
+  a1111: { file: 'tiny-a1111.pt', token: 'tiny-a1111', vectors: 2 },
+  /** torch.save of diffusers' layout: {"<tiny-diffusers>": tensor [1, D]} */
+  diffusers: { file: 'tiny-diffusers.bin', token: '<tiny-diffusers>', vectors: 1 },
 } as const;
 
 /** Size threshold (bytes) above which initializers go to weights.pb, as onnx.save's default. */
@@ -165,7 +170,23 @@ export function buildTinyPipelineFiles(options: TinyPipelineOptions = {}): Map<s
     const rng = new Prng(seed + 5);
     for (const e of Object.values(TINY_EMBEDDINGS)) {
       const data = rng.floats(e.vectors * D, 1);
-      files.set(`embeddings/${e.file}`, encodeSafetensors({ [e.token]: { shape: [e.vectors, D], data } }, { format: 'pt' }));
+      const tensor = (parameter: boolean) => ({ tensor: { dtype: 'F32' as const, shape: [e.vectors, D], storage: [...data], parameter } });
+      let bytes: Uint8Array;
+      if (e.file.endsWith('.safetensors')) {
+        bytes = encodeSafetensors({ [e.token]: { shape: [e.vectors, D], data } }, { format: 'pt' });
+      } else if (e === TINY_EMBEDDINGS.a1111) {
+        bytes = torchSaveBytes({
+          dict: [
+            ['string_to_token', { dict: [['*', 265]] }],
+            ['string_to_param', { dict: [['*', tensor(true)]] }],
+            ['name', e.token],
+            ['step', 1000],
+          ],
+        });
+      } else {
+        bytes = torchSaveBytes({ dict: [[e.token, tensor(false)]] });
+      }
+      files.set(`embeddings/${e.file}`, bytes);
     }
   }
   return files;
