@@ -45,10 +45,37 @@ describe('local ONNX engine through GraphQL', () => {
   it('lists the tiny checkpoints and embeddings, with the default alias and trigger words', async () => {
     const { data } = await server.gql(ModelsDocument, {});
     const byId = new Map(data!.models.map((m) => [m.id, m]));
-    expect(byId.get('tiny')).toMatchObject({ kind: 'CHECKPOINT', aliases: ['sd1.5'], inpainting: false });
+    expect(byId.get('tiny')).toMatchObject({ kind: 'CHECKPOINT', inpainting: false });
+    expect(byId.get('tiny')!.aliases.sort()).toEqual(['38ff8ad2-d62a-457c-8b2c-182e48e564f2', 'sd1.5']);
+    expect(byId.get('tiny-a1111')!.aliases).toEqual(['f84133b4-aad8-44be-b9ce-7e7e3a8c111f']);
     expect(byId.get('tiny-inpainting')).toMatchObject({ kind: 'CHECKPOINT', inpainting: true });
     expect(byId.get('tiny-multi')).toMatchObject({ kind: 'EMBEDDING', triggerWords: ['tiny-multi'], vectors: 3 });
     expect(byId.get('tiny-single')).toMatchObject({ kind: 'EMBEDDING', vectors: 1 });
+  });
+
+  it("accepts the contract's example request as written (its ids are aliases of the tiny models)", async () => {
+    const res = await server.gql(Text2ImageDocument, {
+      input: {
+        modelId: '38ff8ad2-d62a-457c-8b2c-182e48e564f2',
+        prompt: 'A handsome man in a white shirt in the woods, close-up, photorealisitic',
+        negativePrompt:
+          'error, cropped, worst quality, low quality, duplicate, bad proportions, incomplete subject, deformed eyes, UnrealisiticDream',
+        numInferenceSteps: 20,
+        refiner: false,
+        samples: 1,
+        guidanceScale: 7.5,
+        width: 512,
+        height: 512,
+        // One id, not a list, exactly as the contract's example sends it (GraphQL coerces it to a list).
+        embeddings: 'f84133b4-aad8-44be-b9ce-7e7e3a8c111f' as unknown as string[],
+        seed: 12345,
+        safetyChecker: true,
+      },
+    });
+    expect(res.errors).toBeUndefined();
+    const { last } = await finish(res.data!.text2image.id);
+    expect(last.status).toBe('SUCCESS');
+    expect(last.seed).toBe(12345);
   });
 
   it('generates text2image end to end with progress, byte-identical for the same seed, different for another', async () => {

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { EngineConfig, LocalEngineConfig } from '../config.js';
@@ -31,6 +32,19 @@ export async function createEngine(config: EngineConfig, logger: Logger): Promis
   }
 }
 
+/**
+ * The tiny models also answer to the ids in the contract's example requests, so those requests
+ * work as written against a fresh server (with noise for images).
+ */
+const TINY_MANIFEST = {
+  defaultCheckpoint: 'tiny',
+  checkpoints: {
+    tiny: { name: 'Tiny test model (random weights)', aliases: ['38ff8ad2-d62a-457c-8b2c-182e48e564f2'] },
+    'tiny-inpainting': { name: 'Tiny inpainting test model (random weights)' },
+  },
+  embeddings: { 'tiny-a1111.pt': { aliases: ['f84133b4-aad8-44be-b9ce-7e7e3a8c111f'] } },
+};
+
 async function createLocalEngine(config: LocalEngineConfig, logger: Logger): Promise<LocalEngine> {
   let modelsDir = config.modelsDir;
   if (!modelsDir) {
@@ -39,6 +53,7 @@ async function createLocalEngine(config: LocalEngineConfig, logger: Logger): Pro
     if (!existsSync(path.join(modelsDir, 'tiny', 'unet', 'model.onnx'))) {
       await generateTinyPipeline(path.join(modelsDir, 'tiny'));
       await generateTinyPipeline(path.join(modelsDir, 'tiny-inpainting'), { inpainting: true, embeddings: false });
+      await writeFile(path.join(modelsDir, 'manifest.json'), `${JSON.stringify(TINY_MANIFEST, null, 2)}\n`);
     }
     logger.warn(
       { modelsDir },
