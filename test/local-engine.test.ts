@@ -264,3 +264,27 @@ describe('local ONNX engine through GraphQL', () => {
     expect((await finish(next.id)).last.status).toBe('SUCCESS');
   });
 });
+
+describe('local engine with LOCAL_CONCURRENCY=2', () => {
+  it('runs two jobs at once and finishes both', async () => {
+    const server = await startTestServer({
+      env: { ENGINE: 'local', LOCAL_CONCURRENCY: '2', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20' },
+    });
+    try {
+      const input = { prompt: 'a bridge', width: 512, height: 512, numInferenceSteps: 100, safetyChecker: false };
+      const [a, b] = await Promise.all([server.gql(Text2ImageDocument, { input }), server.gql(Text2ImageDocument, { input })]);
+      const ids = [a.data!.text2image.id, b.data!.text2image.id];
+      // Both are PROCESSING at the same time at some point.
+      await waitFor(async () => {
+        const states = await Promise.all(ids.map(async (id) => (await server.gql(JobDocument, { id })).data!.job!.status));
+        return states.every((s) => s === 'PROCESSING');
+      }, 20_000);
+      for (const id of ids) {
+        const { values } = await collect(server.ws(), JobStatusDocument, { id }, 30_000);
+        expect(values.at(-1)!.jobStatus.status).toBe('SUCCESS');
+      }
+    } finally {
+      await server.stop();
+    }
+  }, 60_000);
+});

@@ -17,7 +17,7 @@ import { ClipTokenizer } from './tokenizer/clip-tokenizer.js';
 import type { WorkerSettings } from './worker-protocol.js';
 
 export interface LocalEngineOptions {
-  /** Generations run at once (FIFO beyond that). */
+  /** Generations run at once, each on its own worker thread (FIFO beyond that). */
   concurrency: number;
   /** Checkpoints kept loaded (least recently used beyond that are released). */
   maxLoadedCheckpoints: number;
@@ -61,15 +61,17 @@ export class LocalEngine implements Engine {
   /** Uploads run one at a time, so two cannot claim the same trigger word. */
   private uploads: Promise<unknown> = Promise.resolve();
 
-  private readonly worker: GenerationWorkerClient;
+  /** One generation thread per concurrent job (each holds its own sessions). */
+  private readonly workers: GenerationWorkerClient[];
+  private readonly busy = new Map<string, GenerationWorkerClient>();
 
   constructor(
     private readonly models: ModelDirectory,
     private readonly options: LocalEngineOptions,
   ) {
-    this.worker = new GenerationWorkerClient(
-      { ...options.worker, maxLoadedCheckpoints: options.maxLoadedCheckpoints },
-      options.logger,
+    this.workers = Array.from(
+      { length: options.concurrency },
+      () => new GenerationWorkerClient({ ...options.worker, maxLoadedCheckpoints: options.maxLoadedCheckpoints }, options.logger),
     );
   }
 
@@ -132,7 +134,7 @@ export class LocalEngine implements Engine {
     }
     if (parsed) {
       const defaultId = this.models.catalogue.find('sd1.5')?.id ?? [...this.models.checkpoints.keys()][0]!;
-      const width = (await this.worker.describe(this.models.checkpoints.get(defaultId)!.dir)).hiddenSize;
+      const width = (await this.workers[0]!.describe(this.models.checkpoints.get(defaultId)!.dir)).hiddenSize;
       if (parsed.width !== width) {
         issues.push({
           path: ['file'],
@@ -178,7 +180,7 @@ export class LocalEngine implements Engine {
   async cancel(handle: string): Promise<void> {
     const s = this.states.get(handle);
     if (!s) return;
-    if (s.state === 'PROCESSING') this.worker.cancel(handle);
+    if (s.state === 'PROCESSING') this.busy.get(handle)?.cancel(handle);
     if (s.state === 'QUEUED') {
       const i = this.queue.indexOf(handle);
       if (i !== -1) this.queue.splice(i, 1);
@@ -189,7 +191,7 @@ export class LocalEngine implements Engine {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.expiry) clearTimeout(t);
-    await this.worker.close();
+    await Promise.all(this.workers.map((w) => w.close()));
   }
 
   private enqueue(job: EngineJob): void {
@@ -252,7 +254,10 @@ export class LocalEngine implements Engine {
       const embeddings = await Promise.all(p.embeddings.map((id) => this.embeddingRows(id)));
       const initImage = p.initImage ? await fetchImage(p.initImage, 'initImage') : undefined;
       const maskImage = p.maskImage ? await fetchImage(p.maskImage, 'maskImage') : undefined;
-      const images = await this.worker.generate(
+      // pump() never runs more jobs than workers, so one of them is free.
+      const worker = this.workers.find((w) => ![...this.busy.values()].includes(w))!;
+      this.busy.set(job.id, worker);
+      const images = await worker.generate(
         {
           type: 'generate',
           jobId: job.id,
@@ -293,6 +298,8 @@ export class LocalEngine implements Engine {
         code: err instanceof ImageFetchError ? 'IMAGE_UNAVAILABLE' : JobErrorCode.ENGINE_FAILED,
         message: known ? (err as Error).message : 'the local engine failed to generate this job',
       });
+    } finally {
+      this.busy.delete(job.id);
     }
   }
 
