@@ -28,7 +28,7 @@ const envSchema = z
     LOCAL_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
     LOCAL_MAX_LOADED_CHECKPOINTS: z.coerce.number().int().min(1).max(16).default(1),
     LOCAL_SCHEDULER: z.enum(SCHEDULER_NAMES).default('DPMPP_2M_KARRAS'),
-    ORT_EXECUTION_PROVIDER: z.enum(['cpu', 'cuda']).default('cpu'),
+    ORT_EXECUTION_PROVIDER: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
     ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).max(256).default(0),
     SQLITE_SYNCHRONOUS: z.enum(['FULL', 'NORMAL']).default('FULL'),
 
@@ -87,7 +87,8 @@ export interface LocalEngineConfig {
   concurrency: number;
   maxLoadedCheckpoints: number;
   scheduler: (typeof SCHEDULER_NAMES)[number];
-  executionProvider: 'cpu' | 'cuda';
+  /** auto: CUDA when its libraries and a GPU are present, otherwise the CPU. */
+  executionProvider: 'auto' | 'cpu' | 'cuda';
   /** 0: ONNX Runtime's default. */
   intraOpThreads: number;
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -132,6 +132,24 @@ describe('SD pipeline on the tiny ONNX models', () => {
       generate(ckpt, base({ steps: 10, signal: controller.signal, onStep: (s) => (steps.push(s), s === 3 && controller.abort()) })),
     ).rejects.toThrow(GenerationCanceled);
     expect(steps).toEqual([1, 2, 3]);
+  });
+
+  it('runs with ORT_EXECUTION_PROVIDER=auto (CUDA, else the CPU) wherever it is', async () => {
+    const auto = await Checkpoint.load(path.join(root, 'tiny'), { executionProviders: ['cuda', 'cpu'] });
+    try {
+      const out = await generate(auto, base());
+      expect(out.every(Number.isFinite)).toBe(true);
+    } finally {
+      await auto.release();
+    }
+  });
+
+  it('refuses a component with the wrong inputs, naming the file and the input', async () => {
+    const broken = path.join(root, 'broken');
+    await generateTinyPipeline(broken);
+    // A VAE encoder where the decoder should be: its input is "sample", not "latent_sample".
+    copyFileSync(path.join(broken, 'vae_encoder/model.onnx'), path.join(broken, 'vae_decoder/model.onnx'));
+    await expect(Checkpoint.load(broken)).rejects.toThrow(/vae_decoder\/model\.onnx: has no input "latent_sample" \(its inputs: sample\)/);
   });
 
   it('refuses a directory that is not a checkpoint, naming the file', async () => {

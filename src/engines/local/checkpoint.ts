@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -166,7 +167,10 @@ export class Checkpoint {
       if (first !== ids[0]) throw new Error(`token ids of "${trigger}" do not match the text encoder's rows`);
       known.set(trigger, e);
     }
-    const session = await ort.InferenceSession.create(encodeModel(model), this.options);
+    const session = await ort.InferenceSession.create(encodeModel(model), {
+      ...this.options,
+      ...(cudaUnavailable ? { executionProviders: ['cpu'] } : {}),
+    });
     const previous = this.textEncoderSession;
     this.textEncoderSession = session;
     this.textEncoderTriggers = key;
@@ -191,10 +195,38 @@ async function readJson(file: string): Promise<unknown> {
   }
 }
 
-async function createSession(file: string, options: ort.InferenceSession.SessionOptions): Promise<Session> {
+/**
+ * Set once a CUDA session could not be created (or the CUDA provider library is not installed,
+ * as on CPU machines, where trying would only log a loud error), so later sessions use the CPU.
+ */
+let cudaUnavailable = !cudaProviderInstalled();
+
+function cudaProviderInstalled(): boolean {
   try {
-    return await ort.InferenceSession.create(file, options);
+    const bin = path.join(path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin');
+    return readdirSync(bin, { recursive: true }).some((f) => String(f).includes('onnxruntime_providers_cuda'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Creates a session. With ['cuda', 'cpu'] (ORT_EXECUTION_PROVIDER=auto) a CUDA provider that
+ * cannot load (no CUDA libraries, no GPU) falls back to the CPU; with ['cuda'] alone it is an error.
+ */
+async function createSession(file: string, options: ort.InferenceSession.SessionOptions): Promise<Session> {
+  const providers = options.executionProviders ?? [];
+  const wantsCuda = providers.includes('cuda');
+  const canFallBack = wantsCuda && providers.includes('cpu');
+  const effective = canFallBack && cudaUnavailable ? { ...options, executionProviders: ['cpu'] } : options;
+  try {
+    return await ort.InferenceSession.create(file, effective);
   } catch (err) {
+    if (canFallBack && !cudaUnavailable) {
+      cudaUnavailable = true;
+      process.emitWarning(`CUDA is not available (${(err as Error).message.split('\n')[0]}); using the CPU`);
+      return createSession(file, options);
+    }
     throw new CheckpointError(file, `ONNX Runtime cannot load it: ${(err as Error).message}`);
   }
 }

@@ -14,7 +14,8 @@ import type { FromWorker, GenerateMessage, ToWorker, WorkerSettings } from './wo
 
 const settings = workerData as WorkerSettings;
 const sessionOptions: ort.InferenceSession.SessionOptions = {
-  executionProviders: settings.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+  // auto: CUDA when its libraries and a GPU are there, else the CPU (see createSession).
+  executionProviders: { cpu: ['cpu'], cuda: ['cuda'], auto: ['cuda', 'cpu'] }[settings.executionProvider],
   ...(settings.intraOpThreads > 0 ? { intraOpNumThreads: settings.intraOpThreads } : {}),
 };
 const loaded = new Map<string, Promise<Checkpoint>>();

@@ -40,6 +40,6 @@ export type FromWorker =
 
 export interface WorkerSettings {
   maxLoadedCheckpoints: number;
-  executionProvider: 'cpu' | 'cuda';
+  executionProvider: 'auto' | 'cpu' | 'cuda';
   intraOpThreads: number;
 }
