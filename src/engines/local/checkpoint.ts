@@ -30,22 +30,26 @@ export interface TimestepInput {
 
 type Session = ort.InferenceSession;
 
+/** Element types allowed, and the rank (number of dimensions) when it is fixed. */
+type ValueSpec = readonly [types: readonly string[], rank?: number];
+
 interface IoSpec {
-  inputs: Record<string, readonly string[]>;
-  outputs: Record<string, readonly string[]>;
+  inputs: Record<string, ValueSpec>;
+  outputs: Record<string, ValueSpec>;
 }
 
 const SPECS: Record<'text_encoder' | 'unet' | 'vae_encoder' | 'vae_decoder' | 'safety_checker', IoSpec> = {
-  text_encoder: { inputs: { input_ids: ['int32', 'int64'] }, outputs: { last_hidden_state: ['float32'] } },
+  text_encoder: { inputs: { input_ids: [['int32', 'int64'], 2] }, outputs: { last_hidden_state: [['float32'], 3] } },
   unet: {
-    inputs: { sample: ['float32'], timestep: ['int64', 'float32'], encoder_hidden_states: ['float32'] },
-    outputs: { out_sample: ['float32'] },
+    // timestep: a scalar, [1] or [batch] depending on the exporter, so its rank is not fixed.
+    inputs: { sample: [['float32'], 4], timestep: [['int64', 'float32']], encoder_hidden_states: [['float32'], 3] },
+    outputs: { out_sample: [['float32'], 4] },
   },
-  vae_encoder: { inputs: { sample: ['float32'] }, outputs: { latent_sample: ['float32'] } },
-  vae_decoder: { inputs: { latent_sample: ['float32'] }, outputs: { sample: ['float32'] } },
+  vae_encoder: { inputs: { sample: [['float32'], 4] }, outputs: { latent_sample: [['float32'], 4] } },
+  vae_decoder: { inputs: { latent_sample: [['float32'], 4] }, outputs: { sample: [['float32'], 4] } },
   safety_checker: {
-    inputs: { clip_input: ['float32'], images: ['float32'] },
-    outputs: { out_images: ['float32'], has_nsfw_concepts: ['bool'] },
+    inputs: { clip_input: [['float32'], 4], images: [['float32'], 4] },
+    outputs: { out_images: [['float32'], 4], has_nsfw_concepts: [['bool'], 1] },
   },
 };
 
@@ -231,11 +235,11 @@ async function createSession(file: string, options: ort.InferenceSession.Session
   }
 }
 
-/** Checks names and element types; returns the element type of each expected input. */
+/** Checks names, element types and ranks; returns the element type of each expected input. */
 function checkIo(session: Session, spec: IoSpec, file: string): Record<string, string> {
   const types: Record<string, string> = {};
-  const check = (kind: 'input' | 'output', wanted: Record<string, readonly string[]>, meta: readonly ort.InferenceSession.ValueMetadata[]) => {
-    for (const [name, allowed] of Object.entries(wanted)) {
+  const check = (kind: 'input' | 'output', wanted: Record<string, ValueSpec>, meta: readonly ort.InferenceSession.ValueMetadata[]) => {
+    for (const [name, [allowed, rank]] of Object.entries(wanted)) {
       const m = meta.find((x) => x.name === name);
       if (!m) {
         throw new CheckpointError(file, `has no ${kind} "${name}" (its ${kind}s: ${meta.map((x) => x.name).join(', ') || 'none'})`);
@@ -243,6 +247,11 @@ function checkIo(session: Session, spec: IoSpec, file: string): Record<string, s
       const type = m.isTensor ? m.type : 'non-tensor';
       if (!allowed.includes(type)) {
         throw new CheckpointError(file, `${kind} "${name}" is ${type}; expected ${allowed.join(' or ')}`);
+      }
+      // Shapes are dynamic in these exports (batch, height, width), but the rank is not (an
+      // export without shape information reports none, and is not refused for it).
+      if (rank !== undefined && m.isTensor && m.shape.length > 0 && m.shape.length !== rank) {
+        throw new CheckpointError(file, `${kind} "${name}" has ${m.shape.length} dimensions [${m.shape.join(', ')}]; expected ${rank}`);
       }
       types[name] = type;
     }
