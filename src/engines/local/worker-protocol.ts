@@ -1,28 +1,24 @@
-import type { SchedulerName } from './schedulers/index.js';
+import type { EmbeddingRows } from './checkpoint.js';
+import type { GenerateRequest } from './pipeline.js';
 
 /**
  * Messages between the local engine (main thread) and its generation worker. onnxruntime-node's
  * session.run is synchronous, so inference must not run on the thread that serves the API.
  */
 
-export interface GenerateMessage {
+/** A generation request as it crosses to the worker: images still encoded, the checkpoint by folder. */
+export interface GenerateMessage
+  extends Pick<
+    GenerateRequest,
+    'prompt' | 'negativePrompt' | 'steps' | 'guidanceScale' | 'samples' | 'width' | 'height' | 'seed' | 'scheduler' | 'strength'
+  > {
   type: 'generate';
   jobId: string;
   checkpointDir: string;
-  prompt: string;
-  negativePrompt: string;
-  steps: number;
-  guidanceScale: number;
-  samples: number;
-  width: number;
-  height: number;
-  seed: number;
-  scheduler: SchedulerName;
-  embeddings: { trigger: string; vectors: Float32Array; count: number }[];
+  embeddings: EmbeddingRows[];
   /** Encoded image files (PNG/JPEG/WebP), decoded and resized in the worker. */
   initImage?: Uint8Array;
   maskImage?: Uint8Array;
-  strength?: number;
   safetyChecker: boolean;
 }
 
