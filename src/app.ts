@@ -13,6 +13,7 @@ import type { Config } from './config.js';
 import { createEngine } from './engines/create-engine.js';
 import type { Engine } from './engines/engine.js';
 import { IMAGES_PATH, serveImage } from './images/image-routes.js';
+import { handleRest, REST_PREFIX } from './rest/rest-routes.js';
 import { LocalImageStore } from './images/image-store.js';
 import { Dispatcher } from './jobs/dispatcher.js';
 import { InProcessJobEvents } from './jobs/job-events.js';
@@ -117,12 +118,23 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     }),
   });
 
+  const restDeps = {
+    jobs,
+    authenticate: (key: string) => keys.authenticate(key),
+    publicBaseUrl: (req: IncomingMessage) => config.publicUrl ?? `http://${req.headers.host ?? `${config.host}:${config.port}`}`,
+  };
+
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
     if (url.startsWith(IMAGES_PATH)) {
       serveImage(images, req, res).catch((err: unknown) => {
         logger.error({ err }, 'serving an image failed');
         if (!res.headersSent) res.writeHead(500).end();
+      });
+    } else if (url.startsWith(REST_PREFIX)) {
+      handleRest(restDeps, req, res).catch((err: unknown) => {
+        logger.error({ err }, 'REST request failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"status":"FAILURE","error":"internal server error"}');
       });
     } else if (url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');

@@ -1,0 +1,29 @@
+import { InputValidationError } from '../jobs/job-input.js';
+
+/**
+ * The contract's snake_case request fields ↔ the camelCase fields of the shared zod schemas.
+ * Fields the contract does not name pass through unchanged (and the schema drops unknown ones).
+ */
+const CAMEL_BY_SNAKE: Record<string, string> = {
+  model_id: 'modelId',
+  negative_prompt: 'negativePrompt',
+  num_inference_steps: 'numInferenceSteps',
+  guidance_scale: 'guidanceScale',
+  safety_checker: 'safetyChecker',
+  init_image: 'initImage',
+  mask_image: 'maskImage',
+};
+const SNAKE_BY_CAMEL = Object.fromEntries(Object.entries(CAMEL_BY_SNAKE).map(([s, c]) => [c, s]));
+
+export function fromRestRequestBody(body: unknown): Record<string, unknown> {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw new InputValidationError([{ path: [], code: 'INVALID_TYPE', message: 'the request body must be a JSON object' }]);
+  }
+  return Object.fromEntries(Object.entries(body).map(([k, v]) => [CAMEL_BY_SNAKE[k] ?? k, v]));
+}
+
+/** A field path as REST clients know it: ['negativePrompt'] → "negative_prompt", ['embeddings', 1] → "embeddings.1". */
+export function toRestFieldName(path: (string | number)[]): string {
+  if (path.length === 0) return 'body';
+  return path.map((p) => (typeof p === 'string' ? (SNAKE_BY_CAMEL[p] ?? p) : String(p))).join('.');
+}

@@ -1,0 +1,158 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Principal } from '../auth/api-key.js';
+import { apiKeyFromHeaders } from '../auth/credentials.js';
+import { ApiError } from '../errors.js';
+import { InputValidationError, type FieldIssue } from '../jobs/job-input.js';
+import type { Job, JobMode } from '../jobs/job.js';
+import type { JobService } from '../jobs/job-service.js';
+import { fromRestRequestBody, toRestFieldName } from './rest-mapping.js';
+
+/**
+ * The contract's REST API, served exactly (shared/api-contract.md):
+ *   POST /sd/{mode}/v1                  → {status: "PENDING", id} (or FAILURE + error)
+ *   GET  /sd/{mode}/v1/status/{id}      → {status: "SUCCESS", download_urls} | PENDING | FAILURE
+ * Same validation, auth, store and engines as GraphQL: a job made here is visible there.
+ * Extra fields (state, step, total_steps, progress, queue_position, seed, nsfw, code, errors)
+ * only add to the contract's; none changes the meaning of its fields.
+ */
+
+export const REST_PREFIX = '/sd/';
+const SUBMIT = /^\/sd\/(text2image|image2image|inpainting)\/v1\/?$/;
+const STATUS = /^\/sd\/(text2image|image2image|inpainting)\/v1\/status\/([^/]+)\/?$/;
+/** init_image and mask_image may be data: URLs, so bodies can be large. */
+const MAX_BODY_BYTES = 48 * 1024 * 1024;
+
+export interface RestDeps {
+  jobs: JobService;
+  authenticate: (key: string) => Principal | null;
+  publicBaseUrl: (req: IncomingMessage) => string;
+}
+
+export async function handleRest(deps: RestDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://local');
+  const submit = SUBMIT.exec(url.pathname);
+  const status = STATUS.exec(url.pathname);
+  if (!submit && !status) return send(res, 404, failure(`no such endpoint: ${req.method} ${url.pathname}`));
+  if (submit && req.method !== 'POST') return send(res, 405, failure('use POST'), { allow: 'POST' });
+  if (status && req.method !== 'GET') return send(res, 405, failure('use GET'), { allow: 'GET' });
+
+  const key = apiKeyFromHeaders({ get: (name) => headerValue(req, name) });
+  if (!key) return send(res, 401, failure('an API key is required: send it in the API-Key header'));
+  const principal = deps.authenticate(key);
+  if (!principal) return send(res, 401, failure('the API key is not valid'));
+
+  try {
+    if (submit) {
+      const mode = submit[1] as JobMode;
+      const body = parseBody(await readBody(req));
+      const job = await deps.jobs.create(principal, mode, fromRestRequestBody(body));
+      return send(res, 200, describe(job, deps.publicBaseUrl(req), await deps.jobs.queuePosition(job)));
+    }
+    const id = decodeURIComponent(status![2]!);
+    const job = await deps.jobs.get(principal, id);
+    if (!job) return send(res, 404, failure(`job "${id}" was not found`));
+    return send(res, 200, describe(job, deps.publicBaseUrl(req), await deps.jobs.queuePosition(job)));
+  } catch (err) {
+    if (err instanceof InputValidationError) return send(res, 400, validationFailure(err.issues));
+    if (err instanceof BodyError) return send(res, err.status, failure(err.message));
+    if (err instanceof ApiError) return send(res, err.httpStatus, { ...failure(err.message), code: err.code });
+    throw err;
+  }
+}
+
+/** The contract's reply for a job: PENDING (+ progress extras), SUCCESS (+ download_urls) or FAILURE. */
+export function describe(job: Job, baseUrl: string, queuePosition: number | null): Record<string, unknown> {
+  switch (job.status) {
+    case 'PENDING':
+    case 'PROCESSING': {
+      const total = job.progress?.totalSteps ?? job.params.numInferenceSteps;
+      const step = job.progress?.step ?? 0;
+      return {
+        status: 'PENDING',
+        id: job.id,
+        state: job.status === 'PENDING' ? 'QUEUED' : 'PROCESSING',
+        step,
+        total_steps: total,
+        progress: total > 0 ? Math.min(1, step / total) : 0,
+        ...(queuePosition !== null ? { queue_position: queuePosition } : {}),
+        seed: job.params.seed,
+      };
+    }
+    case 'SUCCESS':
+      return {
+        status: 'SUCCESS',
+        id: job.id,
+        download_urls: job.images.map((i) => `${baseUrl}/images/${i.name}`),
+        nsfw: job.images.map((i) => i.nsfw ?? false),
+        seed: job.params.seed,
+      };
+    case 'FAILURE':
+      return { status: 'FAILURE', id: job.id, error: job.error?.message ?? 'the job failed', code: job.error?.code ?? 'INTERNAL' };
+    case 'CANCELED':
+      return { status: 'FAILURE', id: job.id, error: 'the job was canceled', code: 'CANCELED' };
+  }
+}
+
+function failure(error: string) {
+  return { status: 'FAILURE', error };
+}
+
+function validationFailure(issues: FieldIssue[]) {
+  const errors = issues.map((i) => ({ field: toRestFieldName(i.path), code: i.code, message: i.message }));
+  return { status: 'FAILURE', error: errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors };
+}
+
+class BodyError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new BodyError(413, `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * JSON whatever the content type says: clients such as Python's requests with
+ * data=json.dumps(...) send JSON text with no JSON content type, or form-encoded.
+ */
+function parseBody(text: string): unknown {
+  const trimmed = text.trim();
+  if (!trimmed) throw new BodyError(400, 'the request body is empty: send the request as a JSON object');
+  try {
+    return JSON.parse(trimmed);
+  } catch {
+    // A JSON document sent as form data arrives as its own single key.
+    const params = [...new URLSearchParams(trimmed).keys()];
+    if (params.length === 1) {
+      try {
+        return JSON.parse(params[0]!);
+      } catch {
+        /* fall through */
+      }
+    }
+    throw new BodyError(400, 'the request body is not JSON: send the request as a JSON object');
+  }
+}
+
+function headerValue(req: IncomingMessage, name: string): string | null {
+  const value = req.headers[name.toLowerCase()];
+  return Array.isArray(value) ? (value[0] ?? null) : (value ?? null);
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
