@@ -79,7 +79,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     const principal = keys.authenticate(key);
     return principal ? { principal, authProblem: null } : { principal: null, authProblem: 'the API key is not valid' };
   };
-  const baseUrlOf = (requestUrl: string) => config.publicUrl ?? new URL(requestUrl).origin;
+  /** Base of absolute image URLs: PUBLIC_URL, or the Host the client used (node requests, and WebSocket upgrades). */
+  const baseUrlOf = (req: IncomingMessage) => config.publicUrl ?? `http://${req.headers.host ?? `${config.host}:${config.port}`}`;
 
   type ServerContext = {
     req?: IncomingMessage;
@@ -114,14 +115,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       ...authenticate(connectionParams ? apiKeyFromConnectionParams(connectionParams) : apiKeyFromHeaders(request.headers)),
       jobs,
       models,
-      publicBaseUrl: wsBaseUrl ?? baseUrlOf(request.url),
+      publicBaseUrl: wsBaseUrl ?? config.publicUrl ?? new URL(request.url).origin,
     }),
   });
 
   const restDeps = {
     jobs,
     authenticate: (key: string) => keys.authenticate(key),
-    publicBaseUrl: (req: IncomingMessage) => config.publicUrl ?? `http://${req.headers.host ?? `${config.host}:${config.port}`}`,
+    publicBaseUrl: baseUrlOf,
   };
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -154,11 +155,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
       subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
       onSubscribe: async (ctx, _id, params) => {
-        const host = ctx.extra.request.headers.host ?? `${config.host}:${config.port}`;
         const enveloped = yoga.getEnveloped({
           req: ctx.extra.request,
           connectionParams: ctx.connectionParams ?? {},
-          wsBaseUrl: config.publicUrl ?? `http://${host}`,
+          wsBaseUrl: baseUrlOf(ctx.extra.request),
           params,
         } as never);
         const args = {
