@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { print } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import { Pool } from 'undici';
 import WebSocket from 'ws';
 import { JobStatusDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
-import { startChild, type Child } from './lib/child.js';
+import type { Child } from './lib/child.js';
+import { startBenchStack } from './lib/stack.js';
 import { sleep } from './lib/load.js';
 
 /**
@@ -57,25 +55,15 @@ export async function runSubscriptionMemory(opts: {
   jobs: number;
   layouts: { label: string; sockets: number; perSocket: number }[];
 }): Promise<MemoryResult> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'sd-api-bench-subs-'));
-  const upstream = await startChild<{ url: string; apiKey: string }>('bench/servers/upstream-server.ts', {
-    UPSTREAM_HOLD: 'true',
-  });
-  let server: Child<{ url: string; key: string }> | null = null;
+  // Fewer fsyncs while setting up; the memory figures do not depend on it.
+  const stack = await startBenchStack({ hold: true, env: { SQLITE_SYNCHRONOUS: 'NORMAL' } });
+  const { server } = stack;
   try {
-    server = await startChild<{ url: string; key: string }>('bench/servers/app-server.ts', {
-      DATA_DIR: dataDir,
-      ENGINE: 'imagepipeline',
-      IMAGEPIPELINE_URL: upstream.ready.url,
-      IMAGEPIPELINE_API_KEY: upstream.ready.apiKey,
-      // Fewer fsyncs while setting up; the memory figures do not depend on it.
-      SQLITE_SYNCHRONOUS: 'NORMAL',
-    });
     const { url, key } = server.ready;
     const ids = await createJobs(url, key, opts.jobs);
     // Every job submitted and tracked by the poller, and its queue position settled (the held
     // upstream reports the same position from now on, so no more job updates are published).
-    await waitUntil(async () => (await server!.request<ServerStats>('stats')).tracked === opts.jobs, 60_000, 'jobs tracked');
+    await waitUntil(async () => (await server.request<ServerStats>('stats')).tracked === opts.jobs, 60_000, 'jobs tracked');
     await sleep(1_500);
 
     const layouts: LayoutResult[] = [];
@@ -86,9 +74,7 @@ export async function runSubscriptionMemory(opts: {
     const stop = (await server.stop()) as { stopped: boolean; ms: number };
     return { jobs: ids.length, layouts, stop };
   } finally {
-    await server?.stop();
-    await upstream.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await stack.close();
   }
 }
 

@@ -1,9 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { print } from 'graphql';
 import { CreateText2ImageDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { cpuPercent, cpuSample, startChild, type Child, type CpuSample } from './lib/child.js';
+import { startBenchStack } from './lib/stack.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 
 export interface ThroughputSettings {
@@ -73,19 +71,9 @@ export async function runOurs(
   env: Record<string, string> = {},
   selection: Selection = 'create',
 ): Promise<RunResult> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'sd-api-bench-'));
-  const upstream = await startChild<{ url: string; apiKey: string }>('bench/servers/upstream-server.ts', {
-    UPSTREAM_HOLD: String(s.hold),
-  });
-  let server: Child<{ url: string; key: string }> | null = null;
+  const stack = await startBenchStack({ hold: s.hold, env });
+  const { server, upstream } = stack;
   try {
-    server = await startChild<{ url: string; key: string }>('bench/servers/app-server.ts', {
-      DATA_DIR: dataDir,
-      ENGINE: 'imagepipeline',
-      IMAGEPIPELINE_URL: upstream.ready.url,
-      IMAGEPIPELINE_API_KEY: upstream.ready.apiKey,
-      ...env,
-    });
     const result = await measure(label, server, upstream, s, {
       origin: server.ready.url,
       headers: { 'content-type': 'application/json', 'API-Key': server.ready.key },
@@ -103,9 +91,7 @@ export async function runOurs(
     result.stop = (await server.stop()) as { stopped: boolean; ms: number };
     return result;
   } finally {
-    await server?.stop();
-    await upstream.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await stack.close();
   }
 }
 
