@@ -71,6 +71,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     { concurrency: config.dispatcher.concurrency, failureBudgetMs: config.poller.failureBudgetMs },
     logger,
   );
+  poller.onRequeue((job) => dispatcher.enqueue(job));
   const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, logger });
   const models = new CatalogueService(engine);
 

@@ -12,6 +12,19 @@ const positiveMs = z.coerce.number().int().min(1);
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
+/** One or more http(s) base URLs, comma-separated, without trailing slashes. */
+const urlList = z.string().transform((value, ctx) => {
+  const urls = value.split(',').map((u) => u.trim()).filter(Boolean);
+  if (urls.length === 0) ctx.addIssue({ code: 'custom', message: 'must name at least one URL' });
+  for (const url of urls) {
+    if (!z.url({ protocol: /^https?$/ }).safeParse(url).success) {
+      ctx.addIssue({ code: 'custom', message: `"${url}" is not an http(s) URL` });
+    }
+  }
+  const normalized = urls.map((u) => u.replace(/\/+$/, ''));
+  if (new Set(normalized).size !== normalized.length) ctx.addIssue({ code: 'custom', message: 'names a URL twice' });
+  return normalized;
+});
 const optionalUrl = z
   .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
   .optional();
@@ -32,14 +45,17 @@ const envSchema = z
     ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).max(256).default(0),
     SQLITE_SYNCHRONOUS: z.enum(['FULL', 'NORMAL']).default('FULL'),
 
-    IMAGEPIPELINE_URL: z
-      .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-      .default('https://api.imagepipeline.io'),
-    IMAGEPIPELINE_API_KEY: z.string().optional(),
+    IMAGEPIPELINE_URL: urlList.default(['https://api.imagepipeline.io']),
+    IMAGEPIPELINE_API_KEY: z
+      .string()
+      .transform((v) => v.split(',').map((k) => k.trim()))
+      .optional(),
     IMAGEPIPELINE_CATALOGUE: z.string().min(1).optional(),
     IMAGEPIPELINE_TIMEOUT_MS: positiveMs.default(30_000),
     IMAGEPIPELINE_RETRIES: z.coerce.number().int().min(0).max(10).default(3),
     IMAGEPIPELINE_MAX_IMAGE_BYTES: z.coerce.number().int().min(1024).default(32 * 1024 * 1024),
+    IMAGEPIPELINE_PROBE_INTERVAL_MS: positiveMs.default(5_000),
+    IMAGEPIPELINE_WORKER_GRACE_MS: positiveMs.default(30_000),
 
     POLL_MIN_INTERVAL_MS: positiveMs.default(250),
     POLL_MAX_INTERVAL_MS: positiveMs.default(5_000),
@@ -53,6 +69,10 @@ const envSchema = z
   .refine((c) => c.POLL_MIN_INTERVAL_MS <= c.POLL_MAX_INTERVAL_MS, {
     path: ['POLL_MAX_INTERVAL_MS'],
     message: 'must be at least POLL_MIN_INTERVAL_MS',
+  })
+  .refine((c) => !c.IMAGEPIPELINE_API_KEY || [1, c.IMAGEPIPELINE_URL.length].includes(c.IMAGEPIPELINE_API_KEY.length), {
+    path: ['IMAGEPIPELINE_API_KEY'],
+    message: 'must be one key for every worker, or a comma-separated list with one key per IMAGEPIPELINE_URL entry',
   });
 
 type Env = z.output<typeof envSchema>;
@@ -95,12 +115,17 @@ export interface LocalEngineConfig {
 
 export type ImagePipelineEngineConfig = {
   kind: 'imagepipeline';
-  baseUrl: string;
-  apiKey: string | undefined;
+  /** One upstream, or several workers behind this server acting as a gateway. */
+  workers: { url: string; apiKey: string | undefined }[];
+  /** A catalogue file; absent: asked of the workers (instances of this server), else the default. */
   cataloguePath: string | undefined;
   timeoutMs: number;
   retries: number;
   maxImageBytes: number;
+  /** How often each worker's /healthz is asked. */
+  probeIntervalMs: number;
+  /** How long a worker may stay unhealthy before its jobs are moved elsewhere or failed. */
+  workerGraceMs: number;
 };
 
 export class ConfigError extends Error {
@@ -147,13 +172,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
             intraOpThreads: e.ORT_INTRA_OP_THREADS,
           }
         : {
-      kind: 'imagepipeline',
-      baseUrl: e.IMAGEPIPELINE_URL.replace(/\/+$/, ''),
-      apiKey: e.IMAGEPIPELINE_API_KEY,
-      cataloguePath: e.IMAGEPIPELINE_CATALOGUE ? path.resolve(e.IMAGEPIPELINE_CATALOGUE) : undefined,
-      timeoutMs: e.IMAGEPIPELINE_TIMEOUT_MS,
-      retries: e.IMAGEPIPELINE_RETRIES,
-      maxImageBytes: e.IMAGEPIPELINE_MAX_IMAGE_BYTES,
+            kind: 'imagepipeline',
+            workers: e.IMAGEPIPELINE_URL.map((url, i) => ({
+              url,
+              apiKey: e.IMAGEPIPELINE_API_KEY?.[e.IMAGEPIPELINE_API_KEY.length === 1 ? 0 : i] || undefined,
+            })),
+            cataloguePath: e.IMAGEPIPELINE_CATALOGUE ? path.resolve(e.IMAGEPIPELINE_CATALOGUE) : undefined,
+            timeoutMs: e.IMAGEPIPELINE_TIMEOUT_MS,
+            retries: e.IMAGEPIPELINE_RETRIES,
+            maxImageBytes: e.IMAGEPIPELINE_MAX_IMAGE_BYTES,
+            probeIntervalMs: e.IMAGEPIPELINE_PROBE_INTERVAL_MS,
+            workerGraceMs: e.IMAGEPIPELINE_WORKER_GRACE_MS,
           },
     poller: {
       minIntervalMs: e.POLL_MIN_INTERVAL_MS,

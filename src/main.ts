@@ -25,11 +25,14 @@ if (app.keys.count() === 0) {
   );
 }
 
-if (config.engine.kind === 'imagepipeline' && !config.engine.apiKey) {
-  app.logger.warn(
-    { upstream: config.engine.baseUrl },
-    'IMAGEPIPELINE_API_KEY is not set: an upstream that needs a key will refuse every job',
-  );
+if (config.engine.kind === 'imagepipeline') {
+  const keyless = config.engine.workers.filter((w) => !w.apiKey).map((w) => w.url);
+  if (keyless.length > 0) {
+    app.logger.warn(
+      { upstreams: keyless },
+      'IMAGEPIPELINE_API_KEY is not set: an upstream that needs a key will refuse every job',
+    );
+  }
 }
 
 const url = await app.start();

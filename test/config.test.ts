@@ -24,7 +24,7 @@ describe('configuration', () => {
     const problems = (error as ConfigError).problems.join('\n');
     expect(problems).toMatch(/^PORT: .*"eighty"/m);
     expect(problems).toMatch(/^ENGINE: .*"dall-e"/m);
-    expect(problems).toMatch(/^IMAGEPIPELINE_URL: must be an http\(s\) URL/m);
+    expect(problems).toMatch(/^IMAGEPIPELINE_URL: "ftp:\/\/x" is not an http\(s\) URL/m);
     expect(problems).toMatch(/^POLL_MIN_INTERVAL_MS: /m);
   });
 
@@ -42,5 +42,25 @@ describe('configuration', () => {
     );
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/PORT: .*"99999"/);
+  });
+});
+
+describe('gateway configuration', () => {
+  it('takes several workers with one key for all, or one key each', () => {
+    const shared = loadConfig({ ENGINE: 'imagepipeline', IMAGEPIPELINE_URL: 'http://a:1/, http://b:2', IMAGEPIPELINE_API_KEY: 'k' });
+    expect(shared.engine.kind === 'imagepipeline' && shared.engine.workers).toEqual([
+      { url: 'http://a:1', apiKey: 'k' },
+      { url: 'http://b:2', apiKey: 'k' },
+    ]);
+    const each = loadConfig({ ENGINE: 'imagepipeline', IMAGEPIPELINE_URL: 'http://a:1,http://b:2', IMAGEPIPELINE_API_KEY: 'ka,kb' });
+    expect(each.engine.kind === 'imagepipeline' && each.engine.workers.map((w) => w.apiKey)).toEqual(['ka', 'kb']);
+  });
+
+  it('refuses a key count that matches neither, a duplicate worker and a bad URL in the list', () => {
+    expect(() =>
+      loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,http://b:2,http://c:3', IMAGEPIPELINE_API_KEY: 'ka,kb' }),
+    ).toThrow(/IMAGEPIPELINE_API_KEY: must be one key for every worker/);
+    expect(() => loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,http://a:1/' })).toThrow(/IMAGEPIPELINE_URL: names a URL twice/);
+    expect(() => loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,gopher://b' })).toThrow(/"gopher:\/\/b" is not an http\(s\) URL/);
   });
 });

@@ -17,6 +17,7 @@ const job = (version: number, status: JobStatus, step = 0): Job => ({
   engineHandle: 'h',
   progress: step ? { step, totalSteps: 10 } : null,
   engineQueuePosition: null,
+  requeues: 0,
   images: [],
   error: null,
   version,

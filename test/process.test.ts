@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,30 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { JobDocument, ModelsDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { FakeImagePipeline } from './fixtures/fake-imagepipeline.js';
+import { startServerProcess } from './helpers/server-process.js';
 import { gql } from './helpers/test-server.js';
 
-/** The real entry point (npm start's src/main.ts) as a separate process. */
-function startMain(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stdout += d.toString()));
-  const url = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start-up line in: ${stdout}`)), 20_000);
-    child.stdout!.on('data', () => {
-      const match = /GraphQL API and GraphiQL at (http:\/\/\S+)\/graphql/.exec(stdout);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, url, exited, output: () => stdout };
-}
+const startMain = startServerProcess;
 
 describe('npm start (src/main.ts) as a process', () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'sd-api-main-'));

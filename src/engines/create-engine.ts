@@ -16,19 +16,18 @@ export async function createEngine(config: EngineConfig, logger: Logger): Promis
   switch (config.kind) {
     case 'local':
       return createLocalEngine(config, logger);
-    case 'imagepipeline': {
-      const catalogue = config.cataloguePath ? await loadCatalogueFile(config.cataloguePath) : DEFAULT_REMOTE_CATALOGUE;
-      return new ImagePipelineEngine(
-        {
-          baseUrl: config.baseUrl,
-          apiKey: config.apiKey,
-          timeoutMs: config.timeoutMs,
-          retries: config.retries,
-          maxImageBytes: config.maxImageBytes,
-        },
-        catalogue,
-      );
-    }
+    case 'imagepipeline':
+      return new ImagePipelineEngine({
+        workers: config.workers,
+        timeoutMs: config.timeoutMs,
+        retries: config.retries,
+        maxImageBytes: config.maxImageBytes,
+        probeIntervalMs: config.probeIntervalMs,
+        workerGraceMs: config.workerGraceMs,
+        catalogue: config.cataloguePath ? await loadCatalogueFile(config.cataloguePath) : undefined,
+        fallbackCatalogue: DEFAULT_REMOTE_CATALOGUE,
+        logger,
+      });
   }
 }
 

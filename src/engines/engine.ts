@@ -32,8 +32,12 @@ export type EngineStatus =
   | { state: 'PROCESSING'; step: number; totalSteps: number }
   | { state: 'SUCCESS'; images: GeneratedImage[] }
   | { state: 'FAILURE'; code: string; message: string }
-  /** The engine has no record of the handle (it restarted, or expired the job). */
-  | { state: 'LOST'; message: string };
+  /**
+   * The engine has no record of the handle (it restarted, or expired the job), or the worker
+   * holding it stopped answering. retryElsewhere: the job may be submitted again, to another
+   * worker, if it had not started (the one holding it is gone, not the job refused).
+   */
+  | { state: 'LOST'; message: string; retryElsewhere?: boolean };
 
 /** What submit returns: a handle to poll, unless the engine answered with a final state at once. */
 export interface EngineSubmission {

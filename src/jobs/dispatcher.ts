@@ -28,8 +28,12 @@ export class Dispatcher {
   /** Jobs waiting or being submitted now. */
   private readonly queued = new Set<string>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
-  /** Transient submission failures so far, per job, for the back-off. */
-  private readonly attempts = new Map<string, number>();
+  /**
+   * Transient submission failures so far, per job, for the back-off, and when the first one
+   * happened: the failure budget runs from there, not from the job's creation, so a job queued
+   * again later (a restart, a worker that lost it) gets a fresh budget.
+   */
+  private readonly attempts = new Map<string, { count: number; since: number }>();
   private active = 0;
   private running = false;
   private readonly idle = new Set<() => void>();
@@ -130,7 +134,8 @@ export class Dispatcher {
       current = submission.handle ? await this.updater.setEngineHandle(job, submission.handle) : job;
       current = await this.updater.applyEngineStatus(current, submission.status);
     } catch (err) {
-      if (err instanceof EngineUnavailableError && this.clock() - job.createdAt.getTime() < this.options.failureBudgetMs) {
+      const since = this.attempts.get(job.id)?.since ?? this.clock();
+      if (err instanceof EngineUnavailableError && this.clock() - since < this.options.failureBudgetMs) {
         this.retryLater(job, err);
         return;
       }
@@ -142,8 +147,8 @@ export class Dispatcher {
   }
 
   private retryLater(job: Job, err: EngineUnavailableError): void {
-    const attempt = this.attempts.get(job.id) ?? 0;
-    this.attempts.set(job.id, attempt + 1);
+    const { count: attempt, since } = this.attempts.get(job.id) ?? { count: 0, since: this.clock() };
+    this.attempts.set(job.id, { count: attempt + 1, since });
     const delay = Math.min(30_000, (this.options.retryDelayMs ?? 1_000) * 2 ** attempt);
     this.logger.warn({ jobId: job.id, err: err.message, retryInMs: delay }, 'engine unavailable; submission will be retried');
     const timer = setTimeout(() => {

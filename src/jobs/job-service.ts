@@ -50,6 +50,7 @@ export class JobService {
       engineHandle: null,
       progress: null,
       engineQueuePosition: null,
+      requeues: 0,
       images: [],
       error: null,
       version: 1,

@@ -51,6 +51,7 @@ interface JobRow {
   progress_step: number | null;
   progress_total: number | null;
   engine_queue_position: number | null;
+  requeues: number;
   images: string;
   error_code: string | null;
   error_message: string | null;
@@ -77,6 +78,7 @@ function fromRow(row: JobRow): Job {
         ? null
         : { step: row.progress_step, totalSteps: row.progress_total },
     engineQueuePosition: row.engine_queue_position,
+    requeues: row.requeues,
     images: JSON.parse(row.images) as JobImage[],
     error: row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '' },
     version: row.version,
@@ -99,6 +101,7 @@ const PATCH_COLUMNS: { [K in keyof JobPatch]-?: (v: JobPatch[K]) => Record<strin
   engineHandle: (v) => ({ engine_handle: v }),
   progress: (v) => ({ progress_step: v?.step ?? null, progress_total: v?.totalSteps ?? null }),
   engineQueuePosition: (v) => ({ engine_queue_position: v }),
+  requeues: (v) => ({ requeues: v }),
   images: (v) => ({ images: JSON.stringify(v ?? []) }),
   error: (v) => ({ error_code: v?.code ?? null, error_message: v?.message ?? null }),
   startedAt: (v) => ({ started_at: toMs(v) }),

@@ -4,7 +4,7 @@ import type { LocalImageStore } from '../images/image-store.js';
 import { JobErrorCode, type Job, type JobImage, type JobPatch } from './job.js';
 import type { JobEvents } from './job-events.js';
 import type { JobStore } from './job-store.js';
-import { failurePatch, patchFromEngineStatus, successPatch } from './job-transitions.js';
+import { failurePatch, patchFromEngineStatus, requeuePatch, successPatch } from './job-transitions.js';
 
 /**
  * The one place where job state changes: persist first, then publish, so a subscriber never
@@ -40,6 +40,11 @@ export class JobUpdater {
       return this.fail(job, JobErrorCode.ENGINE_BAD_REPLY, 'the engine reported success without any image');
     }
     return this.patch(job, successPatch(job, stored, this.now()));
+  }
+
+  /** Takes a job back from a worker that lost it, to be submitted again. */
+  requeue(job: Job): Promise<Job> {
+    return this.patch(job, requeuePatch(job));
   }
 
   setEngineHandle(job: Job, handle: string): Promise<Job> {

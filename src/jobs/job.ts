@@ -66,6 +66,8 @@ export interface Job {
   progress: JobProgress | null;
   /** Position reported by the engine's own queue, if it has one. */
   engineQueuePosition: number | null;
+  /** Times the job was taken back from a worker that stopped answering and queued again. */
+  requeues: number;
   images: JobImage[];
   error: JobError | null;
   /** Incremented on every change; subscribers use it to drop stale events. */
@@ -79,7 +81,15 @@ export interface Job {
 export type JobPatch = Partial<
   Pick<
     Job,
-    'status' | 'engineHandle' | 'progress' | 'engineQueuePosition' | 'images' | 'error' | 'startedAt' | 'finishedAt'
+    | 'status'
+    | 'engineHandle'
+    | 'progress'
+    | 'engineQueuePosition'
+    | 'requeues'
+    | 'images'
+    | 'error'
+    | 'startedAt'
+    | 'finishedAt'
   >
 >;
 

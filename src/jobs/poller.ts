@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
 import { isTerminal, JobErrorCode, type Job } from './job.js';
+import { mayRequeue } from './job-transitions.js';
 import type { JobUpdater } from './job-updater.js';
 
 export interface PollerOptions {
@@ -34,6 +35,9 @@ export class Poller {
   private running = false;
   private readonly idle = new Set<() => void>();
 
+  /** Where jobs a worker lost before they started go to be submitted again (the dispatcher). */
+  private resubmit: ((job: Job) => void) | null = null;
+
   constructor(
     private readonly engine: Engine,
     private readonly updater: JobUpdater,
@@ -41,6 +45,11 @@ export class Poller {
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
   ) {}
+
+  /** Set once at wiring: the dispatcher needs the poller, so the poller cannot take it in its constructor. */
+  onRequeue(resubmit: (job: Job) => void): void {
+    this.resubmit = resubmit;
+  }
 
   start(): void {
     this.running = true;
@@ -123,6 +132,15 @@ export class Poller {
     try {
       const status = await this.engine.status(before.engineHandle ?? '', before);
       t.unreachableSince = null;
+      if (this.resubmit && mayRequeue(before, status)) {
+        after = await this.updater.requeue(before);
+        this.tracked.delete(before.id);
+        if (!isTerminal(after.status) && !after.engineHandle) {
+          this.logger.warn({ jobId: before.id, reason: status.state === 'LOST' ? status.message : '' }, 'job lost by its worker before it started; queued again');
+          this.resubmit(after);
+        }
+        return;
+      }
       after = await this.updater.applyEngineStatus(before, status);
     } catch (err) {
       after = await this.handleError(t, err);

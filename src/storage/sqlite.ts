@@ -41,6 +41,8 @@ const MIGRATIONS: string[] = [
    );
    CREATE INDEX jobs_by_owner ON jobs (owner_id, seq DESC);
    CREATE INDEX jobs_active ON jobs (status, seq) WHERE status IN ('PENDING', 'PROCESSING');`,
+  // Gateways: how often a job was moved off a worker that stopped answering (bounded).
+  `ALTER TABLE jobs ADD COLUMN requeues INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 /**

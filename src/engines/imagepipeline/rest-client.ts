@@ -71,6 +71,16 @@ export class ImagePipelineRestClient {
     });
   }
 
+  /**
+   * Whether the engine answers at all: GET /healthz, one attempt. Any HTTP answer below 500
+   * counts as alive (a hosted upstream without that path answers 404, and that is an answer).
+   */
+  async probe(): Promise<void> {
+    const res = await this.send(new URL('/healthz', `${this.options.baseUrl}/`), { method: 'GET' });
+    await res.body.dump();
+    if (res.statusCode >= 500) throw new EngineUnavailableError(`the engine's health check answered HTTP ${res.statusCode}`);
+  }
+
   close(): Promise<void> {
     return this.agent.close();
   }

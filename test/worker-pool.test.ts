@@ -1,0 +1,199 @@
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EngineUnavailableError, type EngineJob } from '../src/engines/engine.js';
+import { DEFAULT_REMOTE_CATALOGUE } from '../src/engines/imagepipeline/catalogue-file.js';
+import { ImagePipelineEngine } from '../src/engines/imagepipeline/imagepipeline-engine.js';
+import { decodeWorkerHandle, encodeWorkerHandle } from '../src/engines/imagepipeline/worker-handle.js';
+import { MAX_REQUEUES, mayRequeue } from '../src/jobs/job-transitions.js';
+import type { Job } from '../src/jobs/job.js';
+import { JobDocument, JobStatusDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
+import { FakeImagePipeline } from './fixtures/fake-imagepipeline.js';
+import { collect, startTestServer, waitFor } from './helpers/test-server.js';
+
+const job = (id: string): EngineJob => ({
+  id,
+  mode: 'text2image',
+  params: {
+    modelId: 'sd1.5',
+    prompt: 'p',
+    negativePrompt: '',
+    numInferenceSteps: 10,
+    guidanceScale: 7.5,
+    samples: 1,
+    width: 512,
+    height: 512,
+    seed: 1,
+    embeddings: [],
+    safetyChecker: true,
+  },
+});
+
+describe('worker handles', () => {
+  it('round-trips, and reads a plain id (from before gateways) as the first worker’s', () => {
+    const h = { worker: 'http://w1:4000', id: 'abc' };
+    expect(decodeWorkerHandle(encodeWorkerHandle(h), 'http://first')).toEqual(h);
+    expect(decodeWorkerHandle('plain-id', 'http://first')).toEqual({ worker: 'http://first', id: 'plain-id' });
+    expect(decodeWorkerHandle('{not json', 'http://first')).toEqual({ worker: 'http://first', id: '{not json' });
+  });
+});
+
+describe('requeue rules', () => {
+  const base = { status: 'PENDING', requeues: 0 } as Job;
+  const lost = { state: 'LOST', message: 'gone', retryElsewhere: true } as const;
+  it('moves only jobs that never started, a bounded number of times, and only when the worker is gone', () => {
+    expect(mayRequeue(base, lost)).toBe(true);
+    expect(mayRequeue({ ...base, status: 'PROCESSING' }, lost)).toBe(false);
+    expect(mayRequeue({ ...base, requeues: MAX_REQUEUES }, lost)).toBe(false);
+    expect(mayRequeue(base, { state: 'LOST', message: 'the upstream forgot it' })).toBe(false);
+    expect(mayRequeue(base, { state: 'QUEUED', queuePosition: 1 })).toBe(false);
+  });
+});
+
+describe('the imagepipeline engine over several workers', () => {
+  const fakes: FakeImagePipeline[] = [];
+  let engine: ImagePipelineEngine | null = null;
+
+  afterEach(async () => {
+    await engine?.close();
+    engine = null;
+    await Promise.all(fakes.splice(0).map((f) => f.stop()));
+  });
+
+  async function setUp(n: number, graceMs = 150) {
+    for (let i = 0; i < n; i++) {
+      const fake = new FakeImagePipeline();
+      fake.behaviour.hold = true;
+      await fake.start();
+      fakes.push(fake);
+    }
+    engine = new ImagePipelineEngine({
+      workers: fakes.map((f) => ({ url: f.url, apiKey: f.apiKey })),
+      timeoutMs: 2000,
+      retries: 0,
+      maxImageBytes: 1 << 20,
+      probeIntervalMs: 60_000, // probes are driven by hand below
+      workerGraceMs: graceMs,
+      catalogue: DEFAULT_REMOTE_CATALOGUE,
+      fallbackCatalogue: DEFAULT_REMOTE_CATALOGUE,
+      logger: pino({ level: 'silent' }),
+    });
+    return engine;
+  }
+
+  it('sends each job to the worker with the fewest jobs in flight', async () => {
+    const e = await setUp(3);
+    const handles = new Map<string, string>();
+    for (let i = 0; i < 6; i++) handles.set(`j${i}`, (await e.submit(job(`j${i}`))).handle);
+    expect(fakes.map((f) => f.jobs.size)).toEqual([2, 2, 2]);
+    // The middle worker's jobs end: it is now the least busy and gets the next two.
+    fakes[1]!.behaviour.stepsPerPoll = 100;
+    fakes[1]!.release();
+    for (const [id, handle] of handles) {
+      if (decodeWorkerHandle(handle, '').worker !== fakes[1]!.url) continue;
+      let state = '';
+      for (let i = 0; i < 5 && state !== 'SUCCESS'; i++) state = (await e.status(handle, job(id))).state;
+      expect(state).toBe('SUCCESS');
+    }
+    await e.submit(job('j6'));
+    await e.submit(job('j7'));
+    expect(fakes.map((f) => f.jobs.size)).toEqual([2, 4, 2]);
+  });
+
+  it('skips a worker that stops answering, gives up its jobs after the grace period, and takes it back once it answers', async () => {
+    const e = await setUp(2);
+    const first = await e.submit(job('a'));
+    const second = await e.submit(job('b'));
+    const onFake0 = decodeWorkerHandle(first.handle, '').worker === fakes[0]!.url ? first : second;
+    const port = Number(new URL(fakes[0]!.url).port);
+    await fakes[0]!.stop();
+
+    // The next submission finds worker 0 dead and goes to worker 1 within the same call.
+    await e.submit(job('c'));
+    await e.submit(job('d'));
+    expect(fakes[1]!.jobs.size).toBe(3);
+    expect(e.pool.get(fakes[0]!.url)!.healthy).toBe(false);
+
+    // Within the grace period a status question is not even sent; after it the job is lost, movable.
+    await expect(e.status(onFake0.handle, job('x'))).rejects.toBeInstanceOf(EngineUnavailableError);
+    await new Promise((r) => setTimeout(r, 200));
+    const lost = await e.status(onFake0.handle, job('x'));
+    expect(lost).toMatchObject({ state: 'LOST', retryElsewhere: true });
+    expect(lost.state === 'LOST' && lost.message).toContain(`${fakes[0]!.url} holding this job stopped answering`);
+
+    // Back on its address: the probe notices and jobs flow to it again (it is the least busy).
+    await fakes[0]!.start(port);
+    await e.pool.probeAll();
+    expect(e.pool.get(fakes[0]!.url)!.healthy).toBe(true);
+    const before = fakes[0]!.jobs.size;
+    await e.submit(job('e'));
+    expect(fakes[0]!.jobs.size).toBe(before + 1);
+  });
+
+  it('a lone upstream that failed once is tried again as soon as it answers (half-open)', async () => {
+    const e = await setUp(1);
+    const port = Number(new URL(fakes[0]!.url).port);
+    await fakes[0]!.stop();
+    await expect(e.submit(job('a'))).rejects.toThrow(/no worker could take the job: .*ECONNREFUSED/);
+    await fakes[0]!.start(port);
+    await expect(e.submit(job('b'))).resolves.toMatchObject({ status: { state: 'QUEUED' } });
+  });
+
+  it('answers LOST for a job on a worker that is no longer configured', async () => {
+    const e = await setUp(1);
+    const status = await e.status(encodeWorkerHandle({ worker: 'http://removed:1', id: 'x' }), job('x'));
+    expect(status).toMatchObject({ state: 'LOST', retryElsewhere: true });
+  });
+});
+
+describe('a server with two upstream workers', () => {
+  it('moves a queued job off a dead worker to the other one; a running one fails with the reason', async () => {
+    const a = new FakeImagePipeline();
+    const b = new FakeImagePipeline();
+    await Promise.all([a.start(), b.start()]);
+    a.behaviour.hold = true;
+    b.behaviour.hold = true;
+    const server = await startTestServer({
+      upstream: a,
+      env: {
+        IMAGEPIPELINE_URL: `${a.url},${b.url}`,
+        IMAGEPIPELINE_API_KEY: a.apiKey,
+        IMAGEPIPELINE_RETRIES: '0',
+        IMAGEPIPELINE_PROBE_INTERVAL_MS: '50',
+        IMAGEPIPELINE_WORKER_GRACE_MS: '300',
+      },
+    });
+    try {
+      const ids: string[] = [];
+      for (const prompt of ['one', 'two', 'three', 'four']) {
+        ids.push((await server.gql(Text2ImageDocument, { input: { prompt } })).data!.text2image.id);
+      }
+      await waitFor(() => a.jobs.size === 2 && b.jobs.size === 2);
+      // One of A's jobs starts processing; the other stays queued. Then A dies.
+      const [running] = [...a.jobs.values()];
+      a.release(running!.id);
+      await waitFor(async () => {
+        const states = await Promise.all(ids.map(async (id) => (await server.gql(JobDocument, { id })).data!.job!.status));
+        return states.includes('PROCESSING');
+      });
+      await a.stop();
+      b.behaviour.hold = false;
+      b.release();
+
+      const finals = await Promise.all(
+        ids.map(async (id) => {
+          const { values } = await collect(server.ws(), JobStatusDocument, { id }, 15_000);
+          return values.at(-1)!.jobStatus;
+        }),
+      );
+      const failed = finals.filter((j) => j.status === 'FAILURE');
+      expect(failed).toHaveLength(1);
+      expect(failed[0]!.error!.code).toBe('ENGINE_LOST_JOB');
+      expect(failed[0]!.error!.message).toContain(`${a.url} holding this job stopped answering`);
+      expect(finals.filter((j) => j.status === 'SUCCESS')).toHaveLength(3);
+      expect(b.submits).toBe(3); // its own two, and the one moved off A
+    } finally {
+      await server.stop();
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+});
