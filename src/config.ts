@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { parseAllowHosts } from './images/address-policy.js';
 import { SCHEDULER_NAMES } from './jobs/job.js';
 
 /**
@@ -44,6 +45,21 @@ const envSchema = z
     ORT_EXECUTION_PROVIDER: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
     ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).max(256).default(0),
     SQLITE_SYNCHRONOUS: z.enum(['FULL', 'NORMAL']).default('FULL'),
+    IMAGE_FETCH_ALLOW_HOSTS: z
+      .string()
+      .transform((v, ctx) => {
+        const hosts = v.split(',').map((h) => h.trim()).filter(Boolean);
+        try {
+          parseAllowHosts(hosts);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        }
+        return hosts;
+      })
+      .default([]),
+    IMAGE_FETCH_TIMEOUT_MS: positiveMs.default(15_000),
+    IMAGE_FETCH_MAX_BYTES: z.coerce.number().int().min(1024).default(20 * 1024 * 1024),
+    IMAGE_FETCH_MAX_PIXELS: z.coerce.number().int().min(64 * 64).default(4096 * 4096),
 
     IMAGEPIPELINE_URL: urlList.default(['https://api.imagepipeline.io']),
     IMAGEPIPELINE_API_KEY: z
@@ -111,6 +127,8 @@ export interface LocalEngineConfig {
   executionProvider: 'auto' | 'cpu' | 'cuda';
   /** 0: ONNX Runtime's default. */
   intraOpThreads: number;
+  /** How init and mask image URLs are fetched (SSRF rules and limits). */
+  imageFetch: { allowHosts: string[]; timeoutMs: number; maxBytes: number; maxPixels: number };
 }
 
 export type ImagePipelineEngineConfig = {
@@ -170,6 +188,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
             scheduler: e.LOCAL_SCHEDULER,
             executionProvider: e.ORT_EXECUTION_PROVIDER,
             intraOpThreads: e.ORT_INTRA_OP_THREADS,
+            imageFetch: {
+              allowHosts: e.IMAGE_FETCH_ALLOW_HOSTS,
+              timeoutMs: e.IMAGE_FETCH_TIMEOUT_MS,
+              maxBytes: e.IMAGE_FETCH_MAX_BYTES,
+              maxPixels: e.IMAGE_FETCH_MAX_PIXELS,
+            },
           }
         : {
             kind: 'imagepipeline',

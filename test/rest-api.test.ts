@@ -28,7 +28,9 @@ describe('REST API of the contract', () => {
   };
 
   beforeAll(async () => {
-    server = await startTestServer({ env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20' } });
+    server = await startTestServer({
+      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' },
+    });
     // Stands in for the contract's https://…/cottage.png and mask_image.png, on loopback.
     const cottage = await sharp({ create: { width: 96, height: 64, channels: 3, background: '#7a9' } }).png().toBuffer();
     const mask = await sharp({ create: { width: 96, height: 64, channels: 3, background: '#fff' } }).png().toBuffer();
@@ -92,6 +94,20 @@ describe('REST API of the contract', () => {
     });
     const b = (await inp.json()) as { id: string };
     expect((await untilDone('inpainting', b.id)).status).toBe('SUCCESS');
+  });
+
+  it('refuses image URLs that point inside the network (cloud metadata, loopback not allowed) with the field and reason', async () => {
+    for (const [url, why] of [
+      ['http://169.254.169.254/latest/meta-data/', /initImage: .*169\.254\.169\.254.*link-local/],
+      ['http://[::1]:9/x.png', /initImage: .*loopback/],
+      ['file:///etc/passwd', /init_image: must be an http\(s\) URL/],
+    ] as const) {
+      const res = await post('image2image', { ...example, init_image: url, width: 64, height: 64 });
+      const body = (await res.json()) as { status: string; id?: string; error?: string };
+      // Refused at once (400) or as the job's failure: either way the reason names the field.
+      const error = body.status === 'FAILURE' ? body.error : ((await untilDone('image2image', body.id!)) as { error?: string }).error;
+      expect(error, url).toMatch(why);
+    }
   });
 
   it('takes JSON sent as text/plain, with no content type, or form-encoded (as Python requests data= sends it)', async () => {

@@ -49,7 +49,9 @@ describe.skipIf(!available && !process.env.CI)('REST API with Python requests an
 
   beforeAll(async () => {
     expect(available, 'python3-requests, php-cli and php-curl must be installed (CI installs them)').toBe(true);
-    server = await startTestServer({ env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20' } });
+    server = await startTestServer({
+      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' },
+    });
     const cottage = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#7a9' } }).png().toBuffer();
     const mask = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#fff' } }).png().toBuffer();
     images = createServer((req, res) => res.writeHead(200, { 'content-type': 'image/png' }).end(req.url === '/mask_image.png' ? mask : cottage));

@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { EngineConfig, LocalEngineConfig } from '../config.js';
+import { ImageFetcher } from '../images/fetch-image.js';
 import type { Engine } from './engine.js';
 import { DEFAULT_REMOTE_CATALOGUE, loadCatalogueFile } from './imagepipeline/catalogue-file.js';
 import { ImagePipelineEngine } from './imagepipeline/imagepipeline-engine.js';
@@ -64,6 +65,7 @@ async function createLocalEngine(config: LocalEngineConfig, logger: Logger): Pro
   const models = await scanModelDirectory(modelsDir, loadEmbeddingFile, { uploadsDir });
   for (const problem of models.skipped) logger.warn({ problem }, 'skipped a model file');
   return new LocalEngine(models, {
+    imageFetcher: new ImageFetcher(config.imageFetch),
     concurrency: config.concurrency,
     maxLoadedCheckpoints: config.maxLoadedCheckpoints,
     defaultScheduler: config.scheduler,

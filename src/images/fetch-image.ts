@@ -1,16 +1,34 @@
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { isIP } from 'node:net';
+import sharp from 'sharp';
 import { Agent, request } from 'undici';
+import { checkAddress, parseAllowHosts, type AllowList } from './address-policy.js';
 import { sniffImageType } from './sniff.js';
 
 /**
- * Fetches an init or mask image named by URL: http(s) or a base64 data: URL, within a time
- * and byte limit, accepted only if its bytes are PNG, JPEG or WebP (the content type a server
- * sends is not trusted). Redirects are not followed.
- *
- * TODO(issue [4]): refuse private, loopback and link-local addresses after DNS resolution.
+ * Fetches an init or mask image named by an API client: an http(s) URL or a base64 data: URL.
+ * The URL is untrusted, so the fetch is limited in where it may connect (public addresses only,
+ * checked after DNS resolution and on every redirect; see address-policy.ts), how long it may
+ * take, how many bytes it may read, and how many pixels the image may declare (a small file can
+ * decode to gigabytes). Only bytes that sniff as PNG, JPEG or WebP are accepted; the content type
+ * a server sends is not trusted.
  */
 
 export const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
-const TIMEOUT_MS = 15_000;
+export const DEFAULT_TIMEOUT_MS = 15_000;
+export const DEFAULT_MAX_PIXELS = 4096 * 4096;
+export const DEFAULT_MAX_REDIRECTS = 5;
+
+export interface ImageFetcherOptions {
+  /** Hostnames (exact, case-insensitive) or CIDR ranges that may be non-public addresses. */
+  allowHosts?: string[];
+  /** For the whole fetch: DNS, connecting, every redirect and the body. */
+  timeoutMs?: number;
+  maxBytes?: number;
+  /** width * height as the image header declares it, read before any pixel is decoded. */
+  maxPixels?: number;
+  maxRedirects?: number;
+}
 
 export class ImageFetchError extends Error {
   constructor(
@@ -22,47 +40,184 @@ export class ImageFetchError extends Error {
   }
 }
 
-const agent = new Agent({ headersTimeout: TIMEOUT_MS, bodyTimeout: TIMEOUT_MS, connect: { timeout: TIMEOUT_MS } });
+/** Raised inside the connector; carries the policy's words out through undici's error. */
+class AddressRefused extends Error {}
 
-export async function fetchImage(url: string, field: string): Promise<Buffer> {
-  const data = url.startsWith('data:') ? decodeDataUrl(url, field) : await download(url, field);
-  if (!sniffImageType(data)) throw new ImageFetchError(field, 'is not a PNG, JPEG or WebP image');
-  return data;
-}
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-function decodeDataUrl(url: string, field: string): Buffer {
-  const match = /^data:image\/[a-z0-9.+-]+;base64,(.*)$/is.exec(url);
-  if (!match) throw new ImageFetchError(field, 'is not a base64 data: URL of an image');
-  const data = Buffer.from(match[1]!, 'base64');
-  if (data.length > MAX_IMAGE_BYTES) throw new ImageFetchError(field, `is larger than ${MAX_IMAGE_BYTES} bytes`);
-  return data;
-}
+export class ImageFetcher {
+  readonly timeoutMs: number;
+  readonly maxBytes: number;
+  readonly maxPixels: number;
+  readonly maxRedirects: number;
+  private readonly allow: AllowList;
+  private readonly agent: Agent;
 
-async function download(url: string, field: string): Promise<Buffer> {
-  let res;
-  try {
-    res = await request(url, { method: 'GET', dispatcher: agent, headers: { accept: 'image/*' } });
-  } catch (err) {
-    throw new ImageFetchError(field, `could not be fetched: ${(err as Error).message}`);
+  constructor(options: ImageFetcherOptions = {}) {
+    this.allow = parseAllowHosts(options.allowHosts ?? []);
+    this.timeoutMs = positive('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    this.maxBytes = positive('maxBytes', options.maxBytes ?? MAX_IMAGE_BYTES);
+    this.maxPixels = positive('maxPixels', options.maxPixels ?? DEFAULT_MAX_PIXELS);
+    this.maxRedirects = options.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
+    if (!Number.isInteger(this.maxRedirects) || this.maxRedirects < 0) throw new Error('maxRedirects must be an integer >= 0');
+    this.agent = new Agent({
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+      // The lookup resolves each name once and hands the socket only addresses it checked, so a
+      // name that resolves differently between a check and the connect (DNS rebinding) gains nothing.
+      // TLS still gets the hostname from undici for SNI and the certificate check.
+      connect: { timeout: this.timeoutMs, lookup: this.lookup },
+    });
   }
-  if (res.statusCode !== 200) {
-    await res.body.dump();
-    throw new ImageFetchError(field, `could not be fetched: HTTP ${res.statusCode}`);
+
+  async fetch(url: string, field: string): Promise<Buffer> {
+    // Checked on the raw string: a data: URL may be megabytes, and URL parsing would copy it.
+    const scheme = /^\s*data:/i.exec(url.slice(0, 16));
+    const data = scheme ? this.decodeDataUrl(url, scheme[0].length, field) : await this.download(url, field);
+    await this.checkImage(data, field);
+    return data;
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length;
-      if (size > MAX_IMAGE_BYTES) {
-        res.body.destroy();
-        throw new ImageFetchError(field, `is larger than ${MAX_IMAGE_BYTES} bytes`);
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  private decodeDataUrl(url: string, start: number, field: string): Buffer {
+    const comma = url.indexOf(',', start);
+    const header = comma < 0 ? '' : url.slice(start, comma).trim().toLowerCase();
+    const params = header.split(';');
+    if (comma < 0 || params.at(-1) !== 'base64') throw new ImageFetchError(field, 'is a data: URL that is not base64-encoded');
+    if (!params[0]!.startsWith('image/')) throw new ImageFetchError(field, 'is a data: URL whose media type is not image/*');
+    // The decoded size follows from the length; refuse before decoding so a huge URL costs no buffer.
+    const length = url.length - comma - 1;
+    const padding = url.endsWith('==') ? 2 : url.endsWith('=') ? 1 : 0;
+    const size = Math.floor((length * 3) / 4) - padding;
+    if (size > this.maxBytes) throw new ImageFetchError(field, `is ${size} bytes; the limit is ${this.maxBytes}`);
+    const payload = url.slice(comma + 1);
+    // Buffer.from skips characters outside the alphabet, so garbage would decode to something.
+    // Simple scans, no backtracking: the payload is attacker-sized.
+    if (/[^A-Za-z0-9+/_\-\s=]|=[^=\s]|===/.test(payload)) throw new ImageFetchError(field, 'is a data: URL with invalid base64');
+    return Buffer.from(payload, 'base64');
+  }
+
+  private async download(url: string, field: string): Promise<Buffer> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.timeoutMs);
+    let target = url;
+    let hop = 0;
+    try {
+      target = this.checkUrl(url, field);
+      for (; ; hop++) {
+        const res = await request(target, {
+          method: 'GET',
+          dispatcher: this.agent,
+          signal: controller.signal,
+          headers: { accept: 'image/png, image/jpeg, image/webp' },
+        });
+        const location = res.headers.location;
+        if (REDIRECTS.has(res.statusCode) && location) {
+          await res.body.dump();
+          if (hop >= this.maxRedirects) throw new ImageFetchError(field, `was redirected more than ${this.maxRedirects} times`);
+          const next = String(Array.isArray(location) ? location[0] : location);
+          const resolved = URL.canParse(next, target) ? new URL(next, target).href : next;
+          target = this.checkUrl(resolved, field, `was redirected to ${resolved};`);
+          continue;
+        }
+        if (res.statusCode !== 200) {
+          await res.body.dump();
+          throw new ImageFetchError(field, `could not be fetched: HTTP ${res.statusCode}`);
+        }
+        const declared = Number(res.headers['content-length']);
+        if (declared > this.maxBytes) {
+          res.body.destroy();
+          throw new ImageFetchError(field, `is ${declared} bytes; the limit is ${this.maxBytes}`);
+        }
+        // Counted as it streams too: the length may be absent (chunked) or wrong.
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of res.body) {
+          size += (chunk as Buffer).length;
+          if (size > this.maxBytes) {
+            res.body.destroy();
+            throw new ImageFetchError(field, `is more than ${this.maxBytes} bytes; the limit is ${this.maxBytes}`);
+          }
+          chunks.push(chunk as Buffer);
+        }
+        return Buffer.concat(chunks);
       }
-      chunks.push(chunk as Buffer);
+    } catch (err) {
+      if (err instanceof ImageFetchError) throw err;
+      const refused = findCause(err, AddressRefused);
+      if (refused) throw new ImageFetchError(field, hop > 0 ? `was redirected to ${target}; ${refused.message}` : refused.message);
+      if (controller.signal.aborted) throw new ImageFetchError(field, `could not be fetched within ${this.timeoutMs} ms`);
+      throw new ImageFetchError(field, `could not be fetched: ${(err as Error).message}`);
+    } finally {
+      clearTimeout(timer);
     }
-  } catch (err) {
-    if (err instanceof ImageFetchError) throw err;
-    throw new ImageFetchError(field, `download was cut off: ${(err as Error).message}`);
   }
-  return Buffer.concat(chunks);
+
+  /** Scheme and, for IP-literal hosts (which the socket connects to without a lookup), address. */
+  private checkUrl(url: string, field: string, context = ''): string {
+    let parsed: URL;
+    const first = context === '';
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new ImageFetchError(field, first ? 'is not a valid URL' : `${context} that is not a valid URL`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      const what = first ? `is a ${parsed.protocol} URL; only http:, https: and base64 data: URLs` : `${context} only http: and https: redirects`;
+      throw new ImageFetchError(field, `${what} are accepted`);
+    }
+    const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+    if (isIP(host)) {
+      const refusal = checkAddress(parsed.hostname, host, this.allow);
+      if (refusal) throw new ImageFetchError(field, first ? refusal : `${context} ${refusal}`);
+    }
+    return parsed.href;
+  }
+
+  private readonly lookup = (
+    hostname: string,
+    options: LookupOptions,
+    callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+  ): void => {
+    dnsLookup(hostname, { all: true, family: options.family ?? 0, hints: options.hints ?? 0 }, (err, addresses) => {
+      if (err) return callback(err, []);
+      if (addresses.length === 0) return callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), []);
+      // Every address must pass: the socket may try any of them (happy eyeballs).
+      for (const { address } of addresses) {
+        const refusal = checkAddress(hostname, address, this.allow);
+        if (refusal) return callback(new AddressRefused(refusal), []);
+      }
+      if (options.all) callback(null, addresses);
+      else callback(null, addresses[0]!.address, addresses[0]!.family);
+    });
+  };
+
+  /** Reads the header only (sharp's metadata decodes no pixels), so a decompression bomb costs nothing. */
+  private async checkImage(data: Buffer, field: string): Promise<void> {
+    if (!sniffImageType(data)) throw new ImageFetchError(field, 'is not a PNG, JPEG or WebP image');
+    let width: number | undefined;
+    let height: number | undefined;
+    try {
+      ({ width, height } = await sharp(data, { limitInputPixels: false }).metadata());
+    } catch (err) {
+      throw new ImageFetchError(field, `is not a readable image: ${(err as Error).message}`);
+    }
+    if (!width || !height) throw new ImageFetchError(field, 'is not a readable image: it declares no size');
+    if (width * height > this.maxPixels) {
+      throw new ImageFetchError(field, `is ${width}x${height} pixels; the limit is ${this.maxPixels} pixels`);
+    }
+  }
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
+  return value;
+}
+
+function findCause<T extends Error>(err: unknown, type: new (...args: never[]) => T): T | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) if (e instanceof type) return e;
+  return undefined;
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { InputValidationError, type FieldIssue } from '../../jobs/job-input.js';
 import { JobErrorCode, type GenerationParams } from '../../jobs/job.js';
 import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../models/catalogue.js';
-import { fetchImage, ImageFetchError } from '../../images/fetch-image.js';
+import { ImageFetchError, type ImageFetcher } from '../../images/fetch-image.js';
 import type { EmbeddingUpload, Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
 import { EMBEDDING_EXTENSIONS, EmbeddingFileError, parseEmbedding } from './embeddings/index.js';
 import type { EmbeddingRows } from './checkpoint.js';
@@ -17,6 +17,8 @@ import { ClipTokenizer } from './tokenizer/clip-tokenizer.js';
 import type { WorkerSettings } from './worker-protocol.js';
 
 export interface LocalEngineOptions {
+  /** Fetches init and mask images under the SSRF and size rules (owned, and closed, by the engine). */
+  imageFetcher: ImageFetcher;
   /** Generations run at once, each on its own worker thread (FIFO beyond that). */
   concurrency: number;
   /** Checkpoints kept loaded (least recently used beyond that are released). */
@@ -191,7 +193,7 @@ export class LocalEngine implements Engine {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.expiry) clearTimeout(t);
-    await Promise.all(this.workers.map((w) => w.close()));
+    await Promise.all([...this.workers.map((w) => w.close()), this.options.imageFetcher.close()]);
   }
 
   private enqueue(job: EngineJob): void {
@@ -252,8 +254,8 @@ export class LocalEngine implements Engine {
       const checkpoint = this.models.checkpoints.get(checkpointId);
       if (!checkpoint) throw new GenerationFailed(`no checkpoint "${p.modelId}"`, true);
       const embeddings = await Promise.all(p.embeddings.map((id) => this.embeddingRows(id)));
-      const initImage = p.initImage ? await fetchImage(p.initImage, 'initImage') : undefined;
-      const maskImage = p.maskImage ? await fetchImage(p.maskImage, 'maskImage') : undefined;
+      const initImage = p.initImage ? await this.options.imageFetcher.fetch(p.initImage, 'initImage') : undefined;
+      const maskImage = p.maskImage ? await this.options.imageFetcher.fetch(p.maskImage, 'maskImage') : undefined;
       // pump() never runs more jobs than workers, so one of them is free.
       const worker = this.workers.find((w) => ![...this.busy.values()].includes(w))!;
       this.busy.set(job.id, worker);
