@@ -21,6 +21,7 @@ import { JobService } from './jobs/job-service.js';
 import { SqliteJobStore } from './jobs/job-store.js';
 import { JobUpdater } from './jobs/job-updater.js';
 import { Poller } from './jobs/poller.js';
+import { JobAdmission } from './limits/job-admission.js';
 import { createLogger, type Logger } from './logger.js';
 import { CatalogueService } from './models/catalogue-service.js';
 import type { GraphQLContext } from './schema/context.js';
@@ -72,7 +73,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     logger,
   );
   poller.onRequeue((job) => dispatcher.enqueue(job));
-  const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, logger });
+  const admission = new JobAdmission(config.admission);
+  updater.onFinished((job) => admission.finished(job.ownerId, job.id));
+  const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, admission, logger });
   const models = new CatalogueService(engine);
 
   const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {
@@ -199,6 +202,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       // Resume what a previous run left unfinished: submit what never reached the engine, poll the rest.
       const active = await store.listActive();
       for (const job of active) {
+        admission.started(job.ownerId, job.id);
         if (job.engineHandle) poller.track(job);
         else dispatcher.enqueue(job);
       }

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseAllowHosts } from './images/address-policy.js';
 import { SCHEDULER_NAMES } from './jobs/job.js';
+import type { AdmissionLimits } from './limits/job-admission.js';
 
 /**
  * The server's whole configuration: read once from the environment at start,
@@ -79,6 +80,10 @@ const envSchema = z
     POLL_FAILURE_BUDGET_MS: positiveMs.default(120_000),
     DISPATCH_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
 
+    RATE_LIMIT_JOBS_PER_MINUTE: z.coerce.number().int().min(0).default(120),
+    RATE_LIMIT_JOBS_BURST: z.coerce.number().int().min(1).default(30),
+    MAX_ACTIVE_JOBS_PER_KEY: z.coerce.number().int().min(0).default(100),
+
     GRAPHIQL: bool.default(true),
     SHUTDOWN_GRACE_MS: positiveMs.default(10_000),
   })
@@ -111,6 +116,8 @@ export interface Config {
     failureBudgetMs: number;
   };
   dispatcher: { concurrency: number };
+  /** Per-key limits on creating jobs (0 turns one off). */
+  admission: AdmissionLimits;
 }
 
 export type EngineConfig = LocalEngineConfig | ImagePipelineEngineConfig;
@@ -215,5 +222,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       failureBudgetMs: e.POLL_FAILURE_BUDGET_MS,
     },
     dispatcher: { concurrency: e.DISPATCH_CONCURRENCY },
+    admission: {
+      jobsPerMinute: e.RATE_LIMIT_JOBS_PER_MINUTE,
+      burst: e.RATE_LIMIT_JOBS_BURST,
+      maxActivePerKey: e.MAX_ACTIVE_JOBS_PER_KEY,
+    },
   };
 }

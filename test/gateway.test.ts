@@ -203,7 +203,12 @@ describe('a gateway in front of two workers (three processes)', () => {
     }
     for (const job of succeeded) await expectImagesServed(job);
     // B's queued jobs were moved to A.
-    expect((await jobsOn(a)).length).toBeGreaterThan(before.onA);
+    const onAAfter = (await jobsOn(a)).length;
+    expect(onAAfter).toBeGreaterThan(before.onA);
+    console.log(
+      `gateway: worker B killed with ${ids.length} jobs under way: ${succeeded.length} SUCCESS, ${failed.length} FAILURE ` +
+        `(${failed.map((j) => j.error!.code).join(', ') || 'none'}), ${onAAfter - before.onA} moved to worker A`,
+    );
 
     // While B is down, new jobs go to A alone.
     const onA = (await jobsOn(a)).length;

@@ -31,6 +31,9 @@ export async function startBenchStack(opts: { hold: boolean; env?: Record<string
       ENGINE: 'imagepipeline',
       IMAGEPIPELINE_URL: upstream.ready.url,
       IMAGEPIPELINE_API_KEY: upstream.ready.apiKey,
+      // One key drives the whole load here: per-key limits would measure the limiter, not the server.
+      RATE_LIMIT_JOBS_PER_MINUTE: '0',
+      MAX_ACTIVE_JOBS_PER_KEY: '0',
       ...opts.env,
     });
   } catch (err) {

@@ -11,6 +11,7 @@ import { InputValidationError, MAX_SEED, parseGenerationInput } from './job-inpu
 import type { JobListQuery, JobPage, JobStore } from './job-store.js';
 import { JobStream } from './job-stream.js';
 import type { JobUpdater } from './job-updater.js';
+import type { JobAdmission } from '../limits/job-admission.js';
 import type { Poller } from './poller.js';
 
 export const MAX_PAGE_SIZE = 100;
@@ -28,16 +29,21 @@ export class JobService {
       dispatcher: Dispatcher;
       poller: Poller;
       updater: JobUpdater;
+      admission: JobAdmission;
       logger: Logger;
     },
   ) {}
 
   /** Validates, persists (committed before this resolves) and queues a job; never waits for generation. */
   async create(principal: Principal, mode: JobMode, input: unknown): Promise<Job> {
+    // The cap first, before any work on the input; the rate counts only jobs actually created,
+    // so a client fixing its input is not locked out by its own refused attempts.
+    this.deps.admission.checkActiveCap(principal.keyId);
     const params = parseGenerationInput(mode, input, () => randomInt(0, MAX_SEED + 1));
     const issues = checkAgainstCatalogue(params, await this.deps.engine.catalogue());
     if (issues.length === 0 && this.deps.engine.validate) issues.push(...(await this.deps.engine.validate(params, mode)));
     if (issues.length > 0) throw new InputValidationError(issues);
+    this.deps.admission.takeRateToken(principal.keyId);
     // Checked as sent (so issue paths point at the client's indexes), stored once each.
     params.embeddings = [...new Set(params.embeddings)];
     const job: Job = {
@@ -59,6 +65,7 @@ export class JobService {
       finishedAt: null,
     };
     await this.deps.store.insert(job);
+    this.deps.admission.started(job.ownerId, job.id);
     this.deps.dispatcher.enqueue(job);
     return job;
   }

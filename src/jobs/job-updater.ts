@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { EngineStatus } from '../engines/engine.js';
 import type { LocalImageStore } from '../images/image-store.js';
-import { JobErrorCode, type Job, type JobImage, type JobPatch } from './job.js';
+import { isTerminal, JobErrorCode, type Job, type JobImage, type JobPatch } from './job.js';
 import type { JobEvents } from './job-events.js';
 import type { JobStore } from './job-store.js';
 import { failurePatch, patchFromEngineStatus, requeuePatch, successPatch } from './job-transitions.js';
@@ -12,6 +12,8 @@ import { failurePatch, patchFromEngineStatus, requeuePatch, successPatch } from 
  * marked SUCCESS, so SUCCESS always means every image is on disk.
  */
 export class JobUpdater {
+  private readonly finishedListeners: ((job: Job) => void)[] = [];
+
   constructor(
     private readonly store: JobStore,
     private readonly events: JobEvents,
@@ -42,6 +44,11 @@ export class JobUpdater {
     return this.patch(job, successPatch(job, stored, this.now()));
   }
 
+  /** Called once for each job that reaches a terminal state through this updater. */
+  onFinished(listener: (job: Job) => void): void {
+    this.finishedListeners.push(listener);
+  }
+
   /** Takes a job back from a worker that lost it, to be submitted again. */
   requeue(job: Job): Promise<Job> {
     return this.patch(job, requeuePatch(job));
@@ -66,6 +73,7 @@ export class JobUpdater {
       return (await this.store.get(job.id)) ?? job;
     }
     this.events.publish(updated);
+    if (isTerminal(updated.status)) for (const listener of this.finishedListeners) listener(updated);
     return updated;
   }
 }

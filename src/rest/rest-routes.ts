@@ -55,7 +55,15 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
   } catch (err) {
     if (err instanceof InputValidationError) return send(res, 400, validationFailure(err.issues));
     if (err instanceof BodyError) return send(res, err.status, failure(err.message));
-    if (err instanceof ApiError) return send(res, err.httpStatus, { ...failure(err.message), code: err.code });
+    if (err instanceof ApiError) {
+      const retryAfter = typeof err.details.retryAfter === 'number' ? err.details.retryAfter : null;
+      return send(
+        res,
+        err.httpStatus,
+        { ...failure(err.message), code: err.code, ...(retryAfter !== null ? { retry_after: retryAfter } : {}) },
+        retryAfter !== null ? { 'retry-after': String(retryAfter) } : {},
+      );
+    }
     throw err;
   }
 }

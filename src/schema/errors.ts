@@ -36,6 +36,9 @@ export function createErrorMasker(logger: Logger) {
           code: original.code,
           ...original.details,
           ...(original.httpStatus === 401 ? { http: { status: 401 } } : {}),
+          ...(original.httpStatus === 429
+            ? { http: { status: 429, headers: { 'Retry-After': String(original.details.retryAfter ?? 1) } } }
+            : {}),
         },
       });
     }
