@@ -1,12 +1,12 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import type { ExecutionArgs } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga } from 'graphql-yoga';
-import { WebSocketServer } from 'ws';
 import { apiKeyFromConnectionParams, apiKeyFromHeaders } from './auth/credentials.js';
+import { createGraphQLWebSocketServer } from './graphql-websocket.js';
+import { graphqlLimitPlugins } from './schema/limits.js';
+import { bodyTooLarge } from './http-body-limit.js';
 import { SqliteKeyStore } from './auth/key-store.js';
 import { useRequireApiKey } from './auth/require-api-key.js';
 import type { Config } from './config.js';
@@ -114,7 +114,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         }
       : false,
     maskedErrors: { maskError: createErrorMasker(logger) },
-    plugins: [useRequireApiKey()],
+    plugins: [useRequireApiKey(), ...graphqlLimitPlugins(config.graphqlLimits)],
     context: ({ request, connectionParams, wsBaseUrl }) => ({
       ...authenticate(connectionParams ? apiKeyFromConnectionParams(connectionParams) : apiKeyFromHeaders(request.headers)),
       jobs,
@@ -127,6 +127,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     jobs,
     authenticate: (key: string) => keys.authenticate(key),
     publicBaseUrl: baseUrlOf,
+    maxBodyBytes: config.maxRequestBodyBytes,
   };
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -144,41 +145,24 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     } else if (url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
     } else {
+      const refusal = bodyTooLarge(req, config.maxRequestBodyBytes);
+      if (refusal) {
+        res.writeHead(refusal.status, { 'content-type': 'application/json', connection: 'close' });
+        res.end(JSON.stringify({ errors: [{ message: refusal.message, extensions: { code: refusal.code } }] }));
+        return;
+      }
       void yoga(req, res);
     }
   });
 
-  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });
-  const wsServer = useServer<Record<string, unknown>, { baseUrl: string }>(
-    {
-      // Refuse a wrong key at connection time; a missing one is refused per operation (introspection works).
-      onConnect: (ctx) => {
-        const key = apiKeyFromConnectionParams(ctx.connectionParams);
-        return key === null || keys.authenticate(key) !== null;
-      },
-      execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
-      subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
-      onSubscribe: async (ctx, _id, params) => {
-        const enveloped = yoga.getEnveloped({
-          req: ctx.extra.request,
-          connectionParams: ctx.connectionParams ?? {},
-          wsBaseUrl: baseUrlOf(ctx.extra.request),
-          params,
-        } as never);
-        const args = {
-          schema: enveloped.schema,
-          operationName: params.operationName,
-          document: enveloped.parse(params.query),
-          variableValues: params.variables,
-          contextValue: await enveloped.contextFactory(),
-          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
-        };
-        const errors = enveloped.validate(args.schema, args.document);
-        return errors.length > 0 ? errors : args;
-      },
-    },
-    wss,
-  );
+  const websocket = createGraphQLWebSocketServer({
+    server,
+    yoga: yoga as never,
+    keys,
+    baseUrlOf,
+    options: { path: GRAPHQL_PATH, ...config.websocket },
+    logger,
+  });
 
   let started = false;
   let stopping: Promise<void> | null = null;
@@ -188,7 +172,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     events,
     poller,
     logger,
-    socketCount: () => wss.clients.size,
+    socketCount: websocket.socketCount,
 
     async start() {
       await new Promise<void>((resolve, reject) => {
@@ -218,9 +202,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     stop() {
       stopping ??= (async () => {
         const closed = started ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
-        for (const socket of wss.clients) socket.close(1001, 'server shutting down');
-        await wsServer.dispose();
-        await new Promise<void>((resolve) => wss.close(() => resolve()));
+        await websocket.close();
         logger.debug('stop: sockets closed');
         // Engine calls in flight get the grace period; past it their jobs are simply resumed on the next start.
         let graceTimer: NodeJS.Timeout | undefined;

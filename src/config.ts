@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { parseAllowHosts } from './images/address-policy.js';
 import { SCHEDULER_NAMES } from './jobs/job.js';
 import type { AdmissionLimits } from './limits/job-admission.js';
+import type { GraphQLLimits } from './schema/limits.js';
 
 /**
  * The server's whole configuration: read once from the environment at start,
@@ -84,6 +85,15 @@ const envSchema = z
     RATE_LIMIT_JOBS_BURST: z.coerce.number().int().min(1).default(30),
     MAX_ACTIVE_JOBS_PER_KEY: z.coerce.number().int().min(0).default(100),
 
+    MAX_REQUEST_BODY_BYTES: z.coerce.number().int().min(1024).default(48 * 1024 * 1024),
+    GRAPHQL_MAX_DEPTH: z.coerce.number().int().min(2).default(12),
+    GRAPHQL_MAX_ALIASES: z.coerce.number().int().min(0).default(15),
+    GRAPHQL_MAX_TOKENS: z.coerce.number().int().min(50).default(2000),
+    GRAPHQL_MAX_COST: z.coerce.number().int().min(10).default(5000),
+    WS_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().min(0).default(50),
+    WS_MAX_SUBSCRIPTIONS_PER_KEY: z.coerce.number().int().min(0).default(500),
+    WS_CONNECTION_INIT_TIMEOUT_MS: positiveMs.default(3_000),
+
     GRAPHIQL: bool.default(true),
     SHUTDOWN_GRACE_MS: positiveMs.default(10_000),
   })
@@ -118,6 +128,15 @@ export interface Config {
   dispatcher: { concurrency: number };
   /** Per-key limits on creating jobs (0 turns one off). */
   admission: AdmissionLimits;
+  /** Largest HTTP request body (GraphQL, uploads and REST); data: URLs make image requests large. */
+  maxRequestBodyBytes: number;
+  graphqlLimits: GraphQLLimits;
+  websocket: {
+    maxConnectionsPerKey: number;
+    maxSubscriptionsPerKey: number;
+    initTimeoutMs: number;
+    revocationCheckMs: number;
+  };
 }
 
 export type EngineConfig = LocalEngineConfig | ImagePipelineEngineConfig;
@@ -226,6 +245,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       jobsPerMinute: e.RATE_LIMIT_JOBS_PER_MINUTE,
       burst: e.RATE_LIMIT_JOBS_BURST,
       maxActivePerKey: e.MAX_ACTIVE_JOBS_PER_KEY,
+    },
+    maxRequestBodyBytes: e.MAX_REQUEST_BODY_BYTES,
+    graphqlLimits: {
+      maxDepth: e.GRAPHQL_MAX_DEPTH,
+      maxAliases: e.GRAPHQL_MAX_ALIASES,
+      maxTokens: e.GRAPHQL_MAX_TOKENS,
+      maxCost: e.GRAPHQL_MAX_COST,
+    },
+    websocket: {
+      maxConnectionsPerKey: e.WS_MAX_CONNECTIONS_PER_KEY,
+      maxSubscriptionsPerKey: e.WS_MAX_SUBSCRIPTIONS_PER_KEY,
+      initTimeoutMs: e.WS_CONNECTION_INIT_TIMEOUT_MS,
+      revocationCheckMs: 1_000,
     },
   };
 }

@@ -34,6 +34,8 @@ export async function startBenchStack(opts: { hold: boolean; env?: Record<string
       // One key drives the whole load here: per-key limits would measure the limiter, not the server.
       RATE_LIMIT_JOBS_PER_MINUTE: '0',
       MAX_ACTIVE_JOBS_PER_KEY: '0',
+      WS_MAX_CONNECTIONS_PER_KEY: '0',
+      WS_MAX_SUBSCRIPTIONS_PER_KEY: '0',
       ...opts.env,
     });
   } catch (err) {

@@ -31,12 +31,14 @@ const fromRow = (row: KeyRow): ApiKeyRecord => ({
 /** API keys in SQLite. Lookups hit the database every time so a revocation counts at once. */
 export class SqliteKeyStore {
   private readonly byHash;
+  private readonly activeById;
 
   constructor(
     private readonly db: SqliteDatabase,
     private readonly walSync: WalSync,
   ) {
     this.byHash = db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL');
+    this.activeById = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM api_keys WHERE id = ? AND revoked_at IS NULL');
   }
 
   /** Creates a key; the plain key is returned here and never again. */
@@ -61,6 +63,11 @@ export class SqliteKeyStore {
     const row = this.byHash.get(hashApiKey(key));
     if (!row) return null;
     return { keyId: row.id, name: row.name, scopes: JSON.parse(row.scopes) as KeyScope[] };
+  }
+
+  /** Whether the key with this id exists and is not revoked (checked for open WebSockets). */
+  isActive(keyId: string): boolean {
+    return this.activeById.get(keyId) !== undefined;
   }
 
   list(): ApiKeyRecord[] {

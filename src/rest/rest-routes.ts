@@ -19,13 +19,13 @@ import { fromRestRequestBody, toRestFieldName } from './rest-mapping.js';
 export const REST_PREFIX = '/sd/';
 const SUBMIT = /^\/sd\/(text2image|image2image|inpainting)\/v1\/?$/;
 const STATUS = /^\/sd\/(text2image|image2image|inpainting)\/v1\/status\/([^/]+)\/?$/;
-/** init_image and mask_image may be data: URLs, so bodies can be large. */
-const MAX_BODY_BYTES = 48 * 1024 * 1024;
 
 export interface RestDeps {
   jobs: JobService;
   authenticate: (key: string) => Principal | null;
   publicBaseUrl: (req: IncomingMessage) => string;
+  /** init_image and mask_image may be data: URLs, so bodies can be large, but not unbounded. */
+  maxBodyBytes: number;
 }
 
 export async function handleRest(deps: RestDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -44,7 +44,7 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
   try {
     if (submit) {
       const mode = submit[1] as JobMode;
-      const body = parseBody(await readBody(req));
+      const body = parseBody(await readBody(req, deps.maxBodyBytes));
       const job = await deps.jobs.create(principal, mode, fromRestRequestBody(body));
       return send(res, 200, describe(job, deps.publicBaseUrl(req), await deps.jobs.queuePosition(job)));
     }
@@ -119,12 +119,15 @@ class BodyError extends Error {
   }
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
+async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  // Refused before reading a byte when the client says how much it will send.
+  if (declared > limit) throw new BodyError(413, `the request body is larger than ${limit} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new BodyError(413, `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > limit) throw new BodyError(413, `the request body is larger than ${limit} bytes`);
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');
