@@ -1,21 +1,32 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { KEY_SCOPES, type KeyScope } from '../src/auth/api-key.js';
+import { parseScopes, type KeyScope } from '../src/auth/api-key.js';
 import { SqliteKeyStore } from '../src/auth/key-store.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { openDatabase, WalSync } from '../src/storage/sqlite.js';
 
 /**
- * Manages API keys in DATA_DIR's database (safe while the server runs).
- *   npm run --silent keys -- create --name NAME [--scopes generate,read]   (the key alone on the last line)
+ * Manages API keys in DATA_DIR's database (safe while the server runs: a revocation or a scope
+ * change counts from the key's next request; its open WebSockets are closed within a second).
+ *   npm run --silent keys -- create --name NAME [--scopes generate]   (the key alone on the last line)
  *   npm run --silent keys -- list
+ *   npm run --silent keys -- scopes ID_OR_PREFIX --scopes read-only
  *   npm run --silent keys -- revoke ID_OR_PREFIX
+ * Scopes, each including the ones before: read-only (read), generate, admin.
  */
 
 const usage = `usage:
-  keys create --name NAME [--scopes ${KEY_SCOPES.join(',')}]
+  keys create --name NAME [--scopes read-only|generate|admin]   (default: generate)
   keys list
+  keys scopes ID_OR_PREFIX --scopes read-only|generate|admin
   keys revoke ID_OR_PREFIX`;
+
+function scopesOption(): KeyScope[] {
+  const { scopes, unknown } = parseScopes(values.scopes ?? 'generate');
+  if (unknown.length) fail(`unknown scope(s): ${unknown.join(', ')} (known: read-only, generate, admin)`);
+  if (scopes.length === 0) fail('give at least one scope');
+  return scopes;
+}
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${usage}\n`);
@@ -50,10 +61,7 @@ try {
   switch (positionals[0]) {
     case 'create': {
       if (!values.name?.trim()) fail('create needs --name NAME');
-      const scopes = (values.scopes ?? KEY_SCOPES.join(',')).split(',').map((s) => s.trim()) as KeyScope[];
-      const unknown = scopes.filter((s) => !KEY_SCOPES.includes(s));
-      if (unknown.length) fail(`unknown scope(s): ${unknown.join(', ')}`);
-      const { key, record } = keys.create(values.name, scopes);
+      const { key, record } = keys.create(values.name, scopesOption());
       process.stdout.write(`created key ${record.id} "${record.name}" (scopes: ${record.scopes.join(', ')})\n${key}\n`);
       break;
     }
@@ -63,6 +71,15 @@ try {
         process.stdout.write(`${k.id}  ${k.prefix}…  ${k.name}  [${k.scopes.join(',')}]  ${state}\n`);
       }
       break;
+    case 'scopes': {
+      const target = positionals[1];
+      if (!target) fail('scopes needs an id or key prefix');
+      if (!values.scopes) fail('scopes needs --scopes');
+      const scopes = scopesOption();
+      if (!keys.setScopes(target, scopes)) fail(`no active key with id or prefix "${target}"`);
+      process.stdout.write(`${target} now has scopes: ${scopes.join(', ')}\n`);
+      break;
+    }
     case 'revoke': {
       const target = positionals[1];
       if (!target) fail('revoke needs an id or key prefix');

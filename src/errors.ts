@@ -15,4 +15,6 @@ export class ApiError extends Error {
 }
 
 export const unauthenticated = (message: string) => new ApiError('UNAUTHENTICATED', message, 401);
+export const forbidden = (scope: string) =>
+  new ApiError('FORBIDDEN', `this API key lacks the "${scope}" scope needed here`, 403, { requiredScope: scope });
 export const notFound = (what: string, id: string) => new ApiError('NOT_FOUND', `${what} "${id}" was not found`, 404);

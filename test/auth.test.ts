@@ -274,5 +274,50 @@ describe('authentication and isolation', () => {
       expect(errors).toEqual([]);
       expect(values.at(-1)!.jobStatus.status).toBe('SUCCESS');
     });
+
+    const keysCli = async (...args: string[]) =>
+      (
+        await promisify(execFile)('npx', ['tsx', 'scripts/keys.ts', ...args], {
+          cwd: REPO_ROOT,
+          env: { ...process.env, DATA_DIR: server.dataDir },
+          timeout: 60_000,
+        })
+      ).stdout.trim();
+
+    it('gives keys scopes (read-only < generate < admin), changes them, lists and revokes, each counting at once', async () => {
+      const created = (await keysCli('create', '--name', 'reader', '--scopes', 'read-only')).split('\n');
+      const key = created.at(-1)!;
+      const id = /created key (\S+)/.exec(created[0]!)![1]!;
+      expect(created[0]).toContain('scopes: read');
+
+      // read-only: may look, may not create (GraphQL FORBIDDEN, REST 403), may not upload.
+      expect((await post(JobsDocument, { 'API-Key': key }, { first: 5 })).body.errors).toBeUndefined();
+      const refused = await post(Text2ImageDocument, { 'API-Key': key }, { input: { prompt: 'not allowed' } });
+      expect(refused.body.errors![0]!.extensions!.code).toBe('FORBIDDEN');
+      expect(refused.body.errors![0]!.message).toMatch(/lacks the "generate" scope/);
+      const rest = await fetch(`${server.url}/sd/text2image/v1`, { method: 'POST', headers: { 'api-key': key }, body: '{"prompt":"x"}' });
+      expect(rest.status).toBe(403);
+      expect(await rest.json()).toMatchObject({ status: 'FAILURE', code: 'FORBIDDEN' });
+      const status = await fetch(`${server.url}/sd/text2image/v1/status/nope`, { headers: { 'api-key': key } });
+      expect(status.status).toBe(404);
+
+      // generate: may create and cancel, still may not change the catalogue.
+      expect(await keysCli('scopes', id, '--scopes', 'generate')).toContain('now has scopes: generate');
+      expect((await post(Text2ImageDocument, { 'API-Key': key }, { input: { prompt: 'allowed now' } })).body.errors).toBeUndefined();
+      const form = new FormData();
+      form.set('operations', JSON.stringify({ query: 'mutation ($f: File!) { uploadEmbedding(file: $f, name: "n", triggerWord: "tw") { id } }', variables: { f: null } }));
+      form.set('map', JSON.stringify({ 0: ['variables.f'] }));
+      form.set('0', new Blob([Buffer.alloc(16)]), 'x.safetensors');
+      const upload = (await (await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'api-key': key }, body: form })).json()) as {
+        errors: { extensions: { code: string } }[];
+      };
+      expect(upload.errors[0]!.extensions.code).toBe('FORBIDDEN');
+
+      expect(await keysCli('list')).toMatch(new RegExp(`${id} .*reader.*\\[generate\\].*active`));
+      await expect(keysCli('create', '--name', 'x', '--scopes', 'superuser')).rejects.toThrow(/unknown scope\(s\): superuser/);
+
+      expect(await keysCli('revoke', id)).toContain('revoked');
+      expect((await post(JobsDocument, { 'API-Key': key }, { first: 5 })).status).toBe(401);
+    });
   });
 });

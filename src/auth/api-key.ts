@@ -8,6 +8,24 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 export const KEY_SCOPES = ['generate', 'read', 'admin'] as const;
 export type KeyScope = (typeof KEY_SCOPES)[number];
 
+/**
+ * Scopes are ranked, each including the ones below: read (see own jobs, models, subscribe),
+ * generate (also create and cancel jobs), admin (also add embeddings to the catalogue).
+ */
+const SCOPE_RANK: Record<KeyScope, number> = { read: 0, generate: 1, admin: 2 };
+
+export function hasScope(principal: Principal, needed: KeyScope): boolean {
+  return principal.scopes.some((s) => SCOPE_RANK[s] >= SCOPE_RANK[needed]);
+}
+
+/** Reads a comma-separated scope list as operators type it ("read-only" is read). */
+export function parseScopes(text: string): { scopes: KeyScope[]; unknown: string[] } {
+  const names = text.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const mapped = names.map((n) => (n === 'read-only' || n === 'readonly' ? 'read' : n));
+  const scopes = [...new Set(mapped.filter((n): n is KeyScope => (KEY_SCOPES as readonly string[]).includes(n)))];
+  return { scopes, unknown: names.filter((_, i) => !(KEY_SCOPES as readonly string[]).includes(mapped[i]!)) };
+}
+
 /** Who is calling: the key's record, never the key itself. */
 export interface Principal {
   keyId: string;

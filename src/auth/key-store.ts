@@ -78,6 +78,16 @@ export class SqliteKeyStore {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n;
   }
 
+  /** Replaces a live key's scopes (by id or shown prefix); takes effect on its next request. */
+  setScopes(idOrPrefix: string, scopes: readonly KeyScope[]): boolean {
+    if (scopes.length === 0) throw new Error('a key needs at least one scope');
+    const result = this.db
+      .prepare('UPDATE api_keys SET scopes = ? WHERE (id = ? OR key_prefix = ?) AND revoked_at IS NULL')
+      .run(JSON.stringify(scopes), idOrPrefix, idOrPrefix);
+    this.walSync.syncNow();
+    return result.changes > 0;
+  }
+
   /** Revokes by id or by the key's shown prefix; true if a live key was revoked. */
   revoke(idOrPrefix: string): boolean {
     const result = this.db

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Principal } from '../auth/api-key.js';
+import { hasScope, type Principal } from '../auth/api-key.js';
 import { apiKeyFromHeaders } from '../auth/credentials.js';
 import { ApiError } from '../errors.js';
 import { InputValidationError, type FieldIssue } from '../jobs/job-input.js';
@@ -40,6 +40,10 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
   if (!key) return send(res, 401, failure('an API key is required: send it in the API-Key header'));
   const principal = deps.authenticate(key);
   if (!principal) return send(res, 401, failure('the API key is not valid'));
+  const scope = submit ? 'generate' : 'read';
+  if (!hasScope(principal, scope)) {
+    return send(res, 403, { ...failure(`this API key lacks the "${scope}" scope needed here`), code: 'FORBIDDEN' });
+  }
 
   try {
     if (submit) {

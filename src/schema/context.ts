@@ -1,5 +1,5 @@
-import type { Principal } from '../auth/api-key.js';
-import { unauthenticated } from '../errors.js';
+import { hasScope, type KeyScope, type Principal } from '../auth/api-key.js';
+import { forbidden, unauthenticated } from '../errors.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { CatalogueService } from '../models/catalogue-service.js';
 
@@ -14,8 +14,13 @@ export interface GraphQLContext {
   publicBaseUrl: string;
 }
 
-/** The caller's principal; the auth plugin has already refused operations without one. */
-export function requirePrincipal(ctx: GraphQLContext) {
+/**
+ * The caller's principal, if its key has the scope (the auth plugin has already refused
+ * operations without a key): read for looking, generate for creating and canceling jobs,
+ * admin for changing the catalogue.
+ */
+export function requireScope(ctx: GraphQLContext, scope: KeyScope): Principal {
   if (!ctx.principal) throw unauthenticated(ctx.authProblem ?? 'an API key is required');
+  if (!hasScope(ctx.principal, scope)) throw forbidden(scope);
   return ctx.principal;
 }

@@ -2,7 +2,7 @@ import type { InputFieldBuilder } from '@pothos/core';
 import { InputValidationError, MAX_SEED } from '../jobs/job-input.js';
 import type { JobMode } from '../jobs/job.js';
 import { builder, type BuilderTypes } from './builder.js';
-import { requirePrincipal, type GraphQLContext } from './context.js';
+import { requireScope, type GraphQLContext } from './context.js';
 import { JobType } from './job.js';
 import { Scheduler } from './scheduler.js';
 
@@ -70,7 +70,7 @@ const InpaintingInput = builder.inputType('InpaintingInput', {
 
 /** Creates the job; refusals carry paths from the mutation's arguments (input.width, ...). */
 async function createJob(ctx: GraphQLContext, mode: JobMode, input: object) {
-  const principal = requirePrincipal(ctx);
+  const principal = requireScope(ctx, 'generate');
   try {
     return await ctx.jobs.create(principal, mode, input);
   } catch (err) {

@@ -1,7 +1,7 @@
 import { JOB_MODES, JOB_STATUSES, type GenerationParams, type Job, type JobError, type JobImage } from '../jobs/job.js';
 import type { JobPage } from '../jobs/job-store.js';
 import { builder } from './builder.js';
-import { requirePrincipal } from './context.js';
+import { requireScope } from './context.js';
 import { Scheduler } from './scheduler.js';
 
 export const JobStatus = builder.enumType('JobStatus', {
@@ -187,7 +187,7 @@ builder.queryFields((t) => ({
     nullable: true,
     description: "One of the caller's jobs; null if there is no such job (or it is another key's).",
     args: { id: t.arg.id({ required: true, description: 'The job id.' }) },
-    resolve: (_, { id }, ctx) => ctx.jobs.get(requirePrincipal(ctx), String(id)),
+    resolve: (_, { id }, ctx) => ctx.jobs.get(requireScope(ctx, 'read'), String(id)),
   }),
   jobs: t.field({
     type: JobConnection,
@@ -198,7 +198,7 @@ builder.queryFields((t) => ({
       filter: t.arg({ type: JobFilter, description: 'Optional filter by status and mode.' }),
     },
     resolve: (_, args, ctx) =>
-      ctx.jobs.list(requirePrincipal(ctx), {
+      ctx.jobs.list(requireScope(ctx, 'read'), {
         first: args.first ?? 20,
         after: args.after,
         status: args.filter?.status,
@@ -213,7 +213,7 @@ builder.mutationFields((t) => ({
     description:
       'Cancels one of your jobs that has not finished; returns it CANCELED. Canceling a canceled job returns it unchanged; a finished one is an error (JOB_ALREADY_FINISHED).',
     args: { id: t.arg.id({ required: true, description: 'The job id.' }) },
-    resolve: (_, { id }, ctx) => ctx.jobs.cancel(requirePrincipal(ctx), String(id)),
+    resolve: (_, { id }, ctx) => ctx.jobs.cancel(requireScope(ctx, 'generate'), String(id)),
   }),
 }));
 
@@ -223,7 +223,7 @@ builder.subscriptionFields((t) => ({
     description:
       'Follows one of your jobs: its current state first, then every status change and progress step, completing after SUCCESS, FAILURE or CANCELED.',
     args: { id: t.arg.id({ required: true, description: 'The job id.' }) },
-    subscribe: (_, { id }, ctx) => ctx.jobs.watch(requirePrincipal(ctx), String(id)),
+    subscribe: (_, { id }, ctx) => ctx.jobs.watch(requireScope(ctx, 'read'), String(id)),
     resolve: (job) => job,
   }),
 }));

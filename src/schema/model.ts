@@ -1,7 +1,7 @@
 import { InputValidationError } from '../jobs/job-input.js';
 import { BASE_MODELS, MODEL_KINDS, type CatalogueEntry } from '../models/catalogue.js';
 import { builder } from './builder.js';
-import { requirePrincipal } from './context.js';
+import { requireScope } from './context.js';
 
 const ModelKind = builder.enumType('ModelKind', {
   description: 'What a catalogue entry is.',
@@ -55,7 +55,7 @@ builder.queryFields((t) => ({
     description: 'The model catalogue: base checkpoints and textual-inversion embeddings.',
     args: { filter: t.arg({ type: ModelFilter, description: 'Optional filter by kind and base model.' }) },
     resolve: (_, { filter }, ctx) => {
-      requirePrincipal(ctx);
+      requireScope(ctx, 'read');
       return ctx.models.list({ kind: filter?.kind, baseModel: filter?.baseModel });
     },
   }),
@@ -65,7 +65,7 @@ builder.queryFields((t) => ({
     description: 'One catalogue entry by id or alias; null if there is none.',
     args: { id: t.arg.id({ required: true, description: 'A model id or alias, such as "sd1.5".' }) },
     resolve: (_, { id }, ctx) => {
-      requirePrincipal(ctx);
+      requireScope(ctx, 'read');
       return ctx.models.find(String(id));
     },
   }),
@@ -85,7 +85,7 @@ builder.mutationFields((t) => ({
       triggerWord: t.arg.string({ required: true, description: 'The word that invokes it in a prompt; must not be taken.' }),
     },
     resolve: async (_, { file, name, triggerWord }, ctx) => {
-      requirePrincipal(ctx);
+      requireScope(ctx, 'admin');
       if (file.size > MAX_UPLOAD_BYTES) {
         throw new InputValidationError([{ path: ['file'], code: 'TOO_LARGE', message: `must be at most ${MAX_UPLOAD_BYTES} bytes` }]);
       }
