@@ -120,6 +120,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       jobs,
       models,
       publicBaseUrl: wsBaseUrl ?? config.publicUrl ?? new URL(request.url).origin,
+      idempotencyKey: connectionParams ? null : request.headers.get('idempotency-key'),
     }),
   });
 

@@ -8,7 +8,8 @@ import type { Dispatcher } from './dispatcher.js';
 import { isTerminal, type Job, type JobMode } from './job.js';
 import type { JobEvents } from './job-events.js';
 import { InputValidationError, MAX_SEED, parseGenerationInput } from './job-input.js';
-import type { JobListQuery, JobPage, JobStore } from './job-store.js';
+import { checkIdempotencyKey, requestFingerprint } from './idempotency.js';
+import { DuplicateIdempotencyKeyError, type IdempotencyRecord, type JobListQuery, type JobPage, type JobStore } from './job-store.js';
 import { JobStream } from './job-stream.js';
 import type { JobUpdater } from './job-updater.js';
 import type { JobAdmission } from '../limits/job-admission.js';
@@ -34,12 +35,28 @@ export class JobService {
     },
   ) {}
 
-  /** Validates, persists (committed before this resolves) and queues a job; never waits for generation. */
-  async create(principal: Principal, mode: JobMode, input: unknown): Promise<Job> {
-    // The cap first, before any work on the input; the rate counts only jobs actually created,
-    // so a client fixing its input is not locked out by its own refused attempts.
+  /**
+   * Validates, persists (committed before this resolves) and queues a job; never waits for
+   * generation. With an idempotency key, a repeat of an earlier request returns that job.
+   */
+  async create(principal: Principal, mode: JobMode, input: unknown, options: { idempotencyKey?: string | null } = {}): Promise<Job> {
+    const idempotencyKey = options.idempotencyKey ?? null;
+    const keyIssue = idempotencyKey === null ? null : checkIdempotencyKey(idempotencyKey);
+    if (keyIssue) throw new InputValidationError([keyIssue]);
+    let seedWasGiven = true;
+    const params = parseGenerationInput(mode, input, () => {
+      seedWasGiven = false;
+      return randomInt(0, MAX_SEED + 1);
+    });
+    const idempotency =
+      idempotencyKey === null ? undefined : { key: idempotencyKey, fingerprint: requestFingerprint(mode, params, seedWasGiven) };
+    if (idempotency) {
+      const earlier = await this.replay(principal, idempotency);
+      if (earlier) return earlier;
+    }
+    // The cap before the costlier checks; the rate counts only jobs actually created, so a
+    // client fixing its input is not locked out by its own refused attempts.
     this.deps.admission.checkActiveCap(principal.keyId);
-    const params = parseGenerationInput(mode, input, () => randomInt(0, MAX_SEED + 1));
     const issues = checkAgainstCatalogue(params, await this.deps.engine.catalogue());
     if (issues.length === 0 && this.deps.engine.validate) issues.push(...(await this.deps.engine.validate(params, mode)));
     if (issues.length > 0) throw new InputValidationError(issues);
@@ -64,10 +81,33 @@ export class JobService {
       startedAt: null,
       finishedAt: null,
     };
-    await this.deps.store.insert(job);
+    try {
+      await this.deps.store.insert(job, idempotency);
+    } catch (err) {
+      // The same key raced in from another request: theirs was first, and is the answer.
+      if (err instanceof DuplicateIdempotencyKeyError && idempotency) {
+        const earlier = await this.replay(principal, idempotency);
+        if (earlier) return earlier;
+      }
+      throw err;
+    }
     this.deps.admission.started(job.ownerId, job.id);
     this.deps.dispatcher.enqueue(job);
     return job;
+  }
+
+  /** The job made earlier with this idempotency key; refuses a different request under the same key. */
+  private async replay(principal: Principal, idempotency: IdempotencyRecord): Promise<Job | null> {
+    const earlier = await this.deps.store.findByIdempotencyKey(principal.keyId, idempotency.key);
+    if (!earlier) return null;
+    if (earlier.fingerprint !== idempotency.fingerprint) {
+      throw new ApiError(
+        'IDEMPOTENCY_KEY_REUSED',
+        `the idempotency key "${idempotency.key}" was already used for a different request (job ${earlier.job.id})`,
+        422,
+      );
+    }
+    return earlier.job;
   }
 
   async get(principal: Principal, id: string): Promise<Job | null> {

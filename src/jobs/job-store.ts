@@ -9,8 +9,17 @@ import type { GenerationParams, Job, JobImage, JobMode, JobPatch, JobStatus } fr
  *
  * Invariant kept here, not by callers: a job in a terminal state never changes again.
  */
+/** A create's idempotency key and the fingerprint of its request, stored with the job. */
+export interface IdempotencyRecord {
+  key: string;
+  fingerprint: string;
+}
+
 export interface JobStore {
-  insert(job: Job): Promise<void>;
+  /** Rejects with DuplicateIdempotencyKeyError when the owner already used the key. */
+  insert(job: Job, idempotency?: IdempotencyRecord): Promise<void>;
+  /** The job an owner made with this idempotency key, and that request's fingerprint. */
+  findByIdempotencyKey(ownerId: string, key: string): Promise<{ job: Job; fingerprint: string } | null>;
   get(id: string): Promise<Job | null>;
   /** Applies a patch to a job that is not terminal, bumping its version; null if it was. */
   update(id: string, patch: JobPatch): Promise<Job | null>;
@@ -30,6 +39,13 @@ export interface JobListQuery {
 export interface JobPage {
   edges: { cursor: string; job: Job }[];
   hasNextPage: boolean;
+}
+
+export class DuplicateIdempotencyKeyError extends Error {
+  constructor() {
+    super('a job with this idempotency key already exists');
+    this.name = 'DuplicateIdempotencyKeyError';
+  }
 }
 
 export class InvalidCursorError extends Error {
@@ -59,6 +75,8 @@ interface JobRow {
   created_at: number;
   started_at: number | null;
   finished_at: number | null;
+  idempotency_key: string | null;
+  request_fingerprint: string | null;
 }
 
 const toDate = (ms: number | null) => (ms === null ? null : new Date(ms));
@@ -112,6 +130,7 @@ export class SqliteJobStore implements JobStore {
   private readonly insertStmt;
   private readonly getStmt;
   private readonly activeStmt;
+  private readonly byIdempotencyStmt;
   private readonly updateStmts = new Map<string, ReturnType<SqliteDatabase['prepare']>>();
   /** At most 8 shapes (after x status filter x mode filter), so the cache stays tiny. */
   private readonly listStmts = new Map<string, Database.Statement<Record<string, unknown>, JobRow>>();
@@ -124,8 +143,13 @@ export class SqliteJobStore implements JobStore {
   ) {
     this.writes = new WriteBatcher(db, walSync);
     this.insertStmt = db.prepare(
-      `INSERT INTO jobs (id, owner_id, mode, status, params, engine, engine_handle, images, version, created_at)
-       VALUES (@id, @owner_id, @mode, @status, @params, @engine, @engine_handle, @images, @version, @created_at)`,
+      `INSERT INTO jobs (id, owner_id, mode, status, params, engine, engine_handle, images, version, created_at,
+                         idempotency_key, request_fingerprint)
+       VALUES (@id, @owner_id, @mode, @status, @params, @engine, @engine_handle, @images, @version, @created_at,
+               @idempotency_key, @request_fingerprint)`,
+    );
+    this.byIdempotencyStmt = db.prepare<[string, string], JobRow>(
+      'SELECT * FROM jobs WHERE owner_id = ? AND idempotency_key = ?',
     );
     this.getStmt = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?');
     this.activeStmt = db.prepare<[], JobRow>(
@@ -133,7 +157,7 @@ export class SqliteJobStore implements JobStore {
     );
   }
 
-  async insert(job: Job): Promise<void> {
+  async insert(job: Job, idempotency?: IdempotencyRecord): Promise<void> {
     const row = {
       id: job.id,
       owner_id: job.ownerId,
@@ -145,8 +169,20 @@ export class SqliteJobStore implements JobStore {
       images: JSON.stringify(job.images),
       version: job.version,
       created_at: job.createdAt.getTime(),
+      idempotency_key: idempotency?.key ?? null,
+      request_fingerprint: idempotency?.fingerprint ?? null,
     };
-    await this.writes.run(() => this.insertStmt.run(row));
+    try {
+      await this.writes.run(() => this.insertStmt.run(row));
+    } catch (err) {
+      if (idempotency && (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new DuplicateIdempotencyKeyError();
+      throw err;
+    }
+  }
+
+  async findByIdempotencyKey(ownerId: string, key: string): Promise<{ job: Job; fingerprint: string } | null> {
+    const row = this.byIdempotencyStmt.get(ownerId, key);
+    return row ? { job: fromRow(row), fingerprint: row.request_fingerprint ?? '' } : null;
   }
 
   async get(id: string): Promise<Job | null> {

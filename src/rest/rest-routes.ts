@@ -49,7 +49,9 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
     if (submit) {
       const mode = submit[1] as JobMode;
       const body = parseBody(await readBody(req, deps.maxBodyBytes));
-      const job = await deps.jobs.create(principal, mode, fromRestRequestBody(body));
+      const job = await deps.jobs.create(principal, mode, fromRestRequestBody(body), {
+        idempotencyKey: headerValue(req, 'idempotency-key'),
+      });
       return send(res, 200, describe(job, deps.publicBaseUrl(req), await deps.jobs.queuePosition(job)));
     }
     const id = decodeURIComponent(status![2]!);

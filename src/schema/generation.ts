@@ -39,6 +39,10 @@ const commonFields = (t: Fields) => ({
     defaultValue: false,
     description: 'Accepted for compatibility only: SD 1.5 has no refiner stage, so true is refused (NOT_SUPPORTED).',
   }),
+  idempotencyKey: t.string({
+    description:
+      'Makes retries safe: a request repeating an earlier one with the same key (per API key) returns the job the first made instead of a second job; the same key with a different request is refused (IDEMPOTENCY_KEY_REUSED). 1 to 255 visible ASCII characters. Over HTTP the Idempotency-Key header does the same.',
+  }),
 });
 
 const strengthField = (t: Fields) =>
@@ -69,10 +73,16 @@ const InpaintingInput = builder.inputType('InpaintingInput', {
 });
 
 /** Creates the job; refusals carry paths from the mutation's arguments (input.width, ...). */
-async function createJob(ctx: GraphQLContext, mode: JobMode, input: object) {
+async function createJob(ctx: GraphQLContext, mode: JobMode, input: { idempotencyKey?: string | null }) {
   const principal = requireScope(ctx, 'generate');
+  const { idempotencyKey: fromInput, ...request } = input;
+  if (fromInput && ctx.idempotencyKey && fromInput !== ctx.idempotencyKey) {
+    throw new InputValidationError([
+      { path: ['input', 'idempotencyKey'], code: 'INVALID_VALUE', message: 'differs from the Idempotency-Key header; send one or the other' },
+    ]);
+  }
   try {
-    return await ctx.jobs.create(principal, mode, input);
+    return await ctx.jobs.create(principal, mode, request, { idempotencyKey: fromInput ?? ctx.idempotencyKey });
   } catch (err) {
     if (err instanceof InputValidationError) {
       throw new InputValidationError(err.issues.map((i) => ({ ...i, path: ['input', ...i.path] })));

@@ -43,6 +43,10 @@ const MIGRATIONS: string[] = [
    CREATE INDEX jobs_active ON jobs (status, seq) WHERE status IN ('PENDING', 'PROCESSING');`,
   // Gateways: how often a job was moved off a worker that stopped answering (bounded).
   `ALTER TABLE jobs ADD COLUMN requeues INTEGER NOT NULL DEFAULT 0;`,
+  // Idempotency-Key: one job per (key, client's idempotency key); the fingerprint spots reuse.
+  `ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+   ALTER TABLE jobs ADD COLUMN request_fingerprint TEXT;
+   CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL;`,
 ];
 
 /**

@@ -17,6 +17,8 @@ export type Image2ImageInput = {
   guidanceScale?: number | null | undefined;
   /** Height in pixels: a multiple of 8 from 64 to 1024. */
   height?: number | null | undefined;
+  /** Makes retries safe: a request repeating an earlier one with the same key (per API key) returns the job the first made instead of a second job; the same key with a different request is refused (IDEMPOTENCY_KEY_REUSED). 1 to 255 visible ASCII characters. Over HTTP the Idempotency-Key header does the same. */
+  idempotencyKey?: string | null | undefined;
   /** Required: the init image, as an http(s) URL or a data: URL (base64). */
   initImage?: string | null | undefined;
   /** A base checkpoint id or alias from Query.models; "sd1.5" is the default checkpoint. */
@@ -51,6 +53,8 @@ export type InpaintingInput = {
   guidanceScale?: number | null | undefined;
   /** Height in pixels: a multiple of 8 from 64 to 1024. */
   height?: number | null | undefined;
+  /** Makes retries safe: a request repeating an earlier one with the same key (per API key) returns the job the first made instead of a second job; the same key with a different request is refused (IDEMPOTENCY_KEY_REUSED). 1 to 255 visible ASCII characters. Over HTTP the Idempotency-Key header does the same. */
+  idempotencyKey?: string | null | undefined;
   /** Required: the init image, as an http(s) URL or a data: URL (base64). */
   initImage?: string | null | undefined;
   /** Required: the mask, same size as the init image; white is repainted, black is kept. An http(s) or data: URL. */
@@ -143,6 +147,8 @@ export type Text2ImageInput = {
   guidanceScale?: number | null | undefined;
   /** Height in pixels: a multiple of 8 from 64 to 1024. */
   height?: number | null | undefined;
+  /** Makes retries safe: a request repeating an earlier one with the same key (per API key) returns the job the first made instead of a second job; the same key with a different request is refused (IDEMPOTENCY_KEY_REUSED). 1 to 255 visible ASCII characters. Over HTTP the Idempotency-Key header does the same. */
+  idempotencyKey?: string | null | undefined;
   /** A base checkpoint id or alias from Query.models; "sd1.5" is the default checkpoint. */
   modelId?: string | null | undefined;
   /** What to steer away from; may hold negative-embedding trigger words. */
