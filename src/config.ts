@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { parseAllowHosts } from './images/address-policy.js';
+import { parseAllowHosts } from './net/address-policy.js';
 import { SCHEDULER_NAMES } from './jobs/job.js';
 import type { AdmissionLimits } from './limits/job-admission.js';
 import type { GraphQLLimits } from './schema/limits.js';

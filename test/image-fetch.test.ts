@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkAddress, classifyAddress, parseAllowHosts, type AddressClass } from '../src/images/address-policy.js';
+import { checkAddress, classifyAddress, parseAllowHosts, type AddressClass } from '../src/net/address-policy.js';
 import { ImageFetcher, ImageFetchError, MAX_IMAGE_BYTES, type ImageFetcherOptions } from '../src/images/fetch-image.js';
 
 const PUBLIC_ONLY = '; image URLs must point at public hosts (operators can allow it with IMAGE_FETCH_ALLOW_HOSTS)';

@@ -1,8 +1,7 @@
-import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
-import { isIP } from 'node:net';
 import sharp from 'sharp';
-import { Agent, request } from 'undici';
-import { checkAddress, parseAllowHosts, type AllowList } from './address-policy.js';
+import { request, type Agent } from 'undici';
+import { parseAllowHosts, type AllowList } from '../net/address-policy.js';
+import { AddressRefused, checkOutboundUrl, createGuardedAgent, findCause } from '../net/guarded-agent.js';
 import { sniffImageType } from './sniff.js';
 
 /**
@@ -40,8 +39,6 @@ export class ImageFetchError extends Error {
   }
 }
 
-/** Raised inside the connector; carries the policy's words out through undici's error. */
-class AddressRefused extends Error {}
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
@@ -60,14 +57,7 @@ export class ImageFetcher {
     this.maxPixels = positive('maxPixels', options.maxPixels ?? DEFAULT_MAX_PIXELS);
     this.maxRedirects = options.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
     if (!Number.isInteger(this.maxRedirects) || this.maxRedirects < 0) throw new Error('maxRedirects must be an integer >= 0');
-    this.agent = new Agent({
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
-      // The lookup resolves each name once and hands the socket only addresses it checked, so a
-      // name that resolves differently between a check and the connect (DNS rebinding) gains nothing.
-      // TLS still gets the hostname from undici for SNI and the certificate check.
-      connect: { timeout: this.timeoutMs, lookup: this.lookup },
-    });
+    this.agent = createGuardedAgent(this.allow, this.timeoutMs);
   }
 
   async fetch(url: string, field: string): Promise<Buffer> {
@@ -158,42 +148,21 @@ export class ImageFetcher {
 
   /** Scheme and, for IP-literal hosts (which the socket connects to without a lookup), address. */
   private checkUrl(url: string, field: string, context = ''): string {
-    let parsed: URL;
     const first = context === '';
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw new ImageFetchError(field, first ? 'is not a valid URL' : `${context} that is not a valid URL`);
+    const checked = checkOutboundUrl(url, this.allow);
+    if ('url' in checked) return checked.url.href;
+    switch (checked.kind) {
+      case 'invalid':
+        throw new ImageFetchError(field, first ? 'is not a valid URL' : `${context} that is not a valid URL`);
+      case 'scheme':
+        throw new ImageFetchError(
+          field,
+          `${first ? `${checked.refusal}; only http:, https: and base64 data: URLs` : `${context} only http: and https: redirects`} are accepted`,
+        );
+      case 'address':
+        throw new ImageFetchError(field, first ? checked.refusal : `${context} ${checked.refusal}`);
     }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-      const what = first ? `is a ${parsed.protocol} URL; only http:, https: and base64 data: URLs` : `${context} only http: and https: redirects`;
-      throw new ImageFetchError(field, `${what} are accepted`);
-    }
-    const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
-    if (isIP(host)) {
-      const refusal = checkAddress(parsed.hostname, host, this.allow);
-      if (refusal) throw new ImageFetchError(field, first ? refusal : `${context} ${refusal}`);
-    }
-    return parsed.href;
   }
-
-  private readonly lookup = (
-    hostname: string,
-    options: LookupOptions,
-    callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
-  ): void => {
-    dnsLookup(hostname, { all: true, family: options.family ?? 0, hints: options.hints ?? 0 }, (err, addresses) => {
-      if (err) return callback(err, []);
-      if (addresses.length === 0) return callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), []);
-      // Every address must pass: the socket may try any of them (happy eyeballs).
-      for (const { address } of addresses) {
-        const refusal = checkAddress(hostname, address, this.allow);
-        if (refusal) return callback(new AddressRefused(refusal), []);
-      }
-      if (options.all) callback(null, addresses);
-      else callback(null, addresses[0]!.address, addresses[0]!.family);
-    });
-  };
 
   /** Reads the header only (sharp's metadata decodes no pixels), so a decompression bomb costs nothing. */
   private async checkImage(data: Buffer, field: string): Promise<void> {
@@ -215,9 +184,4 @@ export class ImageFetcher {
 function positive(name: string, value: number): number {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
   return value;
-}
-
-function findCause<T extends Error>(err: unknown, type: new (...args: never[]) => T): T | undefined {
-  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) if (e instanceof type) return e;
-  return undefined;
 }
