@@ -12,6 +12,7 @@ import { openDatabase, WalSync } from '../src/storage/sqlite.js';
  *   npm run --silent keys -- list
  *   npm run --silent keys -- scopes ID_OR_PREFIX --scopes read-only
  *   npm run --silent keys -- revoke ID_OR_PREFIX
+ *   npm run --silent keys -- webhook-secret ID_OR_PREFIX [--rotate]
  * Scopes, each including the ones before: read-only (read), generate, admin.
  */
 
@@ -19,7 +20,8 @@ const usage = `usage:
   keys create --name NAME [--scopes read-only|generate|admin]   (default: generate)
   keys list
   keys scopes ID_OR_PREFIX --scopes read-only|generate|admin
-  keys revoke ID_OR_PREFIX`;
+  keys revoke ID_OR_PREFIX
+  keys webhook-secret ID_OR_PREFIX [--rotate]`;
 
 function scopesOption(): KeyScope[] {
   const { scopes, unknown } = parseScopes(values.scopes ?? 'generate');
@@ -37,7 +39,7 @@ const { positionals, values } = (() => {
   try {
     return parseArgs({
       allowPositionals: true,
-      options: { name: { type: 'string' }, scopes: { type: 'string' } },
+      options: { name: { type: 'string' }, scopes: { type: 'string' }, rotate: { type: 'boolean' } },
     });
   } catch (err) {
     return fail((err as Error).message);
@@ -78,6 +80,13 @@ try {
       const scopes = scopesOption();
       if (!keys.setScopes(target, scopes)) fail(`no active key with id or prefix "${target}"`);
       process.stdout.write(`${target} now has scopes: ${scopes.join(', ')}\n`);
+      break;
+    }
+    case 'webhook-secret': {
+      const target = positionals[1];
+      const record = keys.list().find((k) => !k.revokedAt && (k.id === target || k.prefix === target));
+      if (!record) fail(`no active key with id or prefix "${target ?? ''}"`);
+      process.stdout.write(`${keys.webhookSecret(record.id, { rotate: values.rotate ?? false })}\n`);
       break;
     }
     case 'revoke': {

@@ -22,6 +22,12 @@ import { SqliteJobStore } from './jobs/job-store.js';
 import { JobUpdater } from './jobs/job-updater.js';
 import { Poller } from './jobs/poller.js';
 import { JobAdmission } from './limits/job-admission.js';
+import { parseAllowHosts } from './net/address-policy.js';
+import { checkOutboundUrl } from './net/guarded-agent.js';
+import { WriteBatcher } from './storage/write-batcher.js';
+import { WebhookDispatcher } from './webhooks/webhook-dispatcher.js';
+import { WebhookSender } from './webhooks/webhook-sender.js';
+import { WebhookStore } from './webhooks/webhook-store.js';
 import { createLogger, type Logger } from './logger.js';
 import { CatalogueService } from './models/catalogue-service.js';
 import type { GraphQLContext } from './schema/context.js';
@@ -75,7 +81,33 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   poller.onRequeue((job) => dispatcher.enqueue(job));
   const admission = new JobAdmission(config.admission);
   updater.onFinished((job) => admission.finished(job.ownerId, job.id));
-  const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, admission, logger });
+
+  const webhookAllow = parseAllowHosts(config.webhooks.allowHosts);
+  const webhookSender = new WebhookSender(webhookAllow, config.webhooks.timeoutMs);
+  let listeningUrl = `http://${config.host}:${config.port}`;
+  const webhooks = new WebhookDispatcher(
+    {
+      store: new WebhookStore(db, new WriteBatcher(db, walSync)),
+      send: async (url, deliveryId, body, ownerId) => {
+        const secret = keys.webhookSecret(ownerId);
+        if (!secret) return { ok: false, retry: false, error: 'the API key that made the job was revoked' };
+        return webhookSender.send(url, deliveryId, body, secret);
+      },
+      getJob: (id) => store.get(id),
+      publicBaseUrl: () => config.publicUrl ?? listeningUrl,
+      logger,
+    },
+    { maxAttempts: config.webhooks.maxAttempts, retryBaseMs: config.webhooks.retryBaseMs, concurrency: 4 },
+  );
+  updater.onFinished((job) => {
+    webhooks.jobFinished(job).catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
+  });
+  const checkWebhookUrl = (url: string) => {
+    const checked = checkOutboundUrl(url, webhookAllow);
+    if ('url' in checked) return null;
+    return checked.kind === 'scheme' ? `${checked.refusal}; only http: and https: are accepted` : checked.refusal;
+  };
+  const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, admission, checkWebhookUrl, logger });
   const models = new CatalogueService(engine);
 
   const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {
@@ -121,6 +153,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       models,
       publicBaseUrl: wsBaseUrl ?? config.publicUrl ?? new URL(request.url).origin,
       idempotencyKey: connectionParams ? null : request.headers.get('idempotency-key'),
+      webhookSecretOf: (keyId: string) => keys.webhookSecret(keyId),
     }),
   });
 
@@ -196,6 +229,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       const { port } = server.address() as AddressInfo;
       const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
       const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+      listeningUrl = url;
+      await webhooks.start();
       logger.info({ url: `${url}${GRAPHQL_PATH}`, resumedJobs: active.length, engine: engine.name }, 'server listening');
       return url;
     },
@@ -208,7 +243,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         // Engine calls in flight get the grace period; past it their jobs are simply resumed on the next start.
         let graceTimer: NodeJS.Timeout | undefined;
         await Promise.race([
-          Promise.all([dispatcher.stop(), poller.stop()]),
+          Promise.all([dispatcher.stop(), poller.stop(), webhooks.stop()]),
           new Promise((resolve) => (graceTimer = setTimeout(resolve, config.shutdownGraceMs))),
         ]);
         clearTimeout(graceTimer);
@@ -218,7 +253,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         await closed;
         clearTimeout(grace);
         logger.debug('stop: http closed');
-        await engine.close();
+        await Promise.all([engine.close(), webhookSender.close()]);
         await store.flush();
         db.pragma('wal_checkpoint(TRUNCATE)');
         walSync.close();

@@ -28,6 +28,19 @@ const urlList = z.string().transform((value, ctx) => {
   if (new Set(normalized).size !== normalized.length) ctx.addIssue({ code: 'custom', message: 'names a URL twice' });
   return normalized;
 });
+/** Hostnames, IPs or CIDR ranges that outbound calls may reach although private. */
+const allowHosts = z
+  .string()
+  .transform((v, ctx) => {
+    const hosts = v.split(',').map((h) => h.trim()).filter(Boolean);
+    try {
+      parseAllowHosts(hosts);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+    return hosts;
+  })
+  .default([]);
 const optionalUrl = z
   .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
   .optional();
@@ -47,19 +60,12 @@ const envSchema = z
     ORT_EXECUTION_PROVIDER: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
     ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).max(256).default(0),
     SQLITE_SYNCHRONOUS: z.enum(['FULL', 'NORMAL']).default('FULL'),
-    IMAGE_FETCH_ALLOW_HOSTS: z
-      .string()
-      .transform((v, ctx) => {
-        const hosts = v.split(',').map((h) => h.trim()).filter(Boolean);
-        try {
-          parseAllowHosts(hosts);
-        } catch (err) {
-          ctx.addIssue({ code: 'custom', message: (err as Error).message });
-        }
-        return hosts;
-      })
-      .default([]),
+    IMAGE_FETCH_ALLOW_HOSTS: allowHosts,
     IMAGE_FETCH_TIMEOUT_MS: positiveMs.default(15_000),
+    WEBHOOK_ALLOW_HOSTS: allowHosts,
+    WEBHOOK_TIMEOUT_MS: positiveMs.default(10_000),
+    WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(30).default(8),
+    WEBHOOK_RETRY_BASE_MS: positiveMs.default(2_000),
     IMAGE_FETCH_MAX_BYTES: z.coerce.number().int().min(1024).default(20 * 1024 * 1024),
     IMAGE_FETCH_MAX_PIXELS: z.coerce.number().int().min(64 * 64).default(4096 * 4096),
 
@@ -131,6 +137,7 @@ export interface Config {
   /** Largest HTTP request body (GraphQL, uploads and REST); data: URLs make image requests large. */
   maxRequestBodyBytes: number;
   graphqlLimits: GraphQLLimits;
+  webhooks: { allowHosts: string[]; timeoutMs: number; maxAttempts: number; retryBaseMs: number };
   websocket: {
     maxConnectionsPerKey: number;
     maxSubscriptionsPerKey: number;
@@ -247,6 +254,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxActivePerKey: e.MAX_ACTIVE_JOBS_PER_KEY,
     },
     maxRequestBodyBytes: e.MAX_REQUEST_BODY_BYTES,
+    webhooks: {
+      allowHosts: e.WEBHOOK_ALLOW_HOSTS,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      maxAttempts: e.WEBHOOK_MAX_ATTEMPTS,
+      retryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+    },
     graphqlLimits: {
       maxDepth: e.GRAPHQL_MAX_DEPTH,
       maxAliases: e.GRAPHQL_MAX_ALIASES,

@@ -18,6 +18,7 @@ const job = (version: number, status: JobStatus, step = 0): Job => ({
   progress: step ? { step, totalSteps: 10 } : null,
   engineQueuePosition: null,
   requeues: 0,
+  webhookUrl: null,
   images: [],
   error: null,
   version,

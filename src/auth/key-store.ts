@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { SqliteDatabase, WalSync } from '../storage/sqlite.js';
 import { generateApiKey, hashApiKey, KEY_SCOPES, type KeyScope, type Principal } from './api-key.js';
 
@@ -32,12 +33,16 @@ const fromRow = (row: KeyRow): ApiKeyRecord => ({
 export class SqliteKeyStore {
   private readonly byHash;
   private readonly activeById;
+  private readonly secretById;
 
   constructor(
     private readonly db: SqliteDatabase,
     private readonly walSync: WalSync,
   ) {
     this.byHash = db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL');
+    this.secretById = db.prepare<[string], { webhook_secret: string | null }>(
+      'SELECT webhook_secret FROM api_keys WHERE id = ? AND revoked_at IS NULL',
+    );
     this.activeById = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM api_keys WHERE id = ? AND revoked_at IS NULL');
   }
 
@@ -63,6 +68,20 @@ export class SqliteKeyStore {
     const row = this.byHash.get(hashApiKey(key));
     if (!row) return null;
     return { keyId: row.id, name: row.name, scopes: JSON.parse(row.scopes) as KeyScope[] };
+  }
+
+  /**
+   * The key's webhook signing secret, made on first use (keys from before webhooks have none).
+   * Stored in the clear on purpose: the server needs it to sign, unlike the key itself.
+   */
+  webhookSecret(keyId: string, options: { rotate?: boolean } = {}): string | null {
+    const row = this.secretById.get(keyId);
+    if (!row) return null;
+    if (row.webhook_secret && !options.rotate) return row.webhook_secret;
+    const secret = `whsec_${randomBytes(32).toString('base64url')}`;
+    this.db.prepare('UPDATE api_keys SET webhook_secret = ? WHERE id = ?').run(secret, keyId);
+    this.walSync.syncNow();
+    return secret;
   }
 
   /** Whether the key with this id exists and is not revoked (checked for open WebSockets). */

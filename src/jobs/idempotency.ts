@@ -26,8 +26,13 @@ export function checkIdempotencyKey(key: string): FieldIssue | null {
  * What makes two requests "the same": the mode and the validated parameters, so GraphQL's
  * defaults and REST's missing fields compare equal. A random seed (none given) counts as "any".
  */
-export function requestFingerprint(mode: JobMode, params: GenerationParams, seedWasGiven: boolean): string {
-  const canonical = JSON.stringify({ mode, ...sortKeys(params), seed: seedWasGiven ? params.seed : null });
+export function requestFingerprint(
+  mode: JobMode,
+  params: GenerationParams,
+  seedWasGiven: boolean,
+  webhookUrl: string | null = null,
+): string {
+  const canonical = JSON.stringify({ mode, ...sortKeys(params), seed: seedWasGiven ? params.seed : null, webhookUrl });
   return createHash('sha256').update(canonical).digest('hex');
 }
 

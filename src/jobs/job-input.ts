@@ -53,8 +53,16 @@ const prompt = (required: boolean) =>
     .max(MAX_PROMPT_CHARS, { error: `must be at most ${MAX_PROMPT_CHARS} characters` })
     .refine((s) => !required || s.length > 0, { error: 'must not be empty' });
 
+/** Model and embedding ids are short; a longer one is refused before it is echoed in messages. */
+const MAX_ID_CHARS = 200;
+
 const commonShape = {
-  modelId: z.string().trim().min(1, { error: 'must not be empty' }).default(DEFAULT_MODEL_ALIAS),
+  modelId: z
+    .string()
+    .trim()
+    .min(1, { error: 'must not be empty' })
+    .max(MAX_ID_CHARS, { error: `must be at most ${MAX_ID_CHARS} characters` })
+    .default(DEFAULT_MODEL_ALIAS),
   prompt: prompt(true),
   negativePrompt: prompt(false).nullish().transform((v) => v ?? ''),
   numInferenceSteps: intInRange(1, 100).default(30),
@@ -69,11 +77,22 @@ const commonShape = {
     .transform((v) => (v == null ? [] : Array.isArray(v) ? v : [v]))
     .pipe(
       z
-        .array(z.string().trim().min(1, { error: 'must not be empty' }))
+        .array(
+          z
+            .string()
+            .trim()
+            .min(1, { error: 'must not be empty' })
+            .max(MAX_ID_CHARS, { error: `must be at most ${MAX_ID_CHARS} characters` }),
+        )
         .max(MAX_EMBEDDINGS, { error: `must name at most ${MAX_EMBEDDINGS} embeddings` }),
     ),
   safetyChecker: z.boolean({ error: 'must be a boolean' }).nullish().transform((v) => v ?? true),
   scheduler: z.enum(SCHEDULER_NAMES, { error: `must be one of ${SCHEDULER_NAMES.join(', ')}` }).optional(),
+  webhookUrl: z
+    .string({ error: 'must be a string' })
+    .max(2048, { error: 'must be at most 2048 characters' })
+    .refine((u) => /^https?:\/\//i.test(u) && URL.canParse(u), { error: 'must be an http(s) URL' })
+    .nullish(),
   refiner: z
     .boolean({ error: 'must be a boolean' })
     .nullish()
@@ -122,12 +141,15 @@ function issueCode(issue: z.core.$ZodIssue): string {
   }
 }
 
-/** Validates raw input for one mode; resolves seed -1/absent to a fresh random seed. */
+/**
+ * Validates raw input for one mode; resolves seed -1/absent to a fresh random seed. The webhook
+ * URL is returned apart: it says where to report, not what to generate.
+ */
 export function parseGenerationInput(
   mode: JobMode,
   input: unknown,
   randomSeed: () => number,
-): GenerationParams {
+): { params: GenerationParams; webhookUrl: string | null } {
   const result = generationInputSchemas[mode].safeParse(withoutNulls(input), { reportInput: true });
   if (!result.success) {
     throw new InputValidationError(
@@ -138,8 +160,8 @@ export function parseGenerationInput(
       })),
     );
   }
-  const { refiner: _refiner, seed, ...rest } = result.data as z.output<typeof generationInputSchemas.inpainting>;
-  return { ...rest, seed: seed == null || seed === -1 ? randomSeed() : seed };
+  const { refiner: _refiner, seed, webhookUrl, ...rest } = result.data as z.output<typeof generationInputSchemas.inpainting>;
+  return { params: { ...rest, seed: seed == null || seed === -1 ? randomSeed() : seed }, webhookUrl: webhookUrl ?? null };
 }
 
 /** Explicit nulls (GraphQL variables, JSON bodies) mean "not given", so defaults apply. */

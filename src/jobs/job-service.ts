@@ -31,6 +31,8 @@ export class JobService {
       poller: Poller;
       updater: JobUpdater;
       admission: JobAdmission;
+      /** Refuses webhook URLs that can be judged now (scheme, private IP literals); null: fine. */
+      checkWebhookUrl: (url: string) => string | null;
       logger: Logger;
     },
   ) {}
@@ -44,12 +46,16 @@ export class JobService {
     const keyIssue = idempotencyKey === null ? null : checkIdempotencyKey(idempotencyKey);
     if (keyIssue) throw new InputValidationError([keyIssue]);
     let seedWasGiven = true;
-    const params = parseGenerationInput(mode, input, () => {
+    const { params, webhookUrl } = parseGenerationInput(mode, input, () => {
       seedWasGiven = false;
       return randomInt(0, MAX_SEED + 1);
     });
+    const webhookIssue = webhookUrl === null ? null : this.deps.checkWebhookUrl(webhookUrl);
+    if (webhookIssue) throw new InputValidationError([{ path: ['webhookUrl'], code: 'INVALID_VALUE', message: webhookIssue }]);
     const idempotency =
-      idempotencyKey === null ? undefined : { key: idempotencyKey, fingerprint: requestFingerprint(mode, params, seedWasGiven) };
+      idempotencyKey === null
+        ? undefined
+        : { key: idempotencyKey, fingerprint: requestFingerprint(mode, params, seedWasGiven, webhookUrl) };
     if (idempotency) {
       const earlier = await this.replay(principal, idempotency);
       if (earlier) return earlier;
@@ -74,6 +80,7 @@ export class JobService {
       progress: null,
       engineQueuePosition: null,
       requeues: 0,
+      webhookUrl,
       images: [],
       error: null,
       version: 1,

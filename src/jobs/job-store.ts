@@ -77,6 +77,7 @@ interface JobRow {
   finished_at: number | null;
   idempotency_key: string | null;
   request_fingerprint: string | null;
+  webhook_url: string | null;
 }
 
 const toDate = (ms: number | null) => (ms === null ? null : new Date(ms));
@@ -97,6 +98,7 @@ function fromRow(row: JobRow): Job {
         : { step: row.progress_step, totalSteps: row.progress_total },
     engineQueuePosition: row.engine_queue_position,
     requeues: row.requeues,
+    webhookUrl: row.webhook_url,
     images: JSON.parse(row.images) as JobImage[],
     error: row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '' },
     version: row.version,
@@ -144,9 +146,9 @@ export class SqliteJobStore implements JobStore {
     this.writes = new WriteBatcher(db, walSync);
     this.insertStmt = db.prepare(
       `INSERT INTO jobs (id, owner_id, mode, status, params, engine, engine_handle, images, version, created_at,
-                         idempotency_key, request_fingerprint)
+                         idempotency_key, request_fingerprint, webhook_url)
        VALUES (@id, @owner_id, @mode, @status, @params, @engine, @engine_handle, @images, @version, @created_at,
-               @idempotency_key, @request_fingerprint)`,
+               @idempotency_key, @request_fingerprint, @webhook_url)`,
     );
     this.byIdempotencyStmt = db.prepare<[string, string], JobRow>(
       'SELECT * FROM jobs WHERE owner_id = ? AND idempotency_key = ?',
@@ -171,6 +173,7 @@ export class SqliteJobStore implements JobStore {
       created_at: job.createdAt.getTime(),
       idempotency_key: idempotency?.key ?? null,
       request_fingerprint: idempotency?.fingerprint ?? null,
+      webhook_url: job.webhookUrl,
     };
     try {
       await this.writes.run(() => this.insertStmt.run(row));

@@ -68,6 +68,8 @@ export interface Job {
   engineQueuePosition: number | null;
   /** Times the job was taken back from a worker that stopped answering and queued again. */
   requeues: number;
+  /** Where the job's end is POSTed (signed), if the client asked. */
+  webhookUrl: string | null;
   images: JobImage[];
   error: JobError | null;
   /** Incremented on every change; subscribers use it to drop stale events. */

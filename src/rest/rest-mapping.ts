@@ -12,6 +12,9 @@ const CAMEL_BY_SNAKE: Record<string, string> = {
   safety_checker: 'safetyChecker',
   init_image: 'initImage',
   mask_image: 'maskImage',
+  // Not in the contract: this server's extension, named as REST clients would write it.
+  webhook: 'webhookUrl',
+  webhook_url: 'webhookUrl',
 };
 const SNAKE_BY_CAMEL = Object.fromEntries(Object.entries(CAMEL_BY_SNAKE).map(([s, c]) => [c, s]));
 
@@ -19,11 +22,17 @@ export function fromRestRequestBody(body: unknown): Record<string, unknown> {
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw new InputValidationError([{ path: [], code: 'INVALID_TYPE', message: 'the request body must be a JSON object' }]);
   }
-  return Object.fromEntries(Object.entries(body).map(([k, v]) => [CAMEL_BY_SNAKE[k] ?? k, v]));
+  // Only the contract's names: a camelCase twin (modelId beside model_id) would otherwise collide
+  // with the mapped field and win or lose by key order. Own-property lookups only (no "__proto__").
+  return Object.fromEntries(
+    Object.entries(body)
+      .filter(([k]) => !Object.hasOwn(SNAKE_BY_CAMEL, k))
+      .map(([k, v]) => [Object.hasOwn(CAMEL_BY_SNAKE, k) ? CAMEL_BY_SNAKE[k]! : k, v]),
+  );
 }
 
 /** A field path as REST clients know it: ['negativePrompt'] → "negative_prompt", ['embeddings', 1] → "embeddings.1". */
 export function toRestFieldName(path: (string | number)[]): string {
   if (path.length === 0) return 'body';
-  return path.map((p) => (typeof p === 'string' ? (SNAKE_BY_CAMEL[p] ?? p) : String(p))).join('.');
+  return path.map((p) => (typeof p === 'string' && Object.hasOwn(SNAKE_BY_CAMEL, p) ? SNAKE_BY_CAMEL[p]! : String(p))).join('.');
 }

@@ -12,6 +12,8 @@ export interface GraphQLContext {
   models: CatalogueService;
   /** Base of absolute image URLs, e.g. http://host:4000 */
   publicBaseUrl: string;
+  /** The webhook signing secret of a key (made on first use). */
+  webhookSecretOf: (keyId: string) => string | null;
   /** The Idempotency-Key header of an HTTP request (WebSocket operations use the input field). */
   idempotencyKey: string | null;
 }

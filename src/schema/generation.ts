@@ -39,6 +39,10 @@ const commonFields = (t: Fields) => ({
     defaultValue: false,
     description: 'Accepted for compatibility only: SD 1.5 has no refiner stage, so true is refused (NOT_SUPPORTED).',
   }),
+  webhookUrl: t.string({
+    description:
+      "An http(s) URL to POST the job's end to (SUCCESS, FAILURE or CANCELED), signed with HMAC-SHA256 by the API key's webhook secret (Query.webhookSecret) in X-Webhook-Signature, with a stable X-Webhook-Id per delivery; retried with back-off. Private addresses are refused unless the operator allows them.",
+  }),
   idempotencyKey: t.string({
     description:
       'Makes retries safe: a request repeating an earlier one with the same key (per API key) returns the job the first made instead of a second job; the same key with a different request is refused (IDEMPOTENCY_KEY_REUSED). 1 to 255 visible ASCII characters. Over HTTP the Idempotency-Key header does the same.',

@@ -3,6 +3,7 @@ import './scalars.js';
 import './model.js';
 import './job.js';
 import './generation.js';
+import './webhook.js';
 
 builder.queryType({ description: 'Reads: jobs and the model catalogue.' });
 builder.mutationType({ description: 'Writes: one mutation per generation mode, and cancelJob.' });

@@ -47,6 +47,24 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
    ALTER TABLE jobs ADD COLUMN request_fingerprint TEXT;
    CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL;`,
+  // Webhooks: the URL a job notifies, each key's signing secret, and the deliveries with their retries.
+  `ALTER TABLE jobs ADD COLUMN webhook_url TEXT;
+   ALTER TABLE api_keys ADD COLUMN webhook_secret TEXT;
+   CREATE TABLE webhook_deliveries (
+     id               TEXT PRIMARY KEY,
+     job_id           TEXT NOT NULL UNIQUE REFERENCES jobs(id),
+     owner_id         TEXT NOT NULL,
+     url              TEXT NOT NULL,
+     body             TEXT NOT NULL,
+     status           TEXT NOT NULL,
+     attempts         INTEGER NOT NULL DEFAULT 0,
+     next_attempt_at  INTEGER NOT NULL,
+     last_error       TEXT,
+     created_at       INTEGER NOT NULL,
+     delivered_at     INTEGER
+   );
+   CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'PENDING';
+   CREATE INDEX jobs_with_webhook ON jobs (status) WHERE webhook_url IS NOT NULL;`,
 ];
 
 /**

@@ -1,0 +1,127 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Job } from '../jobs/job.js';
+import { webhookBody } from './webhook-payload.js';
+import type { SendOutcome } from './webhook-sender.js';
+import type { WebhookDelivery, WebhookStore } from './webhook-store.js';
+
+export interface WebhookOptions {
+  /** Attempts per delivery before it is given up. */
+  maxAttempts: number;
+  /** Wait before the first retry; doubles each time (with jitter), capped at 10 minutes. */
+  retryBaseMs: number;
+  /** Deliveries in flight at once. */
+  concurrency: number;
+}
+
+const MAX_RETRY_DELAY_MS = 10 * 60_000;
+/** Shortest sleep between looks at the queue, so deliveries in flight do not make it spin. */
+const MIN_TICK_MS = 50;
+
+/**
+ * Sends a webhook for every job that asked for one when it reaches a terminal state. The
+ * delivery is persisted first and retried with exponential back-off until delivered, refused
+ * for good, or out of attempts; the same delivery id goes with every attempt.
+ */
+export class WebhookDispatcher {
+  private readonly inFlight = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  private readonly idle = new Set<() => void>();
+
+  constructor(
+    private readonly deps: {
+      store: WebhookStore;
+      send: (url: string, deliveryId: string, body: string, ownerId: string) => Promise<SendOutcome>;
+      getJob: (id: string) => Promise<Job | null>;
+      publicBaseUrl: () => string;
+      logger: Logger;
+      clock?: () => number;
+    },
+    private readonly options: WebhookOptions,
+  ) {}
+
+  private now(): number {
+    return (this.deps.clock ?? Date.now)();
+  }
+
+  /** Starts sending; first queues deliveries for jobs that finished while the process died. */
+  async start(): Promise<void> {
+    this.running = true;
+    for (const id of this.deps.store.jobsMissingDelivery()) {
+      const job = await this.deps.getJob(id);
+      if (job) await this.jobFinished(job);
+    }
+    this.pump();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.inFlight.size > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
+  }
+
+  /** Records the delivery for a job that just finished (no-op without a webhook URL). */
+  async jobFinished(job: Job): Promise<void> {
+    if (!job.webhookUrl) return;
+    const id = randomUUID();
+    await this.deps.store.add({
+      id,
+      jobId: job.id,
+      ownerId: job.ownerId,
+      url: job.webhookUrl,
+      body: webhookBody(id, job, this.deps.publicBaseUrl()),
+      nextAttemptAt: this.now(),
+    });
+    this.pump();
+  }
+
+  private pump(): void {
+    if (!this.running) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const free = this.options.concurrency - this.inFlight.size;
+    if (free > 0) {
+      const due = this.deps.store.due(this.now(), free + this.inFlight.size).filter((d) => !this.inFlight.has(d.id));
+      for (const delivery of due.slice(0, free)) {
+        this.inFlight.add(delivery.id);
+        void this.attempt(delivery)
+          .catch((err: unknown) => this.deps.logger.error({ err, deliveryId: delivery.id }, 'webhook delivery failed'))
+          .finally(() => {
+            this.inFlight.delete(delivery.id);
+            if (this.inFlight.size === 0) {
+              for (const resolve of this.idle) resolve();
+              this.idle.clear();
+            }
+            this.pump();
+          });
+      }
+    }
+    const next = this.deps.store.nextDueAt();
+    if (next !== null) {
+      this.timer = setTimeout(() => this.pump(), Math.max(MIN_TICK_MS, next - this.now()));
+      this.timer.unref();
+    }
+  }
+
+  private async attempt(d: WebhookDelivery): Promise<void> {
+    const outcome = await this.deps.send(d.url, d.id, d.body, d.ownerId);
+    const attempts = d.attempts + 1;
+    const log = { deliveryId: d.id, jobId: d.jobId, attempts };
+    if (outcome.ok) {
+      await this.deps.store.delivered(d, attempts);
+      return;
+    }
+    if (!outcome.retry || attempts >= this.options.maxAttempts) {
+      this.deps.logger.warn({ ...log, error: outcome.error }, 'webhook given up');
+      await this.deps.store.gaveUp(d, attempts, outcome.error);
+      return;
+    }
+    // Full jitter on an exponential back-off keeps many failing receivers from retrying in step.
+    const ceiling = Math.min(MAX_RETRY_DELAY_MS, this.options.retryBaseMs * 2 ** (attempts - 1));
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    this.deps.logger.info({ ...log, error: outcome.error, retryInMs: Math.round(delay) }, 'webhook will be retried');
+    await this.deps.store.retryLater(d, attempts, this.now() + delay, outcome.error);
+  }
+}
