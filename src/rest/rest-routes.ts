@@ -54,9 +54,10 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
       });
       return send(res, 200, describe(job, deps.publicBaseUrl(req), await deps.jobs.queuePosition(job)));
     }
-    const id = decodeURIComponent(status![2]!);
-    const job = await deps.jobs.get(principal, id);
-    if (!job) return send(res, 404, failure(`job "${id}" was not found`));
+    const id = decodePathSegment(status![2]!);
+    // A malformed escape cannot name any job: the same answer as an unknown id.
+    const job = id === null ? null : await deps.jobs.get(principal, id);
+    if (!job) return send(res, 404, failure(`job "${id ?? status![2]!}" was not found`));
     return send(res, 200, describe(job, deps.publicBaseUrl(req), await deps.jobs.queuePosition(job)));
   } catch (err) {
     if (err instanceof InputValidationError) return send(res, 400, validationFailure(err.issues));
@@ -159,6 +160,14 @@ function parseBody(text: string): unknown {
       }
     }
     throw new BodyError(400, 'the request body is not JSON: send the request as a JSON object');
+  }
+}
+
+function decodePathSegment(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
   }
 }
 
