@@ -1,6 +1,8 @@
+import { readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { JobDocument, JobStatusDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
-import { collect, startTestServer, type TestServer } from './helpers/test-server.js';
+import { JobDocument, JobsDocument, JobStatusDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
+import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
 
 describe('engine faults end a job clearly and never take the server down', () => {
   let server: TestServer;
@@ -108,3 +110,107 @@ async function waitForUpstreamJobs(server: TestServer, n: number) {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+describe('upstreams that hang, cut replies short or keep failing', () => {
+  const budgeted = { POLL_FAILURE_BUDGET_MS: '700', IMAGEPIPELINE_TIMEOUT_MS: '150', IMAGEPIPELINE_RETRIES: '1', IMAGEPIPELINE_PROBE_INTERVAL_MS: '100' };
+
+  const runWith = async (server: TestServer, fault: 'hang' | 'truncate') => {
+    server.upstream.behaviour.stepsPerPoll = 1;
+    const created = await server.gql(Text2ImageDocument, { input: { prompt: 'a lighthouse', numInferenceSteps: 50 } });
+    const id = created.data!.text2image.id;
+    // Let it start, then break the upstream's status answers.
+    await waitFor(async () => (await server.gql(JobDocument, { id })).data!.job!.status === 'PROCESSING');
+    server.upstream.behaviour.statusFault = fault;
+    const { values } = await collect(server.ws(), JobStatusDocument, { id }, 15_000);
+    return values.at(-1)!.jobStatus;
+  };
+
+  it('a hanging upstream is timed out, retried within the budget, then the job fails ENGINE_UNREACHABLE', async () => {
+    const server = await startTestServer({ env: budgeted });
+    try {
+      const job = await runWith(server, 'hang');
+      expect(job.status).toBe('FAILURE');
+      expect(job.error!.code).toBe('ENGINE_UNREACHABLE');
+      expect(job.error!.message).toMatch(/stayed unreachable/);
+      expect(job.error!.message).toMatch(/timeout|not answering/i);
+      expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('a reply cut off mid-body is retried within the budget, then the job fails with what happened', async () => {
+    const server = await startTestServer({ env: budgeted });
+    try {
+      const job = await runWith(server, 'truncate');
+      expect(job.status).toBe('FAILURE');
+      expect(job.error!.code).toBe('ENGINE_UNREACHABLE');
+      expect(job.error!.message).toMatch(/cut off|not answering|socket|terminated/i);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('a circuit breaker stops hammering a failing upstream: calls drop to about one per probe instead of one per job per poll', async () => {
+    const server = await startTestServer({
+      env: { POLL_MIN_INTERVAL_MS: '10', POLL_MAX_INTERVAL_MS: '20', IMAGEPIPELINE_RETRIES: '0', IMAGEPIPELINE_PROBE_INTERVAL_MS: '250' },
+    });
+    try {
+      server.upstream.behaviour.hold = true;
+      for (let i = 0; i < 10; i++) await server.gql(Text2ImageDocument, { input: { prompt: `held ${i}` } });
+      await waitFor(() => server.upstream.jobs.size === 10);
+      const calls = () => [...server.upstream.jobs.values()].reduce((n, j) => n + j.statusCalls, 0);
+      // Healthy: ten jobs polled every 10-20 ms.
+      let before = calls();
+      await new Promise((r) => setTimeout(r, 500));
+      const healthyRate = calls() - before;
+      server.upstream.behaviour.statusFault = 503;
+      await new Promise((r) => setTimeout(r, 100));
+      before = calls();
+      await new Promise((r) => setTimeout(r, 1000));
+      const brokenRate = calls() - before;
+      // Ten jobs every 10-20 ms is hundreds a second when healthy (fewer on a loaded machine);
+      // with the circuit open, one trial per 250 ms probe is about 4.
+      expect(healthyRate).toBeGreaterThan(30);
+      expect(brokenRate).toBeLessThanOrEqual(10);
+      // It answers again: the probe closes the circuit and the jobs go on.
+      server.upstream.behaviour.statusFault = null;
+      server.upstream.behaviour.hold = false;
+      server.upstream.release();
+      const ids = (await server.gql(JobsDocument, { first: 20 })).data!.jobs.edges.map((e) => e.node.id);
+      for (const id of ids) {
+        const { values } = await collect(server.ws(), JobStatusDocument, { id }, 15_000);
+        expect(values.at(-1)!.jobStatus.status).toBe('SUCCESS');
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('an unwritable DATA_DIR', () => {
+  it('fails the jobs whose images cannot be stored, clearly; the server stays up and recovers when the disk does', async () => {
+    const server = await startTestServer();
+    const images = path.join(server.dataDir, 'images');
+    try {
+      // A file where the image folder was: every write fails, as on a full or read-only disk.
+      renameSync(images, `${images}.away`);
+      writeFileSync(images, 'not a folder');
+      const created = await server.gql(Text2ImageDocument, { input: { prompt: 'nowhere to go' } });
+      const { values } = await collect(server.ws(), JobStatusDocument, { id: created.data!.text2image.id });
+      const failed = values.at(-1)!.jobStatus;
+      expect(failed.status).toBe('FAILURE');
+      expect(failed.error).toEqual({ code: 'IMAGE_STORE_FAILED', message: 'the results could not be written to the image store' });
+      expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+
+      rmSync(images);
+      renameSync(`${images}.away`, images);
+      const again = await server.gql(Text2ImageDocument, { input: { prompt: 'room again' } });
+      const { values: after } = await collect(server.ws(), JobStatusDocument, { id: again.data!.text2image.id });
+      expect(after.at(-1)!.jobStatus.status).toBe('SUCCESS');
+      expect(readdirSync(images).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    } finally {
+      await server.stop();
+    }
+  });
+});

@@ -123,10 +123,11 @@ describe('the imagepipeline engine over several workers', () => {
     // Back on its address: the probe notices and jobs flow to it again (it is the least busy).
     await fakes[0]!.start(port);
     await e.pool.probeAll();
-    expect(e.pool.get(fakes[0]!.url)!.healthy).toBe(true);
+    expect(e.pool.get(fakes[0]!.url)).toMatchObject({ healthy: false, halfOpen: true }); // one trial call decides
     const before = fakes[0]!.jobs.size;
     await e.submit(job('e'));
     expect(fakes[0]!.jobs.size).toBe(before + 1);
+    expect(e.pool.get(fakes[0]!.url)).toMatchObject({ healthy: true, halfOpen: false });
   });
 
   it('a lone upstream that failed once is tried again as soon as it answers (half-open)', async () => {

@@ -35,17 +35,26 @@ export class LocalImageStore {
     const name = `${randomBytes(32).toString('base64url')}.${ext}`;
     const final = path.join(this.dir, name);
     const temp = `${final}.tmp`;
-    const handle = await open(temp, 'w');
     try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
+      const handle = await open(temp, 'w');
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
       await rename(temp, final);
+      // The rename is durable only once the directory is synced: until then a power cut could
+      // lose the name while the job that points at it says SUCCESS.
+      const dir = await open(this.dir, 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
     } catch (err) {
-      await rm(temp, { force: true });
+      // A full disk leaves no half-written temp file behind.
+      await rm(temp, { force: true }).catch(() => {});
       throw err;
     }
     return { name, contentType };

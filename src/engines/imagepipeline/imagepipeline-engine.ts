@@ -112,7 +112,7 @@ export class ImagePipelineEngine implements Engine {
       return { state: 'LOST', message: `the worker ${url} holding this job is no longer configured`, retryElsewhere: true };
     }
     worker.jobs.add(job.id); // rebuilds the load figures after a restart
-    if (!worker.healthy) {
+    if (!this.pool.admit(worker)) {
       if (this.pool.givenUp(worker)) {
         worker.jobs.delete(job.id);
         return {

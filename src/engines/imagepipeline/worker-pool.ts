@@ -6,7 +6,11 @@ import type { ImagePipelineRestClient } from './rest-client.js';
 export interface PoolWorker {
   readonly url: string;
   readonly client: ImagePipelineRestClient;
+  /** Closed circuit: calls flow. */
   healthy: boolean;
+  /** Half-open: the probe got an answer, so one trial call may go; its outcome decides. */
+  halfOpen: boolean;
+  trialInFlight: boolean;
   /** When it last went unhealthy; null while healthy. */
   unhealthySince: number | null;
   /** Why it is unhealthy, for logs and job errors. */
@@ -22,10 +26,12 @@ export interface WorkerPoolOptions {
 }
 
 /**
- * The workers behind a gateway (or the single upstream of a plain remote engine). Health is
- * learned passively from every call (a network error, timeout or 5xx marks a worker unhealthy)
- * and actively by probing /healthz, which is also the only way an unhealthy worker comes back:
- * no job is sent to it meanwhile, so a dead upstream is not hammered.
+ * The workers behind a gateway (or the single upstream of a plain remote engine), each behind a
+ * circuit breaker. Health is learned passively from every call (a network error, timeout or 5xx
+ * opens the circuit) and actively by probing /healthz. An open circuit lets no call through; a
+ * probe that gets an answer half-opens it, letting one trial call through, whose success closes
+ * it and whose failure opens it again. So a dead or failing upstream sees about one call per
+ * probe interval, not one per job per poll.
  */
 export class WorkerPool {
   readonly workers: readonly PoolWorker[];
@@ -48,6 +54,8 @@ export class WorkerPool {
       url,
       client,
       healthy: true,
+      halfOpen: false,
+      trialInFlight: false,
       unhealthySince: null,
       lastError: null,
       jobs: new Set<string>(),
@@ -70,8 +78,14 @@ export class WorkerPool {
     return this.workers[0]!;
   }
 
-  /** The healthy worker with the fewest jobs in flight, skipping those already tried. */
+  /**
+   * A half-open worker first, for its trial call: a submission is safe to try there, since one
+   * that cannot get through moves on to the next worker (the caller reports the outcome to
+   * observe). Otherwise the healthy worker with the fewest jobs in flight, skipping those tried.
+   */
   pick(exclude: ReadonlySet<string> = new Set()): PoolWorker | undefined {
+    const trial = this.workers.find((w) => !w.healthy && !exclude.has(w.url) && this.admit(w));
+    if (trial) return trial;
     const n = this.workers.length;
     let best: PoolWorker | undefined;
     for (let i = 0; i < n; i++) {
@@ -83,6 +97,14 @@ export class WorkerPool {
     return best;
   }
 
+  /** Whether a call may go to this worker now (and if it is the half-open trial, claims it). */
+  admit(w: PoolWorker): boolean {
+    if (w.healthy) return true;
+    if (!w.halfOpen || w.trialInFlight) return false;
+    w.trialInFlight = true;
+    return true;
+  }
+
   /**
    * Like pick, but when no worker is healthy, asks them all first (one shared probe round): a
    * half-open circuit, so that a lone upstream that failed once is tried again as soon as it
@@ -90,7 +112,7 @@ export class WorkerPool {
    */
   async pickOrProbe(exclude: ReadonlySet<string> = new Set()): Promise<PoolWorker | undefined> {
     const worker = this.pick(exclude);
-    if (worker || this.workers.some((w) => w.healthy)) return worker;
+    if (worker || this.workers.some((w) => w.healthy || w.halfOpen)) return worker;
     await this.probeAll();
     return this.pick(exclude);
   }
@@ -107,8 +129,10 @@ export class WorkerPool {
 
   /** Records the outcome of a call: only "could not reach it" counts against a worker. */
   observe(w: PoolWorker, err: unknown): void {
-    if (err === undefined) return this.markHealthy(w);
-    if (err instanceof EngineUnavailableError) this.markUnhealthy(w, err.message);
+    w.trialInFlight = false;
+    if (err === undefined) return this.closeCircuit(w);
+    if (err instanceof EngineUnavailableError) this.openCircuit(w, err.message);
+    else if (w.halfOpen) this.closeCircuit(w); // an answer, even a refusal, shows it is serving
   }
 
   /** Asks every worker once; also the test hook for "probe now". */
@@ -118,9 +142,9 @@ export class WorkerPool {
       this.workers.map(async (w) => {
         try {
           await w.client.probe();
-          this.markHealthy(w);
+          this.halfOpenCircuit(w);
         } catch (err) {
-          this.markUnhealthy(w, err instanceof Error ? err.message : String(err));
+          this.openCircuit(w, err instanceof Error ? err.message : String(err));
         }
       }),
     ).then(
@@ -136,7 +160,14 @@ export class WorkerPool {
     this.timer = null;
   }
 
-  private markHealthy(w: PoolWorker): void {
+  /** A probe got an answer: let one trial call decide. */
+  private halfOpenCircuit(w: PoolWorker): void {
+    if (w.healthy || w.halfOpen) return;
+    w.halfOpen = true;
+  }
+
+  private closeCircuit(w: PoolWorker): void {
+    w.halfOpen = false;
     if (w.healthy) return;
     const downForMs = this.clock() - (w.unhealthySince ?? this.clock());
     w.healthy = true;
@@ -145,8 +176,10 @@ export class WorkerPool {
     this.logger.info({ worker: w.url, downForMs }, 'worker answers again; sending it jobs');
   }
 
-  private markUnhealthy(w: PoolWorker, reason: string): void {
+  /** Opens the circuit; the time it first went down is kept while trials keep failing. */
+  private openCircuit(w: PoolWorker, reason: string): void {
     w.lastError = reason;
+    w.halfOpen = false;
     if (!w.healthy) return;
     w.healthy = false;
     w.unhealthySince = this.clock();
