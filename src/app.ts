@@ -69,7 +69,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const images = new LocalImageStore(config.dataDir);
   await images.init();
   const engine = overrides.engine ?? (await createEngine(config.engine, logger));
-  const updater = new JobUpdater(store, events, images, logger);
+  const upstreamKeys = config.engine.kind === 'imagepipeline' ? config.engine.workers.flatMap((w) => (w.apiKey ? [w.apiKey] : [])) : [];
+  const updater = new JobUpdater(store, events, images, logger, upstreamKeys);
   const poller = new Poller(engine, updater, config.poller, logger);
   const dispatcher = new Dispatcher(
     engine,

@@ -31,6 +31,13 @@ describe('engine faults end a job clearly and never take the server down', () =>
     expect(job.finishedAt).not.toBeNull();
   });
 
+  it("never stores or shows secrets or stack traces from an upstream's error message", async () => {
+    server.upstream.behaviour.failWith = `boom with key ${server.upstream.apiKey} and sdk_${'x'.repeat(43)}\n    at Object.<anonymous> (/srv/app.js:1:1)\n    at node:internal`;
+    const job = await run();
+    expect(job.error!.code).toBe('ENGINE_FAILED');
+    expect(job.error!.message).toBe('boom with key [redacted] and [redacted]');
+  });
+
   it('fails a job on a malformed upstream reply, naming the problem, and keeps serving', async () => {
     server.upstream.behaviour.malformedStatus = '{"status":"SUCCESS","download_urls":"not-a-list"}';
     const job = await run();

@@ -60,3 +60,19 @@ export function successPatch(job: Job, images: JobImage[], now: Date): JobPatch 
     engineQueuePosition: null,
   };
 }
+
+const MAX_ERROR_MESSAGE_CHARS = 1000;
+/** Credentials this server issues, wherever they appear: API keys and webhook secrets. */
+const ISSUED_SECRET = /\b(?:sdk|whsec)_[A-Za-z0-9_-]{20,}/g;
+
+/**
+ * What of an error message may be stored and shown to clients: engines and upstreams can say
+ * anything, so stack frames are cut, known secrets (upstream keys) and keys this server issues
+ * are redacted, and the length is capped.
+ */
+export function cleanErrorMessage(message: string, secrets: readonly string[] = []): string {
+  let out = message.split(/\n\s+at\s/)[0]!;
+  for (const secret of secrets) if (secret.length >= 8) out = out.split(secret).join('[redacted]');
+  out = out.replace(ISSUED_SECRET, '[redacted]').replace(/\s+/g, ' ').trim();
+  return out.length > MAX_ERROR_MESSAGE_CHARS ? `${out.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : out;
+}

@@ -4,7 +4,7 @@ import type { LocalImageStore } from '../images/image-store.js';
 import { isTerminal, JobErrorCode, type Job, type JobImage, type JobPatch } from './job.js';
 import type { JobEvents } from './job-events.js';
 import type { JobStore } from './job-store.js';
-import { failurePatch, patchFromEngineStatus, requeuePatch, successPatch } from './job-transitions.js';
+import { cleanErrorMessage, failurePatch, patchFromEngineStatus, requeuePatch, successPatch } from './job-transitions.js';
 
 /**
  * The one place where job state changes: persist first, then publish, so a subscriber never
@@ -19,6 +19,8 @@ export class JobUpdater {
     private readonly events: JobEvents,
     private readonly images: LocalImageStore,
     private readonly logger: Logger,
+    /** Secrets that must never reach a stored error message (upstream API keys). */
+    private readonly secrets: readonly string[] = [],
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -67,6 +69,7 @@ export class JobUpdater {
   }
 
   private async patch(job: Job, patch: JobPatch): Promise<Job> {
+    if (patch.error) patch = { ...patch, error: { ...patch.error, message: cleanErrorMessage(patch.error.message, this.secrets) } };
     const updated = await this.store.update(job.id, patch);
     if (!updated) {
       // Someone else ended the job first (a cancel, usually): theirs stands.
