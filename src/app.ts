@@ -57,6 +57,11 @@ export interface AppOverrides {
   logger?: Logger;
 }
 
+function refusalOf(checked: ReturnType<typeof checkOutboundUrl>): string | null {
+  if ('url' in checked) return null;
+  return checked.kind === 'scheme' ? `${checked.refusal}; only http: and https: are accepted` : checked.refusal;
+}
+
 /** Wires the whole server. Owns every socket, timer and handle it opens; stop() releases them all. */
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
   const logger = overrides.logger ?? createLogger(config.logLevel);
@@ -103,12 +108,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   updater.onFinished((job) => {
     webhooks.jobFinished(job).catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
   });
-  const checkWebhookUrl = (url: string) => {
-    const checked = checkOutboundUrl(url, webhookAllow);
-    if ('url' in checked) return null;
-    return checked.kind === 'scheme' ? `${checked.refusal}; only http: and https: are accepted` : checked.refusal;
+  const imageAllow = parseAllowHosts(config.imageFetchAllowHosts);
+  // What can be judged when the request arrives; names that resolve to private addresses are
+  // refused later, when fetched or called.
+  const outboundUrls = {
+    webhook: (url: string) => refusalOf(checkOutboundUrl(url, webhookAllow)),
+    image: (url: string) => (url.trimStart().slice(0, 5).toLowerCase() === 'data:' ? null : refusalOf(checkOutboundUrl(url, imageAllow))),
   };
-  const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, admission, checkWebhookUrl, logger });
+  const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, admission, outboundUrls, logger });
   const models = new CatalogueService(engine);
 
   const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {

@@ -138,6 +138,8 @@ export interface Config {
   maxRequestBodyBytes: number;
   graphqlLimits: GraphQLLimits;
   webhooks: { allowHosts: string[]; timeoutMs: number; maxAttempts: number; retryBaseMs: number };
+  /** Private hosts image URLs may name (checked at request time too, whichever engine fetches). */
+  imageFetchAllowHosts: string[];
   websocket: {
     maxConnectionsPerKey: number;
     maxSubscriptionsPerKey: number;
@@ -254,6 +256,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxActivePerKey: e.MAX_ACTIVE_JOBS_PER_KEY,
     },
     maxRequestBodyBytes: e.MAX_REQUEST_BODY_BYTES,
+    imageFetchAllowHosts: e.IMAGE_FETCH_ALLOW_HOSTS,
     webhooks: {
       allowHosts: e.WEBHOOK_ALLOW_HOSTS,
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { isIP } from 'node:net';
 import * as fc from 'fast-check';
 import { print } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import {
 } from '../src/client/generated/graphql.js';
 import { MAX_EMBEDDINGS, MAX_PROMPT_CHARS, MAX_SEED } from '../src/jobs/job-input.js';
 import { SCHEDULER_NAMES } from '../src/jobs/job.js';
+import { classifyAddress } from '../src/net/address-policy.js';
 import { startTestServer, type TestServer } from './helpers/test-server.js';
 
 /*
@@ -186,9 +188,9 @@ const judgeScheduler = (raw: unknown): Verdict => {
 };
 
 /**
- * An http(s) URL or a data: URL of an image. Syntax only: whether the address may be fetched
- * (169.254.169.254, ::1, ...) is decided when an engine fetches it, not at validation, and the
- * imagepipeline engine under test forwards URLs to its upstream. Where the contract leaves room
+ * An http(s) URL or a data: URL of an image. IP literals of loopback, private and link-local
+ * addresses (169.254.169.254, ::1, ...) are refused at validation; names are judged when an
+ * engine fetches them (after DNS), so they pass here. Where the contract leaves room
  * (malformed or empty base64, upper-case DATA:, data: URLs with parameters) either answer is fine.
  */
 const judgeImageUrl = (raw: unknown): Verdict => {
@@ -206,7 +208,9 @@ const judgeImageUrl = (raw: unknown): Verdict => {
   }
   try {
     const url = new URL(s);
-    return url.protocol === 'http:' || url.protocol === 'https:' ? 'valid' : 'invalid';
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'invalid';
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    return isIP(host) && classifyAddress(host) !== 'public' ? 'invalid' : 'valid';
   } catch {
     return 'invalid';
   }
@@ -373,16 +377,17 @@ const VALID_URLS = [
   'data:image/png;base64,iVBORw0KGgo=',
   'data:image/jpeg;base64,/9j/4AAQSkZJRg==',
   'data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=',
-  // Syntactically valid; whether they may be fetched is the fetcher's decision, not validation's.
-  'http://169.254.169.254/latest/meta-data/iam/security-credentials/',
-  'http://[::1]/mask.png',
-  'http://127.0.0.1:6379/',
+  // A name: whether it may be fetched is decided after DNS, when it is fetched.
   'http://localhost/x.png',
-  'http://0x7f.1/x.png',
   'http://user:pass@example.test/x.png',
   'https://例え.テスト/画像.png',
 ];
 const HOSTILE_URLS = [
+  // IP literals of the server's own network: refused at validation.
+  'http://169.254.169.254/latest/meta-data/iam/security-credentials/',
+  'http://[::1]/mask.png',
+  'http://127.0.0.1:6379/',
+  'http://0x7f.1/x.png',
   'javascript:alert(1)',
   'JaVaScRiPt:alert(document.cookie)',
   'file:///etc/passwd',

@@ -7,7 +7,7 @@ import { checkAgainstCatalogue } from '../models/catalogue.js';
 import type { Dispatcher } from './dispatcher.js';
 import { isTerminal, type Job, type JobMode } from './job.js';
 import type { JobEvents } from './job-events.js';
-import { InputValidationError, MAX_SEED, parseGenerationInput } from './job-input.js';
+import { InputValidationError, MAX_SEED, parseGenerationInput, type FieldIssue } from './job-input.js';
 import { checkIdempotencyKey, requestFingerprint } from './idempotency.js';
 import { DuplicateIdempotencyKeyError, type IdempotencyRecord, type JobListQuery, type JobPage, type JobStore } from './job-store.js';
 import { JobStream } from './job-stream.js';
@@ -31,8 +31,8 @@ export class JobService {
       poller: Poller;
       updater: JobUpdater;
       admission: JobAdmission;
-      /** Refuses webhook URLs that can be judged now (scheme, private IP literals); null: fine. */
-      checkWebhookUrl: (url: string) => string | null;
+      /** Refuse URLs that can be judged now (scheme, private IP literals); null: fine. */
+      outboundUrls: { webhook: (url: string) => string | null; image: (url: string) => string | null };
       logger: Logger;
     },
   ) {}
@@ -50,8 +50,15 @@ export class JobService {
       seedWasGiven = false;
       return randomInt(0, MAX_SEED + 1);
     });
-    const webhookIssue = webhookUrl === null ? null : this.deps.checkWebhookUrl(webhookUrl);
-    if (webhookIssue) throw new InputValidationError([{ path: ['webhookUrl'], code: 'INVALID_VALUE', message: webhookIssue }]);
+    const urlIssues: FieldIssue[] = [];
+    const checkUrl = (field: 'webhookUrl' | 'initImage' | 'maskImage', url: string | null | undefined, kind: 'webhook' | 'image') => {
+      const refusal = url ? this.deps.outboundUrls[kind](url) : null;
+      if (refusal) urlIssues.push({ path: [field], code: 'INVALID_VALUE', message: refusal });
+    };
+    checkUrl('initImage', params.initImage, 'image');
+    checkUrl('maskImage', params.maskImage, 'image');
+    checkUrl('webhookUrl', webhookUrl, 'webhook');
+    if (urlIssues.length > 0) throw new InputValidationError(urlIssues);
     const idempotency =
       idempotencyKey === null
         ? undefined
