@@ -17,6 +17,9 @@ export interface GraphQLWebSocketOptions extends WebSocketLimits {
   revocationCheckMs: number;
 }
 
+const ANONYMOUS = 'anonymous:';
+const anonymousOwner = (req: IncomingMessage) => `${ANONYMOUS}${req.socket.remoteAddress ?? 'unknown'}`;
+
 type WsContext = Context<Record<string, unknown>, { socket: import('ws').WebSocket; request: IncomingMessage }>;
 
 /**
@@ -42,12 +45,13 @@ export function createGraphQLWebSocketServer(deps: {
       // A wrong key is refused at connection time; a missing one per operation (introspection works).
       onConnect: (ctx) => {
         const key = apiKeyFromConnectionParams(ctx.connectionParams);
-        if (key === null) return true;
-        const principal = keys.authenticate(key);
-        if (!principal) return false;
-        if (!sessions.open(ctx, principal.keyId, ctx.extra.socket)) {
+        const principal = key === null ? null : keys.authenticate(key);
+        if (key !== null && !principal) return false;
+        // Without a key (introspection only) the cap applies per client address instead.
+        const owner = principal ? principal.keyId : anonymousOwner(ctx.extra.request);
+        if (!sessions.open(ctx, owner, ctx.extra.socket)) {
           // Closed here with our code; graphql-ws's own 4403 close that follows is ignored by ws.
-          ctx.extra.socket.close(CLOSE_TOO_MANY, 'too many connections for this API key');
+          ctx.extra.socket.close(CLOSE_TOO_MANY, principal ? 'too many connections for this API key' : 'too many connections');
           return false;
         }
         return true;
@@ -92,7 +96,7 @@ export function createGraphQLWebSocketServer(deps: {
   );
 
   const revocationTimer = setInterval(() => {
-    const closed = sessions.closeRevoked((keyId) => keys.isActive(keyId));
+    const closed = sessions.closeRevoked((owner) => owner.startsWith(ANONYMOUS) || keys.isActive(owner));
     if (closed > 0) logger.info({ closed }, 'closed WebSocket connections of revoked API keys');
   }, options.revocationCheckMs);
   revocationTimer.unref();

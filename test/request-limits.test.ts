@@ -94,7 +94,7 @@ describe('request and connection limits', () => {
     return new Promise<string>((resolve) => socket.once('message', (m) => resolve(JSON.parse(String(m)).type as string)));
   };
 
-  it('closes a socket that never sends connection_init (4408), and a key’s connections past its cap (4429)', async () => {
+  it('closes a socket that never sends connection_init (4408), and a key’s (or an anonymous address’s) connections past the cap (4429)', async () => {
     const silent = openSocket();
     expect(await silent.closed).toBe(4408);
 
@@ -114,6 +114,19 @@ describe('request and connection limits', () => {
     await again.opened;
     expect(await init(again.socket)).toBe('connection_ack');
     for (const s of [sockets[1]!, other, again]) s.socket.close();
+
+    // Without a key (introspection only), the same cap counts per client address.
+    const anonymous = [openSocket(), openSocket(), openSocket()];
+    await Promise.all(anonymous.map((s) => s.opened));
+    const hello = (socket: WebSocket) => {
+      socket.send(JSON.stringify({ type: 'connection_init', payload: {} }));
+      return new Promise<string>((resolve) => socket.once('message', (m) => resolve(JSON.parse(String(m)).type as string)));
+    };
+    expect(await hello(anonymous[0]!.socket)).toBe('connection_ack');
+    expect(await hello(anonymous[1]!.socket)).toBe('connection_ack');
+    void hello(anonymous[2]!.socket);
+    expect(await anonymous[2]!.closed).toBe(4429);
+    for (const s of anonymous.slice(0, 2)) s.socket.close();
   });
 
   it('refuses a key’s subscriptions past its cap with RATE_LIMITED; a completed one frees its place', async () => {
