@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { EngineConfig, LocalEngineConfig } from '../config.js';
@@ -45,16 +45,27 @@ const TINY_MANIFEST = {
   embeddings: { 'tiny-a1111.pt': { aliases: ['f84133b4-aad8-44be-b9ce-7e7e3a8c111f'] } },
 };
 
+/**
+ * Builds the tiny models in a scratch folder and renames it into place, so a process killed
+ * half-way leaves no half-built folder behind: the manifest, written last, marks a finished one.
+ */
+async function buildTinyModels(modelsDir: string): Promise<void> {
+  const scratch = `${modelsDir}.partial-${process.pid}`;
+  await rm(scratch, { recursive: true, force: true });
+  await generateTinyPipeline(path.join(scratch, 'tiny'));
+  await generateTinyPipeline(path.join(scratch, 'tiny-inpainting'), { inpainting: true, embeddings: false });
+  await writeFile(path.join(scratch, 'manifest.json'), `${JSON.stringify(TINY_MANIFEST, null, 2)}\n`);
+  // Whatever an interrupted earlier build left (no manifest) is ours to replace.
+  await rm(modelsDir, { recursive: true, force: true });
+  await rename(scratch, modelsDir);
+}
+
 async function createLocalEngine(config: LocalEngineConfig, logger: Logger): Promise<LocalEngine> {
   let modelsDir = config.modelsDir;
   if (!modelsDir) {
     // No real weights configured: build the tiny test pipelines once, so the API works end to end.
     modelsDir = path.join(config.dataDir, 'models');
-    if (!existsSync(path.join(modelsDir, 'tiny', 'unet', 'model.onnx'))) {
-      await generateTinyPipeline(path.join(modelsDir, 'tiny'));
-      await generateTinyPipeline(path.join(modelsDir, 'tiny-inpainting'), { inpainting: true, embeddings: false });
-      await writeFile(path.join(modelsDir, 'manifest.json'), `${JSON.stringify(TINY_MANIFEST, null, 2)}\n`);
-    }
+    if (!existsSync(path.join(modelsDir, 'manifest.json'))) await buildTinyModels(modelsDir);
     logger.warn(
       { modelsDir },
       'MODELS_DIR is not set: serving TINY RANDOM TEST MODELS, so every image is noise. ' +

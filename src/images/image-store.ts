@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { EXTENSION_BY_TYPE } from './sniff.js';
@@ -25,8 +25,12 @@ export class LocalImageStore {
     this.dir = path.join(dataDir, 'images');
   }
 
+  /** Creates the folder, and removes temp files a killed process left half-written. */
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
+    for (const name of await readdir(this.dir)) {
+      if (name.endsWith('.tmp')) await rm(path.join(this.dir, name), { force: true });
+    }
   }
 
   async put(data: Buffer, contentType: string): Promise<StoredImage> {

@@ -89,7 +89,7 @@ export class ImagePipelineEngine implements Engine {
       tried.add(worker.url);
       let reply: RestReply;
       try {
-        reply = await worker.client.submit(job.mode, body);
+        reply = await worker.client.submit(job.mode, body, job.id);
         this.pool.observe(worker, undefined);
       } catch (err) {
         this.pool.observe(worker, err);

@@ -36,10 +36,16 @@ export class ImagePipelineRestClient {
     });
   }
 
-  /** POST /sd/{mode}/v1. A 4xx answer in the contract's FAILURE shape is returned, not thrown. */
-  submit(mode: JobMode, body: RestRequestBody): Promise<RestReply> {
+  /**
+   * POST /sd/{mode}/v1. A 4xx answer in the contract's FAILURE shape is returned, not thrown.
+   * The idempotency key (our job id) makes a repeated submission (a retry, or a resubmit after
+   * this process died before saving the upstream's id) return the first upstream job on
+   * upstreams that honour Idempotency-Key, as this server does; others ignore the header.
+   */
+  submit(mode: JobMode, body: RestRequestBody, idempotencyKey?: string): Promise<RestReply> {
+    const headers: Record<string, string> = idempotencyKey ? { 'idempotency-key': idempotencyKey } : {};
     return this.withRetries(`submit ${mode}`, () =>
-      this.call('POST', restPaths.submit(mode), JSON.stringify(body)),
+      this.call('POST', restPaths.submit(mode), JSON.stringify(body), headers),
     ).then((r) => r ?? failure('the engine answered 404 to a submission'));
   }
 
@@ -85,11 +91,11 @@ export class ImagePipelineRestClient {
     return this.agent.close();
   }
 
-  private async call(method: 'GET' | 'POST', path: string, body?: string): Promise<RestReply | null> {
+  private async call(method: 'GET' | 'POST', path: string, body?: string, extraHeaders: Record<string, string> = {}): Promise<RestReply | null> {
     const res = await this.send(new URL(path, `${this.options.baseUrl}/`), {
       method,
       body,
-      headers: body ? { 'content-type': 'application/json' } : {},
+      headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...extraHeaders },
     });
     const text = (await readLimited(res.body, MAX_REPLY_BYTES, 'reply')).toString('utf8');
     if (res.statusCode >= 500 || res.statusCode === 429) {
