@@ -198,3 +198,30 @@ describe('a server with two upstream workers', () => {
     }
   });
 });
+
+describe('submitting to a worker that is an instance of this server', () => {
+  it('sends the job id as Idempotency-Key, so a repeated submission (after a crash) gets the first worker job back', async () => {
+    const worker = await startTestServer();
+    const engine = new ImagePipelineEngine({
+      workers: [{ url: worker.url, apiKey: worker.key }],
+      timeoutMs: 2000,
+      retries: 0,
+      maxImageBytes: 1 << 20,
+      probeIntervalMs: 60_000,
+      workerGraceMs: 1000,
+      catalogue: DEFAULT_REMOTE_CATALOGUE,
+      fallbackCatalogue: DEFAULT_REMOTE_CATALOGUE,
+      logger: pino({ level: 'silent' }),
+    });
+    try {
+      const first = await engine.submit(job('gateway-job-1'));
+      const again = await engine.submit(job('gateway-job-1'));
+      const other = await engine.submit(job('gateway-job-2'));
+      expect(again.handle).toBe(first.handle);
+      expect(other.handle).not.toBe(first.handle);
+    } finally {
+      await engine.close();
+      await worker.stop();
+    }
+  });
+});
