@@ -294,7 +294,8 @@ export class LocalEngine implements Engine {
         return;
       }
       const known = err instanceof ImageFetchError || (err instanceof GenerationFailed && err.expected);
-      if (!known) this.options.logger.error({ err, jobId: job.id }, 'local generation failed');
+      // A stop ends running generations on purpose; those jobs resume after the restart.
+      if (!known && !this.closed) this.options.logger.error({ err, jobId: job.id }, 'local generation failed');
       this.states.set(job.id, {
         state: 'FAILURE',
         code: err instanceof ImageFetchError ? 'IMAGE_UNAVAILABLE' : JobErrorCode.ENGINE_FAILED,
