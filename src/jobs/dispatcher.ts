@@ -19,7 +19,7 @@ export interface DispatcherOptions {
  */
 export class Dispatcher {
   /** Waiting jobs, FIFO: queue[head] is next. Forgotten (canceled) entries are skipped when reached. */
-  private queue: Job[] = [];
+  private queue: (Job | undefined)[] = [];
   private head = 0;
   /** Ticket number of each waiting job: its queue position is ticket - dequeued, in O(1). */
   private readonly tickets = new Map<string, number>();
@@ -90,7 +90,10 @@ export class Dispatcher {
 
   private shift(): Job | undefined {
     while (this.head < this.queue.length) {
-      const job = this.queue[this.head++]!;
+      const job = this.queue[this.head]!;
+      // Cleared at once: a job can carry megabytes of data: URL images, and the array is only
+      // compacted now and then.
+      this.queue[this.head++] = undefined;
       this.dequeued++;
       if (this.head > 1024 && this.head * 2 > this.queue.length) {
         this.queue = this.queue.slice(this.head);

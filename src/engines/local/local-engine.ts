@@ -42,8 +42,12 @@ type State =
   | { state: 'FAILURE'; code: string; message: string }
   | { state: 'CANCELED' };
 
-/** How long a finished job's result waits for the poller before it is dropped. */
-const RESULT_TTL_MS = 10 * 60_000;
+/**
+ * How long a finished job's result (its PNG bytes, for a success) is kept: until the poller has
+ * read it, at most 10 minutes; once read, only a short while, in case a read raced a cancel.
+ */
+const UNREAD_RESULT_TTL_MS = 10 * 60_000;
+const READ_RESULT_TTL_MS = 30_000;
 
 /**
  * Runs SD 1.5 in this process on ONNX Runtime, in a worker thread (session.run is synchronous
@@ -59,7 +63,8 @@ export class LocalEngine implements Engine {
   private closed = false;
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private readonly vectors = new Map<string, Promise<EmbeddingRows>>();
-  private readonly expiry = new Set<NodeJS.Timeout>();
+  /** When each finished job's entry is dropped; at most one timer per job. */
+  private readonly expiry = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   /** Uploads run one at a time, so two cannot claim the same trigger word. */
   private uploads: Promise<unknown> = Promise.resolve();
 
@@ -187,12 +192,14 @@ export class LocalEngine implements Engine {
       const i = this.queue.indexOf(handle);
       if (i !== -1) this.queue.splice(i, 1);
       this.states.set(handle, { state: 'CANCELED' });
+      this.forgetLater(handle, READ_RESULT_TTL_MS);
     }
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.expiry) clearTimeout(t);
+    for (const { timer } of this.expiry.values()) clearTimeout(timer);
+    this.expiry.clear();
     await Promise.all([...this.workers.map((w) => w.close()), this.options.imageFetcher.close()]);
   }
 
@@ -211,25 +218,31 @@ export class LocalEngine implements Engine {
       case 'PROCESSING':
         return { state: 'PROCESSING', step: s.step, totalSteps: s.totalSteps };
       case 'SUCCESS':
-        this.forgetLater(handle);
+        this.forgetLater(handle, READ_RESULT_TTL_MS);
         return { state: 'SUCCESS', images: s.images };
       case 'FAILURE':
-        this.forgetLater(handle);
+        this.forgetLater(handle, READ_RESULT_TTL_MS);
         return { state: 'FAILURE', code: s.code, message: s.message };
       case 'CANCELED':
+        this.forgetLater(handle, READ_RESULT_TTL_MS);
         return { state: 'FAILURE', code: JobErrorCode.ENGINE_FAILED, message: 'canceled' };
       default:
         return { state: 'LOST', message: `the local engine has no job ${job.id}` };
     }
   }
 
-  private forgetLater(handle: string): void {
+  /** Drops a finished job's entry after ttlMs, unless it is already due sooner. */
+  private forgetLater(handle: string, ttlMs: number): void {
+    const at = Date.now() + ttlMs;
+    const current = this.expiry.get(handle);
+    if (current && current.at <= at) return;
+    if (current) clearTimeout(current.timer);
     const timer = setTimeout(() => {
-      this.expiry.delete(timer);
+      this.expiry.delete(handle);
       this.states.delete(handle);
-    }, RESULT_TTL_MS);
+    }, ttlMs);
     timer.unref();
-    this.expiry.add(timer);
+    this.expiry.set(handle, { at, timer });
   }
 
   private pump(): void {
@@ -291,6 +304,7 @@ export class LocalEngine implements Engine {
     } catch (err) {
       if (err instanceof GenerationCanceled) {
         this.states.set(job.id, { state: 'CANCELED' });
+        this.forgetLater(job.id, READ_RESULT_TTL_MS); // nobody polls a canceled job
         return;
       }
       const known = err instanceof ImageFetchError || (err instanceof GenerationFailed && err.expected);
@@ -303,6 +317,7 @@ export class LocalEngine implements Engine {
       });
     } finally {
       this.busy.delete(job.id);
+      this.forgetLater(job.id, UNREAD_RESULT_TTL_MS);
     }
   }
 
