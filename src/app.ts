@@ -33,7 +33,7 @@ import { CatalogueService } from './models/catalogue-service.js';
 import type { GraphQLContext } from './schema/context.js';
 import { createErrorMasker } from './schema/errors.js';
 import { schema } from './schema/index.js';
-import { openDatabase, WalSync } from './storage/sqlite.js';
+import { openDatabase, WalSync, type SqliteDatabase } from './storage/sqlite.js';
 import { GRAPHIQL_EXAMPLE } from './graphiql-example.js';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -55,6 +55,8 @@ export interface AppOverrides {
   /** Use this engine instead of the configured one (tests, benchmarks). */
   engine?: Engine;
   logger?: Logger;
+  /** Called with the open database (tests use it to make the disk look full). */
+  onDatabaseOpen?: (db: SqliteDatabase) => void;
 }
 
 function refusalOf(checked: ReturnType<typeof checkOutboundUrl>): string | null {
@@ -67,6 +69,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const logger = overrides.logger ?? createLogger(config.logLevel);
   const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
   const db = openDatabase(dbFile);
+  overrides.onDatabaseOpen?.(db);
   const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
   const keys = new SqliteKeyStore(db, walSync);
   const store = new SqliteJobStore(db, walSync);

@@ -9,7 +9,7 @@ import { isTerminal, type Job, type JobMode } from './job.js';
 import type { JobEvents } from './job-events.js';
 import { InputValidationError, MAX_SEED, parseGenerationInput, type FieldIssue } from './job-input.js';
 import { checkIdempotencyKey, requestFingerprint } from './idempotency.js';
-import { DuplicateIdempotencyKeyError, type IdempotencyRecord, type JobListQuery, type JobPage, type JobStore } from './job-store.js';
+import { DuplicateIdempotencyKeyError, StorageUnavailableError, type IdempotencyRecord, type JobListQuery, type JobPage, type JobStore } from './job-store.js';
 import { JobStream } from './job-stream.js';
 import type { JobUpdater } from './job-updater.js';
 import type { JobAdmission } from '../limits/job-admission.js';
@@ -102,6 +102,15 @@ export class JobService {
       if (err instanceof DuplicateIdempotencyKeyError && idempotency) {
         const earlier = await this.replay(principal, idempotency);
         if (earlier) return earlier;
+      }
+      if (err instanceof StorageUnavailableError) {
+        this.deps.logger.error({ err: err.cause }, 'cannot record new jobs: the database is not writable');
+        throw new ApiError(
+          'STORAGE_UNAVAILABLE',
+          'the server cannot record new jobs right now (its storage is full or not writable); nothing was created, retry later',
+          503,
+          { retryAfter: 30 },
+        );
       }
       throw err;
     }

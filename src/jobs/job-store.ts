@@ -48,6 +48,20 @@ export class DuplicateIdempotencyKeyError extends Error {
   }
 }
 
+/** The database cannot take writes: the disk is full, read-only, or failing. */
+export class StorageUnavailableError extends Error {
+  constructor(options: { cause: unknown }) {
+    super('the job store cannot be written', options);
+    this.name = 'StorageUnavailableError';
+  }
+}
+
+const STORAGE_FAULT = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN)|^(ENOSPC|EIO|EROFS|EDQUOT)$/;
+
+export function isStorageFault(err: unknown): boolean {
+  return STORAGE_FAULT.test(String((err as { code?: unknown } | null)?.code ?? ''));
+}
+
 export class InvalidCursorError extends Error {
   constructor() {
     super('the cursor is not one this server issued');
@@ -179,6 +193,7 @@ export class SqliteJobStore implements JobStore {
       await this.writes.run(() => this.insertStmt.run(row));
     } catch (err) {
       if (idempotency && (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new DuplicateIdempotencyKeyError();
+      if (isStorageFault(err)) throw new StorageUnavailableError({ cause: err });
       throw err;
     }
   }

@@ -36,8 +36,8 @@ export function createErrorMasker(logger: Logger) {
           code: original.code,
           ...original.details,
           ...(original.httpStatus === 401 ? { http: { status: 401 } } : {}),
-          ...(original.httpStatus === 429
-            ? { http: { status: 429, headers: { 'Retry-After': String(original.details.retryAfter ?? 1) } } }
+          ...(original.httpStatus === 429 || original.httpStatus === 503
+            ? { http: { status: original.httpStatus, headers: { 'Retry-After': String(original.details.retryAfter ?? 1) } } }
             : {}),
         },
       });

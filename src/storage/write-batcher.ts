@@ -46,7 +46,10 @@ export class WriteBatcher {
         }
       })();
     } catch (error) {
-      for (const write of batch) write.reject(error);
+      // Some failures (SQLITE_FULL, I/O errors) make SQLite roll back the whole transaction, and
+      // the commit then fails with "no transaction is active": report the write's own error.
+      const cause = outcomes.find((o) => !o.ok)?.error ?? error;
+      for (const write of batch) write.reject(cause);
       return Promise.resolve();
     }
     return this.walSync.sync().then(
