@@ -31,9 +31,17 @@
  *    100 subscriptions (multiplexed). After closing, the server's listener and socket counts must
  *    return to 0.
  *
+ * 3. The local engine on its models: seconds per step, share outside session.run, peak memory.
+ *
+ * 4. Soak (bench/soak/, also runnable alone: npx tsx bench/soak/index.ts): BENCH_SOAK_MS (default
+ *    180 s) of mixed GraphQL / REST / WebSocket load from 20 keys against src/main.ts with the local
+ *    engine and the default per-key limits; every accepted job must end with its images (0 lost),
+ *    errors counted by code, server memory sampled for a growth trend. BENCH_SOAK=0 skips it.
+ *
  * Knobs (environment): BENCH_CONCURRENCY, BENCH_WARMUP_MS, BENCH_DURATION_MS, BENCH_UPSTREAM
  * (hold|complete), BENCH_EXTRA=1, BENCH_SUBS, BENCH_MULTIPLEX=0, BENCH_STOP_LIMIT_MS (default 3000),
- * BENCH_NODE_ARGS (extra node flags for the server processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
+ * BENCH_NODE_ARGS (extra node flags for the server processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"),
+ * BENCH_SOAK=0, BENCH_SOAK_MS and the other BENCH_SOAK_* knobs described in bench/soak/options.ts.
  *
  * Reading the figures: every server, the fake upstream and the client are separate processes on
  * the same machine (2 cores here), so the CPU column shows who had the cores: server% near 100 is a
@@ -45,6 +53,7 @@ import os from 'node:os';
 import { promisify } from 'node:util';
 import type { LocalEngineFigures } from './local-engine.js';
 import { concat, percentile } from './lib/load.js';
+import { printSoakReport, runSoak, soakOptionsFromEnv, soakSummaryRows } from './soak/index.js';
 import { runSubscriptionMemory, type LayoutResult, type MemoryResult } from './subscriptions.js';
 import { runBaseline, runOurs, type RunResult, type ThroughputSettings } from './throughput.js';
 
@@ -231,6 +240,20 @@ for (const f of local) {
     verdict(f.outsideRunShare < 0.05),
   ]);
   rows.push([`  peak RSS of the process`, `${fmt(f.peakRssMb, 0)} MB`, '', '(info)']);
+}
+
+// 4. Soak: many keys at once against src/main.ts with the local engine; its rows join the summary.
+if (env.BENCH_SOAK !== '0') {
+  const soakOptions = soakOptionsFromEnv();
+  console.log(
+    `4. Soak: ${soakOptions.keys} keys, ${fmt(soakOptions.durationMs / 1000)} s of mixed load (BENCH_SOAK_MS; BENCH_SOAK=0 skips), ` +
+      `src/main.ts with the local engine and the default per-key limits`,
+  );
+  const soak = await runSoak(soakOptions);
+  printSoakReport(soak);
+  console.log(`  [${elapsed()}]`);
+  console.log();
+  rows.push(...soakSummaryRows(soak));
 }
 
 const w = [Math.max(...rows.map((r) => r[0].length)) + 2, Math.max(...rows.map((r) => r[1].length)) + 2, 12, 6];
