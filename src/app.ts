@@ -23,11 +23,8 @@ import { JobUpdater } from './jobs/job-updater.js';
 import { Poller } from './jobs/poller.js';
 import { JobAdmission } from './limits/job-admission.js';
 import { parseAllowHosts } from './net/address-policy.js';
-import { checkOutboundUrl } from './net/guarded-agent.js';
-import { WriteBatcher } from './storage/write-batcher.js';
-import { WebhookDispatcher } from './webhooks/webhook-dispatcher.js';
-import { WebhookSender } from './webhooks/webhook-sender.js';
-import { WebhookStore } from './webhooks/webhook-store.js';
+import { checkOutboundUrl, outboundRefusal } from './net/guarded-agent.js';
+import { createWebhooks } from './webhooks/create-webhooks.js';
 import { createLogger, type Logger } from './logger.js';
 import { CatalogueService } from './models/catalogue-service.js';
 import type { GraphQLContext } from './schema/context.js';
@@ -59,11 +56,6 @@ export interface AppOverrides {
   onDatabaseOpen?: (db: SqliteDatabase) => void;
 }
 
-function refusalOf(checked: ReturnType<typeof checkOutboundUrl>): string | null {
-  if ('url' in checked) return null;
-  return checked.kind === 'scheme' ? `${checked.refusal}; only http: and https: are accepted` : checked.refusal;
-}
-
 /** Wires the whole server. Owns every socket, timer and handle it opens; stop() releases them all. */
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
   const logger = overrides.logger ?? createLogger(config.logLevel);
@@ -91,32 +83,28 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const admission = new JobAdmission(config.admission);
   updater.onFinished((job) => admission.finished(job.ownerId, job.id));
 
-  const webhookAllow = parseAllowHosts(config.webhooks.allowHosts);
-  const webhookSender = new WebhookSender(webhookAllow, config.webhooks.timeoutMs);
   let listeningUrl = `http://${config.host}:${config.port}`;
-  const webhooks = new WebhookDispatcher(
-    {
-      store: new WebhookStore(db, new WriteBatcher(db, walSync)),
-      send: async (url, deliveryId, body, ownerId) => {
-        const secret = keys.webhookSecret(ownerId);
-        if (!secret) return { ok: false, retry: false, error: 'the API key that made the job was revoked' };
-        return webhookSender.send(url, deliveryId, body, secret);
-      },
-      getJob: (id) => store.get(id),
-      publicBaseUrl: () => config.publicUrl ?? listeningUrl,
-      logger,
-    },
-    { maxAttempts: config.webhooks.maxAttempts, retryBaseMs: config.webhooks.retryBaseMs, concurrency: 4 },
-  );
+  const webhooks = createWebhooks({
+    db,
+    walSync,
+    keys,
+    jobs: store,
+    config: config.webhooks,
+    publicBaseUrl: () => config.publicUrl ?? listeningUrl,
+    logger,
+  });
   updater.onFinished((job) => {
-    webhooks.jobFinished(job).catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
+    webhooks.dispatcher
+      .jobFinished(job)
+      .catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
   });
   const imageAllow = parseAllowHosts(config.imageFetchAllowHosts);
   // What can be judged when the request arrives; names that resolve to private addresses are
   // refused later, when fetched or called.
   const outboundUrls = {
-    webhook: (url: string) => refusalOf(checkOutboundUrl(url, webhookAllow)),
-    image: (url: string) => (url.trimStart().slice(0, 5).toLowerCase() === 'data:' ? null : refusalOf(checkOutboundUrl(url, imageAllow))),
+    webhook: webhooks.checkUrl,
+    image: (url: string) =>
+      url.trimStart().slice(0, 5).toLowerCase() === 'data:' ? null : outboundRefusal(checkOutboundUrl(url, imageAllow)),
   };
   const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, admission, outboundUrls, logger });
   const models = new CatalogueService(engine);
@@ -241,7 +229,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
       const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
       listeningUrl = url;
-      await webhooks.start();
+      await webhooks.dispatcher.start();
       logger.info({ url: `${url}${GRAPHQL_PATH}`, resumedJobs: active.length, engine: engine.name }, 'server listening');
       return url;
     },
@@ -254,7 +242,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         // Engine calls in flight get the grace period; past it their jobs are simply resumed on the next start.
         let graceTimer: NodeJS.Timeout | undefined;
         await Promise.race([
-          Promise.all([dispatcher.stop(), poller.stop(), webhooks.stop()]),
+          Promise.all([dispatcher.stop(), poller.stop(), webhooks.dispatcher.stop()]),
           new Promise((resolve) => (graceTimer = setTimeout(resolve, config.shutdownGraceMs))),
         ]);
         clearTimeout(graceTimer);
@@ -264,7 +252,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         await closed;
         clearTimeout(grace);
         logger.debug('stop: http closed');
-        await Promise.all([engine.close(), webhookSender.close()]);
+        await Promise.all([engine.close(), webhooks.close()]);
         await store.flush();
         db.pragma('wal_checkpoint(TRUNCATE)');
         walSync.close();

@@ -57,6 +57,12 @@ export function checkOutboundUrl(url: string, allow: AllowList): { url: URL } | 
   return { url: parsed };
 }
 
+/** A refusal from checkOutboundUrl as a field message, or null. */
+export function outboundRefusal(checked: ReturnType<typeof checkOutboundUrl>): string | null {
+  if ('url' in checked) return null;
+  return checked.kind === 'scheme' ? `${checked.refusal}; only http: and https: are accepted` : checked.refusal;
+}
+
 /** The first error of a type along an error's cause chain (undici wraps connector errors). */
 export function findCause<T extends Error>(err: unknown, type: new (...args: never[]) => T): T | undefined {
   for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) if (e instanceof type) return e;

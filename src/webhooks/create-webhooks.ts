@@ -1,0 +1,48 @@
+import type { Logger } from 'pino';
+import type { SqliteKeyStore } from '../auth/key-store.js';
+import type { Config } from '../config.js';
+import type { JobStore } from '../jobs/job-store.js';
+import { parseAllowHosts } from '../net/address-policy.js';
+import { checkOutboundUrl, outboundRefusal } from '../net/guarded-agent.js';
+import type { SqliteDatabase, WalSync } from '../storage/sqlite.js';
+import { WriteBatcher } from '../storage/write-batcher.js';
+import { WebhookDispatcher } from './webhook-dispatcher.js';
+import { WebhookSender } from './webhook-sender.js';
+import { WebhookStore } from './webhook-store.js';
+
+/** Deliveries in flight at once: receivers are other people's servers, so few. */
+const CONCURRENCY = 4;
+
+/** Wires the webhook sender, its stored deliveries and the dispatcher that retries them. */
+export function createWebhooks(deps: {
+  db: SqliteDatabase;
+  walSync: WalSync;
+  keys: SqliteKeyStore;
+  jobs: JobStore;
+  config: Config['webhooks'];
+  publicBaseUrl: () => string;
+  logger: Logger;
+}) {
+  const allow = parseAllowHosts(deps.config.allowHosts);
+  const sender = new WebhookSender(allow, deps.config.timeoutMs);
+  const dispatcher = new WebhookDispatcher(
+    {
+      store: new WebhookStore(deps.db, new WriteBatcher(deps.db, deps.walSync)),
+      send: async (url, deliveryId, body, ownerId) => {
+        const secret = deps.keys.webhookSecret(ownerId);
+        if (!secret) return { ok: false, retry: false, error: 'the API key that made the job was revoked' };
+        return sender.send(url, deliveryId, body, secret);
+      },
+      getJob: (id) => deps.jobs.get(id),
+      publicBaseUrl: deps.publicBaseUrl,
+      logger: deps.logger,
+    },
+    { maxAttempts: deps.config.maxAttempts, retryBaseMs: deps.config.retryBaseMs, concurrency: CONCURRENCY },
+  );
+  return {
+    dispatcher,
+    /** Why a webhook URL is refused at request time (scheme, private IP literal); null if not. */
+    checkUrl: (url: string) => outboundRefusal(checkOutboundUrl(url, allow)),
+    close: () => sender.close(),
+  };
+}
