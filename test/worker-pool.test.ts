@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EngineUnavailableError, type EngineJob } from '../src/engines/engine.js';
@@ -222,6 +224,37 @@ describe('submitting to a worker that is an instance of this server', () => {
     } finally {
       await engine.close();
       await worker.stop();
+    }
+  });
+});
+
+describe('asking workers for their catalogue', () => {
+  it('never stalls requests on a worker that does not answer: the first waits briefly, the rest not at all', async () => {
+    const silent = createServer(() => {}); // accepts connections, never answers
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const engine = new ImagePipelineEngine({
+      workers: [{ url, apiKey: 'k' }],
+      timeoutMs: 10_000,
+      retries: 0,
+      maxImageBytes: 1 << 20,
+      probeIntervalMs: 60_000,
+      workerGraceMs: 1000,
+      catalogue: undefined,
+      fallbackCatalogue: DEFAULT_REMOTE_CATALOGUE,
+      logger: pino({ level: 'silent' }),
+    });
+    try {
+      let started = Date.now();
+      expect((await engine.catalogue()).find('sd1.5')).toBeDefined(); // the fallback meanwhile
+      expect(Date.now() - started).toBeLessThan(2_500);
+      started = Date.now();
+      await engine.catalogue();
+      expect(Date.now() - started).toBeLessThan(200);
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+      await engine.close();
     }
   });
 });

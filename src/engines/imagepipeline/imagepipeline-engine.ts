@@ -28,6 +28,8 @@ export interface ImagePipelineEngineOptions {
 const CATALOGUE_REFRESH_MS = 60_000;
 /** How soon to ask again while no worker has told its catalogue. */
 const CATALOGUE_RETRY_MS = 2_000;
+/** How long a request waits for a catalogue answer before going on with the last one known. */
+const CATALOGUE_WAIT_MS = 1_500;
 
 /**
  * An engine that runs jobs on remote services speaking the contract's REST protocol: the hosted
@@ -60,8 +62,10 @@ export class ImagePipelineEngine implements Engine {
     if (this.options.catalogue) return this.models;
     const age = Date.now() - this.catalogueCheckedAt;
     if (!this.catalogueKnown && age >= CATALOGUE_RETRY_MS) {
-      // Not known yet (workers still starting, say): this caller waits for the answer.
-      await this.refreshCatalogue();
+      // Not known yet (workers still starting, say): the caller waits for the answer, but only
+      // briefly, so a worker that hangs or a hosted upstream without GraphQL never stalls requests.
+      const asked = this.refreshCatalogue();
+      await Promise.race([asked, new Promise((resolve) => setTimeout(resolve, CATALOGUE_WAIT_MS).unref())]);
     } else if (this.catalogueKnown && age >= CATALOGUE_REFRESH_MS) {
       void this.refreshCatalogue();
     }
@@ -162,9 +166,11 @@ export class ImagePipelineEngine implements Engine {
 
   /** Asks every worker for its models over GraphQL; one request at a time shares the answer. */
   private refreshCatalogue(): Promise<void> {
-    this.catalogueRefresh ??= (async () => {
+    if (this.catalogueRefresh) return this.catalogueRefresh;
+    // Stamped when asked, not when answered: while an answer is slow, other callers do not wait.
+    this.catalogueCheckedAt = Date.now();
+    this.catalogueRefresh = (async () => {
       const lists = await Promise.all(this.pool.workers.map((w) => this.graphql.models(this.endpoint(w))));
-      this.catalogueCheckedAt = Date.now();
       const found = lists.filter((l): l is NonNullable<typeof l> => l !== null && l.length > 0);
       if (found.length === 0) return;
       try {

@@ -38,8 +38,9 @@ export class WorkerGraphQLClient {
     await this.post(worker, { query: CANCEL_MUTATION, variables: { id } });
   }
 
+  /** Aborts calls in flight: they are all optional, and must not hold up a shutdown. */
   close(): Promise<void> {
-    return this.agent.close();
+    return this.agent.destroy();
   }
 
   private async post(worker: WorkerEndpoint, body: unknown): Promise<unknown> {
