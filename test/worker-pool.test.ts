@@ -30,6 +30,24 @@ const job = (id: string): EngineJob => ({
   },
 });
 
+/** An engine over these workers; probes are driven by hand in the tests (long interval). */
+const engineFor = (
+  workers: { url: string; apiKey: string | undefined }[],
+  options: Partial<ConstructorParameters<typeof ImagePipelineEngine>[0]> = {},
+) =>
+  new ImagePipelineEngine({
+    workers,
+    timeoutMs: 2000,
+    retries: 0,
+    maxImageBytes: 1 << 20,
+    probeIntervalMs: 60_000,
+    workerGraceMs: 1000,
+    catalogue: DEFAULT_REMOTE_CATALOGUE,
+    fallbackCatalogue: DEFAULT_REMOTE_CATALOGUE,
+    logger: pino({ level: 'silent' }),
+    ...options,
+  });
+
 describe('worker handles', () => {
   it('round-trips, and reads a plain id (from before gateways) as the first worker’s', () => {
     const h = { worker: 'http://w1:4000', id: 'abc' };
@@ -68,17 +86,7 @@ describe('the imagepipeline engine over several workers', () => {
       await fake.start();
       fakes.push(fake);
     }
-    engine = new ImagePipelineEngine({
-      workers: fakes.map((f) => ({ url: f.url, apiKey: f.apiKey })),
-      timeoutMs: 2000,
-      retries: 0,
-      maxImageBytes: 1 << 20,
-      probeIntervalMs: 60_000, // probes are driven by hand below
-      workerGraceMs: graceMs,
-      catalogue: DEFAULT_REMOTE_CATALOGUE,
-      fallbackCatalogue: DEFAULT_REMOTE_CATALOGUE,
-      logger: pino({ level: 'silent' }),
-    });
+    engine = engineFor(fakes.map((f) => ({ url: f.url, apiKey: f.apiKey })), { workerGraceMs: graceMs });
     return engine;
   }
 
@@ -204,17 +212,7 @@ describe('a server with two upstream workers', () => {
 describe('submitting to a worker that is an instance of this server', () => {
   it('sends the job id as Idempotency-Key, so a repeated submission (after a crash) gets the first worker job back', async () => {
     const worker = await startTestServer();
-    const engine = new ImagePipelineEngine({
-      workers: [{ url: worker.url, apiKey: worker.key }],
-      timeoutMs: 2000,
-      retries: 0,
-      maxImageBytes: 1 << 20,
-      probeIntervalMs: 60_000,
-      workerGraceMs: 1000,
-      catalogue: DEFAULT_REMOTE_CATALOGUE,
-      fallbackCatalogue: DEFAULT_REMOTE_CATALOGUE,
-      logger: pino({ level: 'silent' }),
-    });
+    const engine = engineFor([{ url: worker.url, apiKey: worker.key }]);
     try {
       const first = await engine.submit(job('gateway-job-1'));
       const again = await engine.submit(job('gateway-job-1'));
@@ -233,17 +231,7 @@ describe('asking workers for their catalogue', () => {
     const silent = createServer(() => {}); // accepts connections, never answers
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
-    const engine = new ImagePipelineEngine({
-      workers: [{ url, apiKey: 'k' }],
-      timeoutMs: 10_000,
-      retries: 0,
-      maxImageBytes: 1 << 20,
-      probeIntervalMs: 60_000,
-      workerGraceMs: 1000,
-      catalogue: undefined,
-      fallbackCatalogue: DEFAULT_REMOTE_CATALOGUE,
-      logger: pino({ level: 'silent' }),
-    });
+    const engine = engineFor([{ url, apiKey: 'k' }], { timeoutMs: 10_000, catalogue: undefined });
     try {
       let started = Date.now();
       expect((await engine.catalogue()).find('sd1.5')).toBeDefined(); // the fallback meanwhile
