@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseScopes, type KeyScope } from '../src/auth/api-key.js';
-import { SqliteKeyStore } from '../src/auth/key-store.js';
+import { SqliteKeyStore, type ApiKeyRecord } from '../src/auth/key-store.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { openDatabase, WalSync } from '../src/storage/sqlite.js';
 
@@ -10,24 +10,35 @@ import { openDatabase, WalSync } from '../src/storage/sqlite.js';
  * change counts from the key's next request; its open WebSockets are closed within a second).
  *   npm run --silent keys -- create --name NAME [--scopes generate]   (the key alone on the last line)
  *   npm run --silent keys -- list
- *   npm run --silent keys -- scopes ID_OR_PREFIX --scopes read-only
- *   npm run --silent keys -- revoke ID_OR_PREFIX
- *   npm run --silent keys -- webhook-secret ID_OR_PREFIX [--rotate]
+ *   npm run --silent keys -- scopes KEY --scopes read-only
+ *   npm run --silent keys -- revoke KEY
+ *   npm run --silent keys -- webhook-secret KEY [--rotate]
+ * KEY: the key's id, the whole key, or a prefix of either that names one live key.
  * Scopes, each including the ones before: read-only (read), generate, admin.
  */
 
 const usage = `usage:
   keys create --name NAME [--scopes read-only|generate|admin]   (default: generate)
   keys list
-  keys scopes ID_OR_PREFIX --scopes read-only|generate|admin
-  keys revoke ID_OR_PREFIX
-  keys webhook-secret ID_OR_PREFIX [--rotate]`;
+  keys scopes KEY --scopes read-only|generate|admin
+  keys revoke KEY
+  keys webhook-secret KEY [--rotate]
+KEY: the key's id, the whole key, or a prefix of either that names one live key`;
 
 function scopesOption(): KeyScope[] {
   const { scopes, unknown } = parseScopes(values.scopes ?? 'generate');
   if (unknown.length) fail(`unknown scope(s): ${unknown.join(', ')} (known: read-only, generate, admin)`);
   if (scopes.length === 0) fail('give at least one scope');
   return scopes;
+}
+
+/** The live key the command line names, or a stop with why not. */
+function target(command: string): ApiKeyRecord {
+  const reference = positionals[1];
+  if (!reference) fail(`${command} needs a key: its id, the key, or a prefix of either`);
+  const found = keys.find(reference);
+  if ('problem' in found) fail(found.problem);
+  return found.record;
 }
 
 function fail(message: string): never {
@@ -74,26 +85,24 @@ try {
       }
       break;
     case 'scopes': {
-      const target = positionals[1];
-      if (!target) fail('scopes needs an id or key prefix');
       if (!values.scopes) fail('scopes needs --scopes');
       const scopes = scopesOption();
-      if (!keys.setScopes(target, scopes)) fail(`no active key with id or prefix "${target}"`);
-      process.stdout.write(`${target} now has scopes: ${scopes.join(', ')}\n`);
+      const record = target('scopes');
+      if (!keys.setScopes(record.id, scopes)) fail(`the key ${record.id} was revoked meanwhile`);
+      process.stdout.write(`${record.id} (${record.prefix}…, "${record.name}") now has scopes: ${scopes.join(', ')}\n`);
       break;
     }
     case 'webhook-secret': {
-      const target = positionals[1];
-      const record = keys.list().find((k) => !k.revokedAt && (k.id === target || k.prefix === target));
-      if (!record) fail(`no active key with id or prefix "${target ?? ''}"`);
-      process.stdout.write(`${keys.webhookSecret(record.id, { rotate: values.rotate ?? false })}\n`);
+      const record = target('webhook-secret');
+      const secret = keys.webhookSecret(record.id, { rotate: values.rotate ?? false });
+      if (!secret) fail(`the key ${record.id} was revoked meanwhile`);
+      process.stdout.write(`${secret}\n`);
       break;
     }
     case 'revoke': {
-      const target = positionals[1];
-      if (!target) fail('revoke needs an id or key prefix');
-      if (!keys.revoke(target)) fail(`no active key with id or prefix "${target}"`);
-      process.stdout.write(`revoked ${target}\n`);
+      const record = target('revoke');
+      if (!keys.revoke(record.id)) fail(`the key ${record.id} was revoked meanwhile`);
+      process.stdout.write(`revoked ${record.id} (${record.prefix}…, "${record.name}")\n`);
       break;
     }
     default:

@@ -319,5 +319,33 @@ describe('authentication and isolation', () => {
       expect(await keysCli('revoke', id)).toContain('revoked');
       expect((await post(JobsDocument, { 'API-Key': key }, { first: 5 })).status).toBe(401);
     });
+
+    it('finds the key an operator names by id, whole key or any prefix of either, and refuses an ambiguous one', () => {
+      const keys = server.app.keys;
+      const a = keys.create('find-a');
+      const b = keys.create('find-b');
+      const found = (ref: string) => {
+        const r = keys.find(ref);
+        return 'record' in r ? r.record.id : r.problem;
+      };
+      expect(found(a.key)).toBe(a.record.id);
+      expect(found(a.key.slice(0, 20))).toBe(a.record.id); // longer than the shown prefix
+      expect(found(a.record.prefix)).toBe(a.record.id);
+      expect(found(` ${a.record.id} `)).toBe(a.record.id);
+      expect(found(b.record.id.slice(0, 13))).toBe(b.record.id);
+      expect(found('sdk_')).toMatch(/^"sdk_" names \d+ keys: .*give more of it, or the id$/);
+      expect(found(`${a.key.slice(0, -1)}${a.key.endsWith('A') ? 'B' : 'A'}`)).toMatch(/^no key has the id, key or prefix/);
+      expect(found('')).toMatch(/give a key id/);
+      expect(keys.revoke(b.record.id)).toBe(true);
+      expect(found(b.key)).toBe(`the key "${b.key}" names (${b.record.id}) is already revoked`);
+    });
+
+    it('revokes with the whole key from the command line, and says why an ambiguous prefix is refused', async () => {
+      const created = (await keysCli('create', '--name', 'whole')).split('\n');
+      const key = created.at(-1)!;
+      expect(await keysCli('revoke', key)).toMatch(/^revoked \S+ \(sdk_\S+…, "whole"\)$/);
+      expect((await post(JobsDocument, { 'API-Key': key }, { first: 5 })).status).toBe(401);
+      await expect(keysCli('revoke', 'sdk_')).rejects.toThrow(/"sdk_" names \d+ keys/);
+    });
   });
 });

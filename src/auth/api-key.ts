@@ -34,6 +34,8 @@ export interface Principal {
 }
 
 const KEY_PREFIX = 'sdk_';
+/** Characters in a whole key: the prefix and 32 bytes in unpadded base64url. */
+export const API_KEY_LENGTH = KEY_PREFIX.length + 43;
 
 export function generateApiKey(): { id: string; key: string; hash: string; prefix: string } {
   const key = `${KEY_PREFIX}${randomBytes(32).toString('base64url')}`;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { SqliteDatabase, WalSync } from '../storage/sqlite.js';
-import { generateApiKey, hashApiKey, KEY_SCOPES, type KeyScope, type Principal } from './api-key.js';
+import { API_KEY_LENGTH, generateApiKey, hashApiKey, KEY_SCOPES, type KeyScope, type Principal } from './api-key.js';
 
 export interface ApiKeyRecord {
   id: string;
@@ -97,21 +97,43 @@ export class SqliteKeyStore {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n;
   }
 
-  /** Replaces a live key's scopes (by id or shown prefix); takes effect on its next request. */
-  setScopes(idOrPrefix: string, scopes: readonly KeyScope[]): boolean {
+  /**
+   * The one live key an operator names: by its id, by the whole key (found by its hash), or by a
+   * prefix of either (longer than the one `list` shows, too) that no other live key has.
+   */
+  find(reference: string): { record: ApiKeyRecord } | { problem: string } {
+    const ref = reference.trim();
+    if (!ref) return { problem: 'give a key id, the key itself, or a prefix of either' };
+    const all = this.list();
+    const hashed = this.db.prepare<[string], { id: string }>('SELECT id FROM api_keys WHERE key_hash = ?').get(hashApiKey(ref));
+    let matches = all.filter((k) => k.id === (hashed?.id ?? ref));
+    if (matches.length === 0 && ref.length < API_KEY_LENGTH) {
+      // Only the shown prefix of a key is stored: a longer one is matched on that part.
+      matches = all.filter((k) => k.id.startsWith(ref) || k.prefix.startsWith(ref) || ref.startsWith(k.prefix));
+    }
+    const live = matches.filter((k) => !k.revokedAt);
+    if (live.length === 1) return { record: live[0]! };
+    if (live.length > 1) {
+      const named = live.map((k) => `${k.id} (${k.prefix}…, "${k.name}")`).join(', ');
+      return { problem: `"${ref}" names ${live.length} keys: ${named}; give more of it, or the id` };
+    }
+    if (matches.length > 0) return { problem: `the key "${ref}" names (${matches[0]!.id}) is already revoked` };
+    return { problem: `no key has the id, key or prefix "${ref}"` };
+  }
+
+  /** Replaces a live key's scopes; takes effect on its next request. False if it is not live. */
+  setScopes(id: string, scopes: readonly KeyScope[]): boolean {
     if (scopes.length === 0) throw new Error('a key needs at least one scope');
     const result = this.db
-      .prepare('UPDATE api_keys SET scopes = ? WHERE (id = ? OR key_prefix = ?) AND revoked_at IS NULL')
-      .run(JSON.stringify(scopes), idOrPrefix, idOrPrefix);
+      .prepare('UPDATE api_keys SET scopes = ? WHERE id = ? AND revoked_at IS NULL')
+      .run(JSON.stringify(scopes), id);
     this.walSync.syncNow();
     return result.changes > 0;
   }
 
-  /** Revokes by id or by the key's shown prefix; true if a live key was revoked. */
-  revoke(idOrPrefix: string): boolean {
-    const result = this.db
-      .prepare('UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR key_prefix = ?) AND revoked_at IS NULL')
-      .run(Date.now(), idOrPrefix, idOrPrefix);
+  /** Revokes a live key; true if it was live. */
+  revoke(id: string): boolean {
+    const result = this.db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(Date.now(), id);
     this.walSync.syncNow();
     return result.changes > 0;
   }
