@@ -11,7 +11,7 @@ describe('engine faults end a job clearly and never take the server down', () =>
     server = await startTestServer({ env: { POLL_FAILURE_BUDGET_MS: '300' } });
   });
   afterEach(() => {
-    server.upstream.behaviour = { ...server.upstream.behaviour, failWith: null, malformedStatus: null, unavailableSubmits: 0 };
+    server.upstream.behaviour = { ...server.upstream.behaviour, failWith: null, failCode: null, malformedStatus: null, unavailableSubmits: 0 };
   });
   afterAll(() => server.stop());
 
@@ -31,11 +31,21 @@ describe('engine faults end a job clearly and never take the server down', () =>
     expect(job.finishedAt).not.toBeNull();
   });
 
+  it('keeps a worker\'s code when it blames the request (INVALID_INPUT, IMAGE_UNAVAILABLE), and says ENGINE_FAILED for any other', async () => {
+    server.upstream.behaviour.failWith = 'initImage: the image cannot be decoded';
+    server.upstream.behaviour.failCode = 'INVALID_INPUT';
+    expect((await run()).error).toEqual({ code: 'INVALID_INPUT', message: 'initImage: the image cannot be decoded' });
+    server.upstream.behaviour.failCode = 'IMAGE_UNAVAILABLE';
+    expect((await run()).error!.code).toBe('IMAGE_UNAVAILABLE');
+    server.upstream.behaviour.failCode = 'INTERNAL';
+    expect((await run()).error!.code).toBe('ENGINE_FAILED');
+  });
+
   it("never stores or shows secrets or stack traces from an upstream's error message", async () => {
-    server.upstream.behaviour.failWith = `boom with key ${server.upstream.apiKey} and sdk_${'x'.repeat(43)}\n    at Object.<anonymous> (/srv/app.js:1:1)\n    at node:internal`;
+    server.upstream.behaviour.failWith = `boom with key ${server.upstream.apiKey} and sdk_${'x'.repeat(43)} reading /srv/models/sd15/unet/model.onnx (see https://example.com/docs/errors/42)\n    at Object.<anonymous> (/srv/app.js:1:1)\n    at node:internal`;
     const job = await run();
     expect(job.error!.code).toBe('ENGINE_FAILED');
-    expect(job.error!.message).toBe('boom with key [redacted] and [redacted]');
+    expect(job.error!.message).toBe('boom with key [redacted] and [redacted] reading …/unet/model.onnx (see https://example.com/docs/errors/42)');
   });
 
   it('fails a job on a malformed upstream reply, naming the problem, and keeps serving', async () => {
@@ -207,7 +217,10 @@ describe('an unwritable DATA_DIR', () => {
       const { values } = await collect(server.ws(), JobStatusDocument, { id: created.data!.text2image.id });
       const failed = values.at(-1)!.jobStatus;
       expect(failed.status).toBe('FAILURE');
-      expect(failed.error).toEqual({ code: 'IMAGE_STORE_FAILED', message: 'the results could not be written to the image store' });
+      // The reason, without where the server keeps its files.
+      expect(failed.error!.code).toBe('IMAGE_STORE_FAILED');
+      expect(failed.error!.message).toMatch(/^the results could not be written to the image store: ENOTDIR: not a directory/);
+      expect(failed.error!.message).not.toContain(server.dataDir);
       expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
 
       rmSync(images);

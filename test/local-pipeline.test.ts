@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint, CheckpointError, type EmbeddingRows } from '../src/engines/local/checkpoint.js';
 import { generate, GenerationCanceled, type GenerateRequest } from '../src/engines/local/pipeline.js';
 import { createRandom } from '../src/engines/local/random.js';
+import { InvalidRequestError } from '../src/engines/local/request-error.js';
 import { SCHEDULER_NAMES } from '../src/engines/local/schedulers/index.js';
 import { TokenLimitError } from '../src/engines/local/tokenizer/clip-tokenizer.js';
 import { generateTinyPipeline } from '../src/engines/local/tiny/generate.js';
@@ -90,6 +91,46 @@ describe('SD pipeline on the tiny ONNX models', () => {
     const negPlain = await generate(ckpt, base({ negativePrompt: 'tinystyle' }));
     const negNamed = await generate(ckpt, base({ negativePrompt: 'tinystyle', embeddings: [style] }));
     expect(diff(negPlain, negNamed)).toBeGreaterThan(1e-4);
+  });
+
+  it('matches a trigger word whatever its case, in the registration and in the prompt', async () => {
+    const vectors = createRandom(8).randn(2 * 32);
+    const mixed = await generate(ckpt, base({ prompt: 'a house in MixedStyle', embeddings: [{ trigger: 'MixedStyle', vectors, count: 2 }] }));
+    const lower = await generate(ckpt, base({ prompt: 'a house in mixedstyle', embeddings: [{ trigger: 'mixedstyle', vectors, count: 2 }] }));
+    expect(diff(lower, mixed)).toBe(0);
+    expect(diff(lower, await generate(ckpt, base({ prompt: 'a house in mixedstyle' })))).toBeGreaterThan(1e-4);
+  });
+
+  it("keeps each request's triggers to itself: the same word with other vectors, and a failed request, change nothing later", async () => {
+    // A fresh checkpoint, so the results do not depend on what earlier tests registered.
+    const own = await Checkpoint.load(path.join(root, 'tiny'));
+    try {
+      const a: EmbeddingRows = { id: 'a', trigger: 'Shared', vectors: createRandom(1).randn(32), count: 1 };
+      const b: EmbeddingRows = { id: 'b', trigger: 'shared', vectors: createRandom(2).randn(2 * 32), count: 2 };
+      const request = (embeddings: EmbeddingRows[]) => base({ prompt: 'a house, shared', embeddings });
+      const withA = await generate(own, request([a]));
+      const withB = await generate(own, request([b]));
+      expect(diff(withA, withB)).toBeGreaterThan(1e-4);
+      const plain = await generate(own, request([]));
+
+      // Vectors of the wrong width fail this request, with the reason, and nothing else.
+      const wide: EmbeddingRows = { id: 'wide-one', trigger: 'WideOne', vectors: createRandom(3).randn(48), count: 1 };
+      await expect(generate(own, request([a, wide]))).rejects.toThrow(
+        new InvalidRequestError('the embedding "wide-one" (trigger word "WideOne") has vectors of width 48; the checkpoint "tiny" needs 32'),
+      );
+      expect(diff(await generate(own, request([a])), withA)).toBe(0);
+      expect(diff(await generate(own, request([b])), withB)).toBe(0);
+      expect(diff(await generate(own, request([])), plain)).toBe(0);
+      // The same as on a checkpoint that never saw the others.
+      const fresh = await Checkpoint.load(path.join(root, 'tiny'));
+      try {
+        expect(diff(await generate(fresh, request([b])), withB)).toBe(0);
+      } finally {
+        await fresh.release();
+      }
+    } finally {
+      await own.release();
+    }
   });
 
   it('refuses a prompt over 75 tokens with the count', async () => {

@@ -97,6 +97,8 @@ export const restReplySchema = z.discriminatedUnion('status', [
       status: z.literal('FAILURE'),
       id: idSchema.optional(),
       error: errorMessage.optional().transform((m) => m ?? 'the engine reported a failure without a message'),
+      /** Ours, not the contract's: a worker running this server says whose fault it was. */
+      code: z.string().max(64).optional().catch(undefined),
     })
     .loose(),
 ]);

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
 import { isTerminal, JobErrorCode, type Job } from './job.js';
+import { errorReason } from './job-transitions.js';
 import type { JobUpdater } from './job-updater.js';
 import type { Poller } from './poller.js';
 
@@ -169,6 +170,6 @@ export class Dispatcher {
     }
     if (err instanceof EngineProtocolError) return this.updater.fail(job, JobErrorCode.ENGINE_BAD_REPLY, err.message);
     this.logger.error({ err, jobId: job.id }, 'submission failed');
-    return this.updater.fail(job, JobErrorCode.INTERNAL, 'internal error while submitting the job to its engine');
+    return this.updater.fail(job, JobErrorCode.INTERNAL, `internal error while submitting the job to its engine: ${errorReason(err)}`);
   }
 }

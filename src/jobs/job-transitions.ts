@@ -66,13 +66,29 @@ const MAX_ERROR_MESSAGE_CHARS = 1000;
 const ISSUED_SECRET = /\b(?:sdk|whsec)_[A-Za-z0-9_-]{20,}/g;
 
 /**
+ * Absolute file paths (Unix, file: URLs, Windows), not URL paths: a client learns nothing from
+ * where this server keeps its files, only from the last parts ("…/unet/model.onnx").
+ */
+const FILE_PATH = /(?<![\w.:/~-])(?:file:\/\/)?(?:\/[^\s/'"`()<>,;:]+){2,}|(?<!\w)[A-Za-z]:\\(?:[^\s\\'"`()<>,;:]+\\)+[^\s\\'"`()<>,;:]+/g;
+
+function shortPath(path: string): string {
+  const parts = path.replace(/^file:\/\//, '').split(/[\\/]/).filter(Boolean);
+  return `…/${parts.slice(-2).join('/')}`;
+}
+
+/**
  * What of an error message may be stored and shown to clients: engines and upstreams can say
- * anything, so stack frames are cut, known secrets (upstream keys) and keys this server issues
- * are redacted, and the length is capped.
+ * anything, so stack frames are cut, file paths shortened, known secrets (upstream keys) and keys
+ * this server issues redacted, and the length capped.
  */
 export function cleanErrorMessage(message: string, secrets: readonly string[] = []): string {
   let out = message.split(/\n\s+at\s/)[0]!;
   for (const secret of secrets) if (secret.length >= 8) out = out.split(secret).join('[redacted]');
-  out = out.replace(ISSUED_SECRET, '[redacted]').replace(/\s+/g, ' ').trim();
+  out = out.replace(ISSUED_SECRET, '[redacted]').replace(FILE_PATH, shortPath).replace(/\s+/g, ' ').trim();
   return out.length > MAX_ERROR_MESSAGE_CHARS ? `${out.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : out;
+}
+
+/** An unexpected error's own words, for a job's message (cleaned like every other on the way in). */
+export function errorReason(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -4,7 +4,7 @@ import type { LocalImageStore } from '../images/image-store.js';
 import { isTerminal, JobErrorCode, type Job, type JobImage, type JobPatch } from './job.js';
 import type { JobEvents } from './job-events.js';
 import type { JobStore } from './job-store.js';
-import { cleanErrorMessage, failurePatch, patchFromEngineStatus, requeuePatch, successPatch } from './job-transitions.js';
+import { cleanErrorMessage, errorReason, failurePatch, patchFromEngineStatus, requeuePatch, successPatch } from './job-transitions.js';
 
 /**
  * The one place where job state changes: persist first, then publish, so a subscriber never
@@ -38,7 +38,7 @@ export class JobUpdater {
       }
     } catch (err) {
       this.logger.error({ err, jobId: job.id }, 'could not store result images');
-      return this.fail(job, JobErrorCode.IMAGE_STORE_FAILED, 'the results could not be written to the image store');
+      return this.fail(job, JobErrorCode.IMAGE_STORE_FAILED, `the results could not be written to the image store: ${errorReason(err)}`);
     }
     if (stored.length === 0) {
       return this.fail(job, JobErrorCode.ENGINE_BAD_REPLY, 'the engine reported success without any image');

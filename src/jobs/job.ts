@@ -95,8 +95,13 @@ export type JobPatch = Partial<
   >
 >;
 
-/** Stable machine-readable codes for a job's error. */
+/**
+ * Stable machine-readable codes for a job's error. INVALID_INPUT and IMAGE_UNAVAILABLE are the
+ * request's fault (retrying it unchanged fails again); the others are the engine's or ours.
+ */
 export const JobErrorCode = {
+  INVALID_INPUT: 'INVALID_INPUT',
+  IMAGE_UNAVAILABLE: 'IMAGE_UNAVAILABLE',
   ENGINE_REJECTED: 'ENGINE_REJECTED',
   ENGINE_FAILED: 'ENGINE_FAILED',
   ENGINE_UNREACHABLE: 'ENGINE_UNREACHABLE',

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
 import { isTerminal, JobErrorCode, type Job } from './job.js';
-import { mayRequeue } from './job-transitions.js';
+import { errorReason, mayRequeue } from './job-transitions.js';
 import type { JobUpdater } from './job-updater.js';
 
 export interface PollerOptions {
@@ -173,6 +173,6 @@ export class Poller {
       return this.updater.fail(job, JobErrorCode.ENGINE_BAD_REPLY, err.message);
     }
     this.logger.error({ err, jobId: job.id }, 'polling failed');
-    return this.updater.fail(job, JobErrorCode.INTERNAL, 'internal error while checking the job with its engine');
+    return this.updater.fail(job, JobErrorCode.INTERNAL, `internal error while checking the job with its engine: ${errorReason(err)}`);
   }
 }

@@ -46,9 +46,9 @@ const JobErrorType = builder.objectRef<JobError>('JobError').implement({
   fields: (t) => ({
     code: t.exposeString('code', {
       description:
-        'Stable machine-readable code: ENGINE_REJECTED, ENGINE_FAILED, ENGINE_UNREACHABLE, ENGINE_LOST_JOB, ENGINE_BAD_REPLY, IMAGE_STORE_FAILED or INTERNAL.',
+        "Stable machine-readable code. The request's fault (retrying it unchanged fails again): INVALID_INPUT (it cannot be generated as given, e.g. an embedding that does not fit the checkpoint or an image that cannot be decoded), IMAGE_UNAVAILABLE (an init or mask image that could not be fetched). The engine's or the server's: ENGINE_REJECTED, ENGINE_FAILED, ENGINE_UNREACHABLE, ENGINE_LOST_JOB, ENGINE_BAD_REPLY, IMAGE_STORE_FAILED or INTERNAL.",
     }),
-    message: t.exposeString('message', { description: 'What went wrong, for people.' }),
+    message: t.exposeString('message', { description: 'What went wrong, for people: the reason, with file paths shortened and secrets removed.' }),
   }),
 });
 

@@ -30,6 +30,8 @@ const CATALOGUE_REFRESH_MS = 60_000;
 const CATALOGUE_RETRY_MS = 2_000;
 /** How long a request waits for a catalogue answer before going on with the last one known. */
 const CATALOGUE_WAIT_MS = 1_500;
+/** Failure codes a worker sends that blame the request, and so stay as they are. */
+const REQUEST_FAULTS: ReadonlySet<string> = new Set([JobErrorCode.INVALID_INPUT, JobErrorCode.IMAGE_UNAVAILABLE]);
 
 /**
  * An engine that runs jobs on remote services speaking the contract's REST protocol: the hosted
@@ -185,8 +187,12 @@ export class ImagePipelineEngine implements Engine {
 
   private async toStatus(reply: RestReply, job: EngineJob, worker: PoolWorker): Promise<EngineStatus> {
     switch (reply.status) {
-      case 'FAILURE':
-        return { state: 'FAILURE', code: JobErrorCode.ENGINE_FAILED, message: reply.error };
+      case 'FAILURE': {
+        // A worker that is this server says when the request itself was at fault; that holds
+        // here too. Any other code is the engine's business: ENGINE_FAILED, with its message.
+        const code = reply.code && REQUEST_FAULTS.has(reply.code) ? reply.code : JobErrorCode.ENGINE_FAILED;
+        return { state: 'FAILURE', code, message: reply.error };
+      }
       case 'PENDING': {
         const started =
           reply.state === 'PROCESSING' || (reply.state === undefined && ((reply.step ?? 0) > 0 || (reply.progress ?? 0) > 0));

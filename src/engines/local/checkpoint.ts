@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { appendInitializerRows, decodeModel, encodeModel, findInitializer, inlineExternalData, tensorDims } from './onnx/proto.js';
+import { InvalidRequestError } from './request-error.js';
 import { ClipTokenizer } from './tokenizer/clip-tokenizer.js';
 
 /**
@@ -55,14 +57,34 @@ const SPECS: Record<'text_encoder' | 'unet' | 'vae_encoder' | 'vae_decoder' | 's
 
 /** A trigger word's vectors, to be added as rows of the text encoder's token-embedding table. */
 export interface EmbeddingRows {
+  /** The embedding's catalogue id (for messages). */
+  id?: string;
   trigger: string;
   vectors: Float32Array;
   count: number;
 }
 
+/** A text encoder for one request: the session, and a tokenizer that maps its triggers to the session's rows. */
+export interface TextEncoder {
+  session: Session;
+  tokenizer: ClipTokenizer;
+}
+
+/**
+ * Extra rows a cached text encoder may hold before it is rebuilt with only the rows a request
+ * needs (about 3 KB each at SD 1.5's width), so uploads cannot grow it without bound.
+ */
+const MAX_EXTRA_ROWS = 2048;
+
+/** The cached text encoder: its extra rows, by the content of the vectors they hold. */
+interface RowTable {
+  session: Session;
+  rows: Map<string, { first: number; vectors: Float32Array }>;
+  size: number;
+}
+
 export class Checkpoint {
-  private textEncoderSession: Session | null = null;
-  private textEncoderTriggers = '';
+  private table: RowTable | null = null;
 
   private constructor(
     readonly dir: string,
@@ -144,49 +166,71 @@ export class Checkpoint {
   }
 
   /**
-   * Registers embeddings' trigger words with the tokenizer (once each) and returns a text-encoder
-   * session whose token table has their vectors as extra rows, ids matching the tokenizer's.
-   * Rebuilt only when the set of embeddings grows.
+   * A text-encoder session whose token table has the embeddings' vectors as extra rows, and a
+   * tokenizer for this request alone that maps their trigger words to those rows. The session is
+   * cached with every row it has held (rows are keyed by their vectors, so a trigger word reused
+   * by other vectors gets rows of its own); nothing of a request outlives it except rows in that
+   * cache, and a request that fails before its session exists leaves the cache as it was.
    */
-  async textEncoder(embeddings: readonly EmbeddingRows[]): Promise<Session> {
+  async textEncoder(embeddings: readonly EmbeddingRows[]): Promise<TextEncoder> {
     for (const e of embeddings) {
-      if (e.vectors.length !== e.count * this.hiddenSize) {
-        throw new Error(`embedding "${e.trigger}" has vectors of width ${e.vectors.length / e.count}; this checkpoint needs ${this.hiddenSize}`);
+      const width = e.vectors.length / e.count;
+      if (width !== this.hiddenSize) {
+        const name = e.id && e.id !== e.trigger ? `"${e.id}" (trigger word "${e.trigger}")` : `"${e.trigger}"`;
+        throw new InvalidRequestError(
+          `the embedding ${name} has vectors of width ${width}; the checkpoint "${path.basename(this.dir)}" needs ${this.hiddenSize}`,
+        );
       }
-      if (!this.tokenizer.triggerIds(e.trigger)) this.tokenizer.addTriggerTokens(e.trigger, e.count);
     }
-    const key = [...this.tokenizer.triggerTokens.keys()].join('\u0000');
-    if (this.textEncoderSession && key === this.textEncoderTriggers) return this.textEncoderSession;
+    const keys = embeddings.map(rowKey);
+    let table = this.table;
+    const missing = embeddings.filter((_, i) => !table?.rows.has(keys[i]!));
+    if (!table || missing.length > 0) table = await this.buildTable(missing, keys);
+    const tokenizer = this.tokenizer.withTriggers(
+      embeddings.map((e, i) => {
+        const { first } = table.rows.get(keys[i]!)!;
+        return { trigger: e.trigger, ids: Array.from({ length: e.count }, (_, j) => first + j) };
+      }),
+    );
+    return { session: table.session, tokenizer };
+  }
+
+  /** A session with the cached rows (unless too many) and the missing ones; swapped in only once it exists. */
+  private async buildTable(missing: readonly EmbeddingRows[], needed: readonly string[]): Promise<RowTable> {
+    const old = this.table;
+    let kept = [...(old?.rows ?? new Map()).entries()];
+    const added = missing.reduce((n, e) => n + e.count, 0);
+    if ((old?.size ?? 0) + added > MAX_EXTRA_ROWS) kept = kept.filter(([key]) => needed.includes(key));
 
     const textEncoderPath = path.join(this.dir, 'text_encoder/model.onnx');
     const model = decodeModel(await readFile(textEncoderPath));
     inlineExternalData(model, (location) => readFileSync(path.join(path.dirname(textEncoderPath), location)));
-    // Rows in id order: the tokenizer hands out ids after the base vocabulary, in registration order.
-    const byTrigger = new Map(embeddings.map((e) => [e.trigger, e]));
-    const known = this.registeredRows;
-    for (const [trigger, ids] of this.tokenizer.triggerTokens) {
-      const e = byTrigger.get(trigger) ?? known.get(trigger);
-      if (!e) throw new Error(`no vectors for the registered trigger "${trigger}"`);
-      const first = appendInitializerRows(model, this.tokenTable.name, e.vectors);
-      if (first !== ids[0]) throw new Error(`token ids of "${trigger}" do not match the text encoder's rows`);
-      known.set(trigger, e);
+    // Laid out first, then appended in one copy: the table itself is ~150 MB for SD 1.5.
+    const rows = new Map<string, { first: number; vectors: Float32Array }>();
+    let size = 0;
+    for (const [key, vectors] of [...kept.map(([key, row]) => [key, row.vectors] as const), ...missing.map((e) => [rowKey(e), e.vectors] as const)]) {
+      if (rows.has(key)) continue;
+      rows.set(key, { first: this.tokenTable.rows + size, vectors });
+      size += vectors.length / this.hiddenSize;
+    }
+    const extra = new Float32Array(size * this.hiddenSize);
+    for (const { first, vectors } of rows.values()) extra.set(vectors, (first - this.tokenTable.rows) * this.hiddenSize);
+    if (size > 0 && appendInitializerRows(model, this.tokenTable.name, extra) !== this.tokenTable.rows) {
+      throw new Error(`the text encoder's token table does not have ${this.tokenTable.rows} rows`);
     }
     const session = await ort.InferenceSession.create(encodeModel(model), {
       ...this.options,
       ...(cudaUnavailable ? { executionProviders: ['cpu'] } : {}),
     });
-    const previous = this.textEncoderSession;
-    this.textEncoderSession = session;
-    this.textEncoderTriggers = key;
-    await previous?.release();
-    return session;
+    this.table = { session, rows, size };
+    // One generation at a time per worker: nothing else is running on the old session.
+    await old?.session.release();
+    return this.table;
   }
-
-  private readonly registeredRows = new Map<string, EmbeddingRows>();
 
   async release(): Promise<void> {
     await Promise.all(
-      [this.textEncoderSession, this.unet, this.vaeEncoder, this.vaeDecoder, this.safetyChecker].map((s) => s?.release()),
+      [this.table?.session, this.unet, this.vaeEncoder, this.vaeDecoder, this.safetyChecker].map((s) => s?.release()),
     );
   }
 }
@@ -302,6 +346,12 @@ async function probeUnetChannels(unet: Session, timestep: TimestepInput, hiddenS
     }
   }
   throw new CheckpointError(file, `does not run on 4- or 9-channel latents with ${hiddenSize}-wide text states (${errors.join('; ')})`);
+}
+
+/** Rows are shared by requests whose vectors are the same, whatever their trigger words. */
+function rowKey(e: EmbeddingRows): string {
+  const bytes = Buffer.from(e.vectors.buffer, e.vectors.byteOffset, e.vectors.byteLength);
+  return `${e.count}:${createHash('sha256').update(bytes).digest('base64')}`;
 }
 
 /** The timestep input as this UNet wants it. */

@@ -3,11 +3,11 @@ import type { Logger } from 'pino';
 import { GenerationCanceled } from './pipeline.js';
 import type { FromWorker, GenerateMessage, WorkerSettings } from './worker-protocol.js';
 
-/** A generation the worker refused or failed; `expected` ones carry a message fit for users. */
+/** A generation the worker failed, with the reason and whose fault it was (the request's or the engine's). */
 export class GenerationFailed extends Error {
   constructor(
     message: string,
-    readonly expected: boolean,
+    readonly fault: 'request' | 'engine',
   ) {
     super(message);
     this.name = 'GenerationFailed';
@@ -69,7 +69,7 @@ export class GenerationWorkerClient {
     worker.on('error', (err) => this.logger.error({ err }, 'generation worker failed'));
     worker.on('exit', (code) => {
       if (this.worker === worker) this.worker = null;
-      const failure = new GenerationFailed(`the generation worker stopped (exit code ${code})`, false);
+      const failure = new GenerationFailed(`the generation worker stopped (exit code ${code})`, 'engine');
       for (const job of this.jobs.values()) job.reject(failure);
       for (const d of this.describes.values()) d.reject(failure);
       this.jobs.clear();
@@ -97,7 +97,7 @@ export class GenerationWorkerClient {
         job.resolve(msg.images.map((i) => ({ data: Buffer.from(i.data), nsfw: i.nsfw })));
         break;
       case 'failed':
-        job.reject(new GenerationFailed(msg.message, msg.expected));
+        job.reject(new GenerationFailed(msg.message, msg.fault));
         break;
       case 'canceled':
         job.reject(new GenerationCanceled());

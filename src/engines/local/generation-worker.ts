@@ -1,8 +1,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type * as ort from 'onnxruntime-node';
-import { Checkpoint, CheckpointError } from './checkpoint.js';
+import { Checkpoint } from './checkpoint.js';
 import { blackPng, imageToTensor, maskToTensor, tensorToPng } from './image-codec.js';
 import { generate, GenerationCanceled } from './pipeline.js';
+import { InvalidRequestError } from './request-error.js';
 import { checkImages } from './safety.js';
 import { TokenLimitError } from './tokenizer/clip-tokenizer.js';
 import type { FromWorker, GenerateMessage, ToWorker, WorkerSettings } from './worker-protocol.js';
@@ -46,8 +47,10 @@ async function run(msg: GenerateMessage): Promise<void> {
   aborts.set(msg.jobId, abort);
   try {
     const ckpt = await checkpoint(msg.checkpointDir);
-    const initImage = msg.initImage ? await imageToTensor(Buffer.from(msg.initImage), msg.width, msg.height) : undefined;
-    const mask = msg.maskImage ? await maskToTensor(Buffer.from(msg.maskImage), msg.width, msg.height) : undefined;
+    const initImage = msg.initImage
+      ? await decoded('initImage', imageToTensor(Buffer.from(msg.initImage), msg.width, msg.height))
+      : undefined;
+    const mask = msg.maskImage ? await decoded('maskImage', maskToTensor(Buffer.from(msg.maskImage), msg.width, msg.height)) : undefined;
     const images = await generate(ckpt, {
       ...msg,
       initImage,
@@ -68,15 +71,21 @@ async function run(msg: GenerateMessage): Promise<void> {
       post({ type: 'canceled', jobId: msg.jobId });
       return;
     }
-    const expected = err instanceof TokenLimitError || err instanceof CheckpointError || isImageDecodeError(err);
-    post({ type: 'failed', jobId: msg.jobId, message: (err as Error).message ?? String(err), expected });
+    // Every failure's reason goes back: the engine shows it (cleaned) to the job's owner.
+    const fault = err instanceof InvalidRequestError || err instanceof TokenLimitError ? 'request' : 'engine';
+    post({ type: 'failed', jobId: msg.jobId, message: err instanceof Error ? err.message : String(err), fault });
   } finally {
     aborts.delete(msg.jobId);
   }
 }
 
-function isImageDecodeError(err: unknown): boolean {
-  return err instanceof Error && /Input buffer|unsupported image format|Input image exceeds pixel limit/i.test(err.message);
+/** An input image sharp cannot decode is the request's fault, whatever sharp's words for it. */
+async function decoded<T>(field: string, decoding: Promise<T>): Promise<T> {
+  try {
+    return await decoding;
+  } catch (err) {
+    throw new InvalidRequestError(`${field}: the image cannot be decoded: ${(err as Error).message}`);
+  }
 }
 
 port.on('message', (msg: ToWorker) => {

@@ -43,6 +43,17 @@ type State =
   | { state: 'CANCELED' };
 
 /**
+ * What a failed job reports: whose fault it was, as its code, and the reason (the job updater
+ * cleans paths, stack frames and secrets out of it before anyone sees it).
+ */
+function failureOf(err: unknown): { code: string; message: string } {
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof ImageFetchError) return { code: JobErrorCode.IMAGE_UNAVAILABLE, message };
+  if (err instanceof GenerationFailed && err.fault === 'request') return { code: JobErrorCode.INVALID_INPUT, message };
+  return { code: JobErrorCode.ENGINE_FAILED, message: `the local engine failed: ${message}` };
+}
+
+/**
  * How long a finished job's result (its PNG bytes, for a success) is kept: until the poller has
  * read it, at most 10 minutes; once read, only a short while, in case a read raced a cancel.
  */
@@ -90,11 +101,18 @@ export class LocalEngine implements Engine {
   async validate(params: GenerationParams): Promise<FieldIssue[]> {
     const checkpoint = this.models.catalogue.find(params.modelId);
     if (!checkpoint) return [];
-    const tokenizer = await this.validationTokenizer(checkpoint.id);
-    const activeTriggers = params.embeddings.flatMap((id) => {
+    // A tokenizer for this request alone, knowing the triggers it names (ids need only be distinct).
+    const base = await this.baseTokenizer(checkpoint.id);
+    const named = new Map<string, { trigger: string; count: number }>();
+    for (const id of params.embeddings) {
       const e = this.models.embeddings.get(this.models.catalogue.find(id)?.id ?? id);
-      return e ? [e.trigger] : [];
-    });
+      if (e) named.set(e.id, e);
+    }
+    let next = base.baseVocabSize;
+    const tokenizer = base.withTriggers(
+      [...named.values()].map((e) => ({ trigger: e.trigger, ids: Array.from({ length: e.count }, () => next++) })),
+    );
+    const activeTriggers = [...named.values()].map((e) => e.trigger);
     const issues: FieldIssue[] = [];
     for (const field of ['prompt', 'negativePrompt'] as const) {
       const count = tokenizer.countTokens(params[field], { activeTriggers });
@@ -165,12 +183,10 @@ export class LocalEngine implements Engine {
     await rename(`${sidecarPath}.tmp`, sidecarPath);
 
     const entry = catalogueEntrySchema.parse({ id, name, kind: 'EMBEDDING', triggerWords: [trigger], vectors: parsed.count });
-    const rows: EmbeddingRows = { trigger, vectors: parsed.vectors, count: parsed.count };
+    const rows: EmbeddingRows = { id, trigger, vectors: parsed.vectors, count: parsed.count };
     this.models.embeddings.set(id, { id, file, trigger, count: parsed.count, width: parsed.width });
     this.models.catalogue = new Catalogue([...this.models.catalogue.entries, entry]);
     this.vectors.set(id, Promise.resolve(rows));
-    // The worker's text encoders learn new rows from the requests that name them.
-    for (const tokenizer of this.tokenizers.values()) (await tokenizer).addTriggerTokens(trigger, parsed.count);
     return entry;
   }
 
@@ -265,7 +281,7 @@ export class LocalEngine implements Engine {
     try {
       const checkpointId = this.models.catalogue.find(p.modelId)?.id ?? p.modelId;
       const checkpoint = this.models.checkpoints.get(checkpointId);
-      if (!checkpoint) throw new GenerationFailed(`no checkpoint "${p.modelId}"`, true);
+      if (!checkpoint) throw new GenerationFailed(`no checkpoint "${p.modelId}" is installed any more`, 'engine');
       const embeddings = await Promise.all(p.embeddings.map((id) => this.embeddingRows(id)));
       const initImage = p.initImage ? await this.options.imageFetcher.fetch(p.initImage, 'initImage') : undefined;
       const maskImage = p.maskImage ? await this.options.imageFetcher.fetch(p.maskImage, 'maskImage') : undefined;
@@ -307,14 +323,12 @@ export class LocalEngine implements Engine {
         this.forgetLater(job.id, READ_RESULT_TTL_MS); // nobody polls a canceled job
         return;
       }
-      const known = err instanceof ImageFetchError || (err instanceof GenerationFailed && err.expected);
+      const failure = failureOf(err);
+      this.states.set(job.id, { state: 'FAILURE', ...failure });
       // A stop ends running generations on purpose; those jobs resume after the restart.
-      if (!known && !this.closed) this.options.logger.error({ err, jobId: job.id }, 'local generation failed');
-      this.states.set(job.id, {
-        state: 'FAILURE',
-        code: err instanceof ImageFetchError ? 'IMAGE_UNAVAILABLE' : JobErrorCode.ENGINE_FAILED,
-        message: known ? (err as Error).message : 'the local engine failed to generate this job',
-      });
+      if (failure.code === JobErrorCode.ENGINE_FAILED && !this.closed) {
+        this.options.logger.error({ err, jobId: job.id }, 'local generation failed');
+      }
     } finally {
       this.busy.delete(job.id);
       this.forgetLater(job.id, UNREAD_RESULT_TTL_MS);
@@ -327,20 +341,20 @@ export class LocalEngine implements Engine {
     if (!rows) {
       const info = this.models.embeddings.get(id);
       if (!info) return Promise.reject(new Error(`no embedding "${id}"`));
-      rows = this.options.readEmbedding(info.file).then((e) => ({ trigger: info.trigger, vectors: e.vectors, count: e.count }));
+      rows = this.options.readEmbedding(info.file).then((e) => ({ id, trigger: info.trigger, vectors: e.vectors, count: e.count }));
+      // A file that cannot be read now may be fixed on disk: only a good read is kept.
+      rows.catch(() => this.vectors.delete(id));
       this.vectors.set(id, rows);
     }
     return rows;
   }
 
-  private validationTokenizer(checkpointId: string): Promise<ClipTokenizer> {
+  /** The checkpoint's tokenizer without triggers: each request adds its own (withTriggers). */
+  private baseTokenizer(checkpointId: string): Promise<ClipTokenizer> {
     let t = this.tokenizers.get(checkpointId);
     if (!t) {
-      const info = this.models.checkpoints.get(checkpointId)!;
-      t = ClipTokenizer.fromFiles(`${info.dir}/tokenizer`).then((tok) => {
-        for (const e of this.models.embeddings.values()) tok.addTriggerTokens(e.trigger, e.count);
-        return tok;
-      });
+      t = ClipTokenizer.fromFiles(`${this.models.checkpoints.get(checkpointId)!.dir}/tokenizer`);
+      t.catch(() => this.tokenizers.delete(checkpointId));
       this.tokenizers.set(checkpointId, t);
     }
     return t;

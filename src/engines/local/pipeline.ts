@@ -1,7 +1,9 @@
+import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { timestepTensor, type Checkpoint, type EmbeddingRows } from './checkpoint.js';
 import { downsampleMask } from './image-codec.js';
 import { createRandom } from './random.js';
+import { InvalidRequestError } from './request-error.js';
 import { createScheduler, type SchedulerName } from './schedulers/index.js';
 
 /**
@@ -61,7 +63,9 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
   let initLatents: Float32Array | null = null;
   let noise: Float32Array;
   if (req.initImage) {
-    if (!ckpt.vaeEncoder) throw new Error('this checkpoint has no vae_encoder, so it cannot start from an image');
+    if (!ckpt.vaeEncoder) {
+      throw new InvalidRequestError(`the checkpoint "${path.basename(ckpt.dir)}" has no vae_encoder, so it cannot start from an image`);
+    }
     initLatents = repeat(await encodeImage(ckpt, req.initImage, req.width, req.height), n);
     const strength = req.strength ?? 0.8;
     ({ startIndex } = scheduler.timestepsForStrength(req.steps, strength));
@@ -135,10 +139,10 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
 }
 
 async function encodePrompts(ckpt: Checkpoint, req: GenerateRequest): Promise<ort.Tensor> {
-  const session = await ckpt.textEncoder(req.embeddings);
+  const { session, tokenizer } = await ckpt.textEncoder(req.embeddings);
   const activeTriggers = req.embeddings.map((e) => e.trigger);
-  const uncond = ckpt.tokenizer.encodeForModel(req.negativePrompt, { activeTriggers });
-  const cond = ckpt.tokenizer.encodeForModel(req.prompt, { activeTriggers });
+  const uncond = tokenizer.encodeForModel(req.negativePrompt, { activeTriggers });
+  const cond = tokenizer.encodeForModel(req.prompt, { activeTriggers });
   const length = cond.length;
   const ids = new Int32Array(2 * length);
   ids.set(uncond, 0);

@@ -30,7 +30,8 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'progress'; jobId: string; step: number; total: number }
   | { type: 'done'; jobId: string; images: { data: Uint8Array; nsfw: boolean | null }[] }
-  | { type: 'failed'; jobId: string; message: string; expected: boolean }
+  /** request: the job cannot run as asked (INVALID_INPUT); engine: something here went wrong. */
+  | { type: 'failed'; jobId: string; message: string; fault: 'request' | 'engine' }
   | { type: 'canceled'; jobId: string }
   | { type: 'described'; requestId: number; hiddenSize?: number; inpainting?: boolean; error?: string };
 

@@ -104,9 +104,12 @@ export class ClipTokenizer {
   /** Special-token strings split out of the text before BPE (transformers' added-tokens trie). */
   private readonly specialStrings: string[];
   /** Registered triggers (lowercased) → their reserved ids. */
-  private readonly triggers = new Map<string, number[]>();
-  /** Every added token name (trigger and trigger_i) → id. */
-  private readonly addedTokens = new Map<string, number>();
+  private triggers = new Map<string, number[]>();
+  /** Every added token name (trigger and trigger_i) → id, and back. */
+  private addedTokens = new Map<string, number>();
+  private addedNames = new Map<number, string>();
+  /** The id addTriggerTokens hands out next. */
+  private nextId: number;
 
   constructor(data: ClipTokenizerData) {
     const names = {
@@ -123,6 +126,7 @@ export class ClipTokenizer {
       if (id > maxId) maxId = id;
     }
     this.baseVocabSize = maxId + 1;
+    this.nextId = this.baseVocabSize;
 
     const fromConfig: SpecialTokenSettings =
       data.tokenizerConfig === undefined ? {} : parseSpecialTokens(data.tokenizerConfig, names.tokenizerConfig);
@@ -180,7 +184,7 @@ export class ClipTokenizer {
 
   /** Vocab size including reserved trigger ids (rows the text encoder's embedding table needs). */
   get vocabSize(): number {
-    return this.baseVocabSize + this.addedTokens.size;
+    return this.nextId;
   }
 
   /** The registered triggers and their ids. */
@@ -195,24 +199,50 @@ export class ClipTokenizer {
    */
   addTriggerTokens(trigger: string, count: number): number[] {
     if (!Number.isInteger(count) || count < 1) throw new Error(`trigger ${JSON.stringify(trigger)}: vector count must be a positive integer, got ${count}`);
+    const ids = Array.from({ length: count }, (_, i) => this.nextId + i);
+    this.register(trigger, ids);
+    return ids;
+  }
+
+  /**
+   * A tokenizer that knows exactly these triggers, with the ids given (rows of a text encoder's
+   * table), and shares everything else with this one. Per-request: registering a request's
+   * triggers this way never changes what another request's tokenizer does.
+   */
+  withTriggers(triggers: readonly { trigger: string; ids: readonly number[] }[]): ClipTokenizer {
+    const fork = Object.create(ClipTokenizer.prototype) as ClipTokenizer;
+    Object.assign(fork, this, {
+      triggers: new Map(),
+      addedTokens: new Map(),
+      addedNames: new Map(),
+      nextId: this.baseVocabSize,
+    });
+    for (const { trigger, ids } of triggers) fork.register(trigger, ids);
+    return fork;
+  }
+
+  private register(trigger: string, ids: readonly number[]): void {
     const key = trigger.normalize('NFC').toLowerCase();
     if (key === '' || /\s/u.test(key)) throw new Error(`trigger ${JSON.stringify(trigger)} must be a non-empty word without whitespace`);
+    if (ids.length < 1) throw new Error(`trigger ${JSON.stringify(trigger)} needs at least one id`);
     const names = [key];
-    for (let i = 1; i < count; i++) names.push(`${key}_${i}`);
-    for (const name of names) {
+    for (let i = 1; i < ids.length; i++) names.push(`${key}_${i}`);
+    names.forEach((name, i) => {
       if (this.specialStrings.includes(name)) throw new Error(`trigger ${JSON.stringify(trigger)} would shadow the special token ${name}`);
       if (this.addedTokens.has(name) || this.triggers.has(name)) {
         throw new Error(`trigger token ${JSON.stringify(name)} is already registered`);
       }
-    }
-    const ids = names.map((name) => {
-      const id = this.vocabSize;
-      this.addedTokens.set(name, id);
-      this.decoder.set(id, name);
-      return id;
+      const id = ids[i]!;
+      if (!Number.isInteger(id) || id < this.baseVocabSize || this.addedNames.has(id)) {
+        throw new Error(`trigger token ${JSON.stringify(name)}: id ${id} is not free (ids from ${this.baseVocabSize} on)`);
+      }
     });
-    this.triggers.set(key, ids);
-    return ids;
+    names.forEach((name, i) => {
+      this.addedTokens.set(name, ids[i]!);
+      this.addedNames.set(ids[i]!, name);
+    });
+    this.triggers.set(key, [...ids]);
+    this.nextId = Math.max(this.nextId, ...ids.map((id) => id + 1));
   }
 
   /** The ids reserved for a trigger, or undefined when it is not registered. */
@@ -225,7 +255,7 @@ export class ClipTokenizer {
     const out: string[] = [];
     this.walk(text, options, (piece, ids) => {
       if (ids) {
-        for (const id of ids) out.push(this.decoder.get(id) ?? '');
+        for (const id of ids) out.push(this.tokenName(id) ?? '');
       } else {
         out.push(...this.bpe(piece));
       }
@@ -277,7 +307,7 @@ export class ClipTokenizer {
       bytes.length = 0;
     };
     for (const id of ids) {
-      const token = this.decoder.get(id);
+      const token = this.tokenName(id);
       if (token === undefined) continue;
       if (this.addedTokens.has(token) || this.specialStrings.includes(token)) {
         flush();
@@ -296,6 +326,10 @@ export class ClipTokenizer {
     }
     flush();
     return text.replace(/ +/g, ' ').trim();
+  }
+
+  private tokenName(id: number): string | undefined {
+    return this.addedNames.get(id) ?? this.decoder.get(id);
   }
 
   /**
