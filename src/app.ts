@@ -12,6 +12,7 @@ import { useRequireApiKey } from './auth/require-api-key.js';
 import type { Config } from './config.js';
 import { createEngine } from './engines/create-engine.js';
 import type { Engine } from './engines/engine.js';
+import { checkDataUrl } from './images/fetch-image.js';
 import { IMAGES_PATH, serveImage } from './images/image-routes.js';
 import { handleRest, REST_PREFIX } from './rest/rest-routes.js';
 import { LocalImageStore } from './images/image-store.js';
@@ -99,12 +100,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       .catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
   });
   const imageAllow = parseAllowHosts(config.imageFetchAllowHosts);
-  // What can be judged when the request arrives; names that resolve to private addresses are
-  // refused later, when fetched or called.
+  // What can be judged when the request arrives (a data: URL's bytes are in it); names that
+  // resolve to private addresses are refused later, when fetched or called.
+  const imageLimits = config.engine.kind === 'local' ? config.engine.imageFetch : {};
   const outboundUrls = {
     webhook: webhooks.checkUrl,
-    image: (url: string) =>
-      url.trimStart().slice(0, 5).toLowerCase() === 'data:' ? null : outboundRefusal(checkOutboundUrl(url, imageAllow)),
+    image: async (url: string) =>
+      url.trimStart().slice(0, 5).toLowerCase() === 'data:'
+        ? checkDataUrl(url, imageLimits)
+        : outboundRefusal(checkOutboundUrl(url, imageAllow)),
   };
   const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, admission, outboundUrls, logger });
   const models = new CatalogueService(engine);

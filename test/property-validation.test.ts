@@ -187,11 +187,19 @@ const judgeScheduler = (raw: unknown): Verdict => {
   return (SCHEDULER_NAMES as readonly unknown[]).includes(v) ? 'valid' : 'invalid';
 };
 
+/** Real 2x2 images: a data: URL's bytes are judged when the request arrives. */
+const IMAGE_PAYLOADS = new Set([
+  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAFklEQVQImWM4oaEhd0KOQUTkzq9fvwAhGgYPLDNuGQAAAABJRU5ErkJggg==',
+  '/9j/2wBDAAYEBQYFBAYGBQYHBwYIChAKCgkJChQODwwQFxQYGBcUFhYaHSUfGhsjHBYWICwgIyYnKSopGR8tMC0oMCUoKSj/2wBDAQcHBwoIChMKChMoGhYaKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCj/wAARCAACAAIDASIAAhEBAxEB/8QAFQABAQAAAAAAAAAAAAAAAAAAAAf/xAAdEAACAgMAAwAAAAAAAAAAAAABAgADBAUGByFB/8QAFQEBAQAAAAAAAAAAAAAAAAAABQb/xAAZEQABBQAAAAAAAAAAAAAAAAAAAQIDM3H/2gAMAwEAAhEDEQA/ALh4+0epyOC5q6/WYNt1msxnex8dGZmNSkkkj2SfsREEmsdqk3PY7VP/2Q==',
+  'UklGRj4AAABXRUJQVlA4IDIAAACwAQCdASoCAAIAAUAmJZwCdAEO9p5AAP70F/l8d6sO/jF//Vvi60SrjKAPyzkfLNz+AA==',
+]);
+
 /**
- * An http(s) URL or a data: URL of an image. IP literals of loopback, private and link-local
- * addresses (169.254.169.254, ::1, ...) are refused at validation; names are judged when an
- * engine fetches them (after DNS), so they pass here. Where the contract leaves room
- * (malformed or empty base64, upper-case DATA:, data: URLs with parameters) either answer is fine.
+ * An http(s) URL or a data: URL of a readable PNG, JPEG or WebP image (its bytes are in the
+ * request, so they are judged at once: other bytes are refused). IP literals of loopback,
+ * private and link-local addresses (169.254.169.254, ::1, ...) are refused at validation; names
+ * are judged when an engine fetches them (after DNS), so they pass here. Where the contract
+ * leaves room (malformed base64, upper-case DATA:, data: URLs with parameters) either answer is fine.
  */
 const judgeImageUrl = (raw: unknown): Verdict => {
   const v = real(raw);
@@ -202,7 +210,8 @@ const judgeImageUrl = (raw: unknown): Verdict => {
     const strict = /^data:image\/[a-z0-9.+-]+;base64,/i.exec(s);
     if (strict && s.startsWith('data:')) {
       const payload = s.slice(strict[0].length);
-      return payload.length > 0 && payload.length % 4 === 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(payload) ? 'valid' : 'either';
+      if (IMAGE_PAYLOADS.has(payload)) return 'valid';
+      return payload.length > 0 && payload.length % 4 === 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(payload) ? 'invalid' : 'either';
     }
     return /^data:image\//i.test(s) ? 'either' : 'invalid';
   }
@@ -374,9 +383,7 @@ const VALID_URLS = [
   'http://example.test/img2img.png?size=512&x=%20#frag',
   '  https://example.test/padded.png\n',
   'HTTPS://EXAMPLE.TEST/UPPER.PNG',
-  'data:image/png;base64,iVBORw0KGgo=',
-  'data:image/jpeg;base64,/9j/4AAQSkZJRg==',
-  'data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=',
+  ...[...IMAGE_PAYLOADS].map((payload, i) => `data:image/${['png', 'jpeg', 'webp'][i]};base64,${payload}`),
   // A name: whether it may be fetched is decided after DNS, when it is fetched.
   'http://localhost/x.png',
   'http://user:pass@example.test/x.png',
@@ -406,6 +413,11 @@ const HOSTILE_URLS = [
   'data:image/png;base64,!!!not base64!!!',
   'data:image/png;base64,',
   'data:image/png;base64,AAA',
+  // Not PNG, JPEG or WebP, or not readable: refused at once, the bytes being in the request.
+  'data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=',
+  'data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7',
+  'data:image/png;base64,iVBORw0KGgo=',
+  'data:image/jpeg;base64,/9j/4AAQSkZJRg==',
   'DATA:image/png;base64,iVBORw0KGgo=',
   'data:image/png;name=a.png;base64,iVBORw0KGgo=',
   '',

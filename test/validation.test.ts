@@ -354,7 +354,9 @@ describe('input validation', () => {
 
     it('accepts an http: URL and a data: image URL as initImage', async () => {
       await expectAccepted(Image2ImageDocument, i2i({ initImage: 'http://example.test/a.png' }), (d) => d.image2image);
-      const dataUrl = 'data:image/png;base64,iVBORw0KGgo=';
+      // A real 2x2 PNG: a data: URL's bytes are checked when the request arrives.
+      const dataUrl =
+        'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAFklEQVQImWM4oaEhd0KOQUTkzq9fvwAhGgYPLDNuGQAAAABJRU5ErkJggg==';
       const job = await expectAccepted(Image2ImageDocument, i2i({ initImage: dataUrl }), (d) => d.image2image);
       expect(job.parameters.initImage).toBe(dataUrl);
     });

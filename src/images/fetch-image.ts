@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import { request, type Agent } from 'undici';
 import { parseAllowHosts, type AllowList } from '../net/address-policy.js';
 import { AddressRefused, checkOutboundUrl, createGuardedAgent, findCause } from '../net/guarded-agent.js';
-import { sniffImageType } from './sniff.js';
+import { otherImageType, sniffImageType } from './sniff.js';
 
 /**
  * Fetches an init or mask image named by an API client: an http(s) URL or a base64 data: URL.
@@ -32,10 +32,32 @@ export interface ImageFetcherOptions {
 export class ImageFetchError extends Error {
   constructor(
     readonly field: string,
-    message: string,
+    /** What is wrong, without the field's name. */
+    readonly reason: string,
   ) {
-    super(`${field}: ${message}`);
+    super(`${field}: ${reason}`);
     this.name = 'ImageFetchError';
+  }
+}
+
+const DATA_URL = /^\s*data:/i;
+
+/**
+ * A data: URL's bytes are in the request, so they are judged when it arrives, by the rules a
+ * fetch applies: base64, at most maxBytes, PNG/JPEG/WebP by their bytes, a readable header of at
+ * most maxPixels. Returns what is wrong, or null (also for other URLs: those are judged when
+ * fetched).
+ */
+export async function checkDataUrl(url: string, limits: { maxBytes?: number; maxPixels?: number } = {}): Promise<string | null> {
+  const scheme = DATA_URL.exec(url.slice(0, 16));
+  if (!scheme) return null;
+  try {
+    const data = decodeDataUrl(url, scheme[0].length, '', limits.maxBytes ?? MAX_IMAGE_BYTES);
+    await checkImage(data, '', limits.maxPixels ?? DEFAULT_MAX_PIXELS);
+    return null;
+  } catch (err) {
+    if (err instanceof ImageFetchError) return err.reason;
+    throw err;
   }
 }
 
@@ -62,32 +84,14 @@ export class ImageFetcher {
 
   async fetch(url: string, field: string): Promise<Buffer> {
     // Checked on the raw string: a data: URL may be megabytes, and URL parsing would copy it.
-    const scheme = /^\s*data:/i.exec(url.slice(0, 16));
-    const data = scheme ? this.decodeDataUrl(url, scheme[0].length, field) : await this.download(url, field);
-    await this.checkImage(data, field);
+    const scheme = DATA_URL.exec(url.slice(0, 16));
+    const data = scheme ? decodeDataUrl(url, scheme[0].length, field, this.maxBytes) : await this.download(url, field);
+    await checkImage(data, field, this.maxPixels);
     return data;
   }
 
   async close(): Promise<void> {
     await this.agent.close();
-  }
-
-  private decodeDataUrl(url: string, start: number, field: string): Buffer {
-    const comma = url.indexOf(',', start);
-    const header = comma < 0 ? '' : url.slice(start, comma).trim().toLowerCase();
-    const params = header.split(';');
-    if (comma < 0 || params.at(-1) !== 'base64') throw new ImageFetchError(field, 'is a data: URL that is not base64-encoded');
-    if (!params[0]!.startsWith('image/')) throw new ImageFetchError(field, 'is a data: URL whose media type is not image/*');
-    // The decoded size follows from the length; refuse before decoding so a huge URL costs no buffer.
-    const length = url.length - comma - 1;
-    const padding = url.endsWith('==') ? 2 : url.endsWith('=') ? 1 : 0;
-    const size = Math.floor((length * 3) / 4) - padding;
-    if (size > this.maxBytes) throw new ImageFetchError(field, `is ${size} bytes; the limit is ${this.maxBytes}`);
-    const payload = url.slice(comma + 1);
-    // Buffer.from skips characters outside the alphabet, so garbage would decode to something.
-    // Simple scans, no backtracking: the payload is attacker-sized.
-    if (/[^A-Za-z0-9+/_\-\s=]|=[^=\s]|===/.test(payload)) throw new ImageFetchError(field, 'is a data: URL with invalid base64');
-    return Buffer.from(payload, 'base64');
   }
 
   private async download(url: string, field: string): Promise<Buffer> {
@@ -163,22 +167,49 @@ export class ImageFetcher {
         throw new ImageFetchError(field, first ? checked.refusal : `${context} ${checked.refusal}`);
     }
   }
+}
 
-  /** Reads the header only (sharp's metadata decodes no pixels), so a decompression bomb costs nothing. */
-  private async checkImage(data: Buffer, field: string): Promise<void> {
-    if (!sniffImageType(data)) throw new ImageFetchError(field, 'is not a PNG, JPEG or WebP image');
-    let width: number | undefined;
-    let height: number | undefined;
-    try {
-      ({ width, height } = await sharp(data, { limitInputPixels: false }).metadata());
-    } catch (err) {
-      throw new ImageFetchError(field, `is not a readable image: ${(err as Error).message}`);
-    }
-    if (!width || !height) throw new ImageFetchError(field, 'is not a readable image: it declares no size');
-    if (width * height > this.maxPixels) {
-      throw new ImageFetchError(field, `is ${width}x${height} pixels; the limit is ${this.maxPixels} pixels`);
-    }
+/** Reads the header only (sharp's metadata decodes no pixels), so a decompression bomb costs nothing. */
+async function checkImage(data: Buffer, field: string, maxPixels: number): Promise<void> {
+  if (!sniffImageType(data)) {
+    const other = otherImageType(data);
+    throw new ImageFetchError(field, `is not a PNG, JPEG or WebP image${other ? ` (it is a ${other})` : ''}`);
   }
+  let width: number | undefined;
+  let height: number | undefined;
+  try {
+    ({ width, height } = await sharp(data, { limitInputPixels: false }).metadata());
+  } catch (err) {
+    throw new ImageFetchError(field, `is not a readable image: ${decoderMessage(err)}`);
+  }
+  if (!width || !height) throw new ImageFetchError(field, 'is not a readable image: it declares no size');
+  if (width * height > maxPixels) {
+    throw new ImageFetchError(field, `is ${width}x${height} pixels; the limit is ${maxPixels} pixels`);
+  }
+}
+
+function decodeDataUrl(url: string, start: number, field: string, maxBytes: number): Buffer {
+  const comma = url.indexOf(',', start);
+  const header = comma < 0 ? '' : url.slice(start, comma).trim().toLowerCase();
+  const params = header.split(';');
+  if (comma < 0 || params.at(-1) !== 'base64') throw new ImageFetchError(field, 'is a data: URL that is not base64-encoded');
+  if (!params[0]!.startsWith('image/')) throw new ImageFetchError(field, 'is a data: URL whose media type is not image/*');
+  // The decoded size follows from the length; refuse before decoding so a huge URL costs no buffer.
+  const length = url.length - comma - 1;
+  const padding = url.endsWith('==') ? 2 : url.endsWith('=') ? 1 : 0;
+  const size = Math.floor((length * 3) / 4) - padding;
+  if (size > maxBytes) throw new ImageFetchError(field, `is ${size} bytes; the limit is ${maxBytes}`);
+  const payload = url.slice(comma + 1);
+  // Buffer.from skips characters outside the alphabet, so garbage would decode to something.
+  // Simple scans, no backtracking: the payload is attacker-sized.
+  if (/[^A-Za-z0-9+/_\-\s=]|=[^=\s]|===/.test(payload)) throw new ImageFetchError(field, 'is a data: URL with invalid base64');
+  return Buffer.from(payload, 'base64');
+}
+
+/** libvips' words, one line: it repeats itself over several, and ends some with a bare colon. */
+function decoderMessage(err: unknown): string {
+  const lines = (err instanceof Error ? err.message : String(err)).split('\n').map((l) => l.trim().replace(/:$/, ''));
+  return [...new Set(lines.filter(Boolean))].join('; ').slice(0, 300);
 }
 
 function positive(name: string, value: number): number {

@@ -7,6 +7,17 @@ export function sniffImageType(data: Uint8Array): 'image/png' | 'image/jpeg' | '
   return null;
 }
 
+/** Formats that are images but not accepted, named so a refusal can say what was sent. */
+export function otherImageType(data: Uint8Array): string | null {
+  const text = Buffer.from(data.subarray(0, 12)).toString('latin1');
+  if (text.startsWith('GIF87a') || text.startsWith('GIF89a')) return 'GIF';
+  if (text.startsWith('BM')) return 'BMP';
+  if (text.startsWith('II*\0') || text.startsWith('MM\0*')) return 'TIFF';
+  if (text.slice(4, 12) === 'ftypavif' || text.slice(4, 12) === 'ftypheic') return text.slice(8, 12) === 'avif' ? 'AVIF' : 'HEIC';
+  if (text.startsWith('<svg') || text.startsWith('<?xml')) return 'SVG';
+  return null;
+}
+
 export const EXTENSION_BY_TYPE: Record<string, string> = {
   'image/png': 'png',
   'image/jpeg': 'jpg',

@@ -31,8 +31,8 @@ export class JobService {
       poller: Poller;
       updater: JobUpdater;
       admission: JobAdmission;
-      /** Refuse URLs that can be judged now (scheme, private IP literals); null: fine. */
-      outboundUrls: { webhook: (url: string) => string | null; image: (url: string) => string | null };
+      /** What is wrong with a URL, as far as can be judged now (scheme, private IP literals, a data: URL's bytes); null: fine. */
+      outboundUrls: { webhook: (url: string) => string | null; image: (url: string) => Promise<string | null> };
       logger: Logger;
     },
   ) {}
@@ -51,13 +51,13 @@ export class JobService {
       return randomInt(0, MAX_SEED + 1);
     });
     const urlIssues: FieldIssue[] = [];
-    const checkUrl = (field: 'webhookUrl' | 'initImage' | 'maskImage', url: string | null | undefined, kind: 'webhook' | 'image') => {
-      const refusal = url ? this.deps.outboundUrls[kind](url) : null;
+    const refuse = (field: 'webhookUrl' | 'initImage' | 'maskImage', refusal: string | null) => {
       if (refusal) urlIssues.push({ path: [field], code: 'INVALID_VALUE', message: refusal });
     };
-    checkUrl('initImage', params.initImage, 'image');
-    checkUrl('maskImage', params.maskImage, 'image');
-    checkUrl('webhookUrl', webhookUrl, 'webhook');
+    const images = this.deps.outboundUrls.image;
+    refuse('initImage', params.initImage ? await images(params.initImage) : null);
+    refuse('maskImage', params.maskImage ? await images(params.maskImage) : null);
+    refuse('webhookUrl', webhookUrl ? this.deps.outboundUrls.webhook(webhookUrl) : null);
     if (urlIssues.length > 0) throw new InputValidationError(urlIssues);
     const idempotency =
       idempotencyKey === null
