@@ -57,6 +57,12 @@ export interface Engine {
   status(handle: string, job: EngineJob): Promise<EngineStatus>;
   /** Best effort: the job is already CANCELED in the store whatever this does. */
   cancel(handle: string, job: EngineJob): Promise<void>;
+  /**
+   * Engines whose queue is in this process: its live figures, so positions are exact rather
+   * than as of the last poll. waiting: jobs submitted and not started. ahead: jobs that start
+   * before this one, null when it is not waiting there.
+   */
+  readonly queue?: { waiting(): number; ahead(jobId: string): number | null };
   close(): Promise<void>;
 }
 

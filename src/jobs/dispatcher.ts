@@ -24,6 +24,8 @@ export class Dispatcher {
   private head = 0;
   /** Ticket number of each waiting job: its queue position is ticket - dequeued, in O(1). */
   private readonly tickets = new Map<string, number>();
+  /** Jobs out of the queue whose engine.submit has not returned yet, with their tickets. */
+  private readonly submitting = new Map<string, number>();
   private issued = 0;
   private dequeued = 0;
   /** Jobs waiting or being submitted now. */
@@ -61,18 +63,24 @@ export class Dispatcher {
   }
 
   /**
-   * Jobs ahead of this one among those waiting to be submitted; null if it is not waiting here
-   * (already submitted, or being submitted right now).
+   * Jobs of this dispatcher that reach the engine before this one: those being submitted that
+   * left the queue earlier, then those waiting ahead of it. Null once the engine has it.
    */
   queuePosition(jobId: string): number | null {
     const ticket = this.tickets.get(jobId);
     // Canceled jobs ahead still count until the queue passes them: cheap, and rarely off by much.
-    return ticket === undefined ? null : ticket - this.dequeued;
+    if (ticket !== undefined) return this.submitting.size + ticket - this.dequeued;
+    const mine = this.submitting.get(jobId);
+    if (mine === undefined) return null;
+    let ahead = 0;
+    for (const other of this.submitting.values()) if (other < mine) ahead++;
+    return ahead;
   }
 
   /** Drops a job that no longer needs submitting (canceled). */
   forget(jobId: string): void {
     this.tickets.delete(jobId);
+    this.submitting.delete(jobId);
     this.queued.delete(jobId);
     this.attempts.delete(jobId);
   }
@@ -100,7 +108,12 @@ export class Dispatcher {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
       }
-      if (this.tickets.delete(job.id)) return job;
+      const ticket = this.tickets.get(job.id);
+      if (ticket !== undefined) {
+        this.tickets.delete(job.id);
+        this.submitting.set(job.id, ticket);
+        return job;
+      }
     }
     return undefined;
   }
@@ -127,6 +140,7 @@ export class Dispatcher {
     // No re-read from the store: a cancel removes the job from this queue (forget), and the store
     // never lets a terminal job change, so a job canceled elsewhere mid-submit stays canceled.
     if (isTerminal(job.status) || job.engineHandle) {
+      this.submitting.delete(job.id);
       this.queued.delete(job.id);
       this.attempts.delete(job.id);
       if (!isTerminal(job.status)) this.poller.track(job);
@@ -134,7 +148,7 @@ export class Dispatcher {
     }
     let current: Job;
     try {
-      const submission = await this.engine.submit({ id: job.id, mode: job.mode, params: job.params });
+      const submission = await this.engine.submit({ id: job.id, mode: job.mode, params: job.params }).finally(() => this.submitting.delete(job.id));
       current = submission.handle ? await this.updater.setEngineHandle(job, submission.handle) : job;
       current = await this.updater.applyEngineStatus(current, submission.status);
     } catch (err) {

@@ -181,13 +181,20 @@ export class JobService {
   }
 
   /**
-   * Jobs ahead of this one: the engine's own count once it reports one, before that the jobs
-   * waiting ahead of it here to be submitted. Null once it has left the queue, or while unknown.
+   * How many jobs start before this one on its engine; null once it has left the queue. Engines
+   * with a queue in this process are asked now; for the others it is what the engine said at
+   * the last poll, and before it has the job, the jobs of ours that reach it first.
    */
   queuePosition(job: Job): number | null {
     if (job.status !== 'PENDING') return null;
+    const live = this.deps.engine.queue;
+    const here = this.deps.dispatcher.queuePosition(job.id);
+    if (live) {
+      // Not submitted yet: behind everything already waiting in the engine.
+      if (here !== null) return live.waiting() + here;
+      return live.ahead(job.id);
+    }
     if (job.engineQueuePosition !== null) return job.engineQueuePosition;
-    if (!job.engineHandle) return this.deps.dispatcher.queuePosition(job.id) ?? 0;
-    return null;
+    return job.engineHandle ? null : (here ?? 0);
   }
 }

@@ -106,7 +106,7 @@ export const JobType = builder.objectRef<Job>('Job').implement({
     queuePosition: t.int({
       nullable: true,
       description:
-        "While PENDING: how many jobs are ahead of this one (0 = next), as the engine reports it, or before the engine has it, in this server's queue. Null once it has started, or when the engine does not say.",
+        "While PENDING: how many jobs start before this one on its engine (0 = next). Exact and live for the local engine; for a remote engine, what it reported at the last poll, and before it has the job, the jobs this server sends it first. Null once it has started, or when the engine does not say.",
       resolve: (j, _, ctx) => ctx.jobs.queuePosition(j),
     }),
     downloadUrls: t.stringList({

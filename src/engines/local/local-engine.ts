@@ -69,7 +69,8 @@ const READ_RESULT_TTL_MS = 30_000;
 export class LocalEngine implements Engine {
   readonly name = 'local';
   private readonly states = new Map<string, State>();
-  private readonly queue: string[] = [];
+  /** Handles (job ids) waiting for a worker, first to start first. */
+  private readonly waiting: string[] = [];
   private running = 0;
   private closed = false;
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
@@ -92,6 +93,14 @@ export class LocalEngine implements Engine {
       () => new GenerationWorkerClient({ ...options.worker, maxLoadedCheckpoints: options.maxLoadedCheckpoints }, options.logger),
     );
   }
+
+  readonly queue = {
+    waiting: (): number => this.waiting.length,
+    ahead: (jobId: string): number | null => {
+      const i = this.waiting.indexOf(jobId);
+      return i === -1 ? null : i;
+    },
+  };
 
   async catalogue(): Promise<Catalogue> {
     return this.models.catalogue;
@@ -205,8 +214,8 @@ export class LocalEngine implements Engine {
     if (!s) return;
     if (s.state === 'PROCESSING') this.busy.get(handle)?.cancel(handle);
     if (s.state === 'QUEUED') {
-      const i = this.queue.indexOf(handle);
-      if (i !== -1) this.queue.splice(i, 1);
+      const i = this.waiting.indexOf(handle);
+      if (i !== -1) this.waiting.splice(i, 1);
       this.states.set(handle, { state: 'CANCELED' });
       this.forgetLater(handle, READ_RESULT_TTL_MS);
     }
@@ -222,7 +231,7 @@ export class LocalEngine implements Engine {
   private enqueue(job: EngineJob): void {
     if (this.states.has(job.id)) return;
     this.states.set(job.id, { state: 'QUEUED', job });
-    this.queue.push(job.id);
+    this.waiting.push(job.id);
     this.pump();
   }
 
@@ -230,7 +239,7 @@ export class LocalEngine implements Engine {
     const s = this.states.get(handle);
     switch (s?.state) {
       case 'QUEUED':
-        return { state: 'QUEUED', queuePosition: this.queue.indexOf(handle) };
+        return { state: 'QUEUED', queuePosition: this.waiting.indexOf(handle) };
       case 'PROCESSING':
         return { state: 'PROCESSING', step: s.step, totalSteps: s.totalSteps };
       case 'SUCCESS':
@@ -262,8 +271,8 @@ export class LocalEngine implements Engine {
   }
 
   private pump(): void {
-    while (!this.closed && this.running < this.options.concurrency && this.queue.length > 0) {
-      const id = this.queue.shift()!;
+    while (!this.closed && this.running < this.options.concurrency && this.waiting.length > 0) {
+      const id = this.waiting.shift()!;
       const s = this.states.get(id);
       if (s?.state !== 'QUEUED') continue;
       this.running++;
