@@ -20,6 +20,9 @@ const sessionOptions: ort.InferenceSession.SessionOptions = {
   ...(settings.intraOpThreads > 0 ? { intraOpNumThreads: settings.intraOpThreads } : {}),
 };
 const loaded = new Map<string, Promise<Checkpoint>>();
+/** Generations using each loaded checkpoint: one evicted meanwhile is released after the last. */
+const users = new Map<Promise<Checkpoint>, number>();
+const evicted = new Set<Promise<Checkpoint>>();
 const aborts = new Map<string, AbortController>();
 const port = parentPort!;
 const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
@@ -37,34 +40,59 @@ function checkpoint(dir: string): Promise<Checkpoint> {
   while (loaded.size > settings.maxLoadedCheckpoints) {
     const [oldest, promise] = loaded.entries().next().value as [string, Promise<Checkpoint>];
     loaded.delete(oldest);
-    void promise.then((c) => c.release(), () => undefined);
+    // A describe (an upload's check) may load another checkpoint while a generation runs: the
+    // running one keeps its sessions until it ends.
+    if (users.has(promise)) evicted.add(promise);
+    else releaseCheckpoint(promise);
   }
   return loading;
+}
+
+function releaseCheckpoint(promise: Promise<Checkpoint>): void {
+  void promise.then((c) => c.release(), () => undefined);
+}
+
+/** Runs work on a checkpoint, which stays loaded until the work ends. */
+async function using<T>(dir: string, work: (ckpt: Checkpoint) => Promise<T>): Promise<T> {
+  const loading = checkpoint(dir);
+  users.set(loading, (users.get(loading) ?? 0) + 1);
+  try {
+    return await work(await loading);
+  } finally {
+    const left = users.get(loading)! - 1;
+    if (left > 0) users.set(loading, left);
+    else {
+      users.delete(loading);
+      if (evicted.delete(loading)) releaseCheckpoint(loading);
+    }
+  }
 }
 
 async function run(msg: GenerateMessage): Promise<void> {
   const abort = new AbortController();
   aborts.set(msg.jobId, abort);
   try {
-    const ckpt = await checkpoint(msg.checkpointDir);
-    const initImage = msg.initImage
-      ? await decoded('initImage', imageToTensor(Buffer.from(msg.initImage), msg.width, msg.height))
-      : undefined;
-    const mask = msg.maskImage ? await decoded('maskImage', maskToTensor(Buffer.from(msg.maskImage), msg.width, msg.height)) : undefined;
-    const images = await generate(ckpt, {
-      ...msg,
-      initImage,
-      mask,
-      signal: abort.signal,
-      onStep: (step, total) => post({ type: 'progress', jobId: msg.jobId, step, total }),
+    const out = await using(msg.checkpointDir, async (ckpt) => {
+      const initImage = msg.initImage
+        ? await decoded('initImage', imageToTensor(Buffer.from(msg.initImage), msg.width, msg.height))
+        : undefined;
+      const mask = msg.maskImage ? await decoded('maskImage', maskToTensor(Buffer.from(msg.maskImage), msg.width, msg.height)) : undefined;
+      const images = await generate(ckpt, {
+        ...msg,
+        initImage,
+        mask,
+        signal: abort.signal,
+        onStep: (step, total) => post({ type: 'progress', jobId: msg.jobId, step, total }),
+      });
+      const flags = msg.safetyChecker ? await checkImages(ckpt, images, msg.samples, msg.width, msg.height) : null;
+      const pngs: { data: Uint8Array; nsfw: boolean | null }[] = [];
+      for (let i = 0; i < msg.samples; i++) {
+        const nsfw = flags ? flags[i]! : null;
+        const png = nsfw ? await blackPng(msg.width, msg.height) : await tensorToPng(images, i, msg.width, msg.height);
+        pngs.push({ data: new Uint8Array(png), nsfw });
+      }
+      return pngs;
     });
-    const flags = msg.safetyChecker ? await checkImages(ckpt, images, msg.samples, msg.width, msg.height) : null;
-    const out: { data: Uint8Array; nsfw: boolean | null }[] = [];
-    for (let i = 0; i < msg.samples; i++) {
-      const nsfw = flags ? flags[i]! : null;
-      const png = nsfw ? await blackPng(msg.width, msg.height) : await tensorToPng(images, i, msg.width, msg.height);
-      out.push({ data: new Uint8Array(png), nsfw });
-    }
     post({ type: 'done', jobId: msg.jobId, images: out }, out.map((o) => o.data.buffer as ArrayBuffer));
   } catch (err) {
     if (err instanceof GenerationCanceled) {
