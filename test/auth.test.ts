@@ -1,5 +1,8 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
@@ -14,6 +17,8 @@ import {
   JobStatusDocument,
   Text2ImageDocument,
 } from '../src/client/generated/graphql.js';
+import { SqliteKeyStore } from '../src/auth/key-store.js';
+import { openDatabase, WalSync } from '../src/storage/sqlite.js';
 import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
 
 /*
@@ -333,7 +338,12 @@ describe('authentication and isolation', () => {
       expect(found(a.record.prefix)).toBe(a.record.id);
       expect(found(` ${a.record.id} `)).toBe(a.record.id);
       expect(found(b.record.id.slice(0, 13))).toBe(b.record.id);
-      expect(found('sdk_')).toMatch(/^"sdk_" names \d+ keys: .*give more of it, or the id$/);
+      expect(found(a.record.prefix.slice(0, 8))).toBe(a.record.id);
+      expect(found(a.record.id.slice(0, 4))).toBe(a.record.id);
+      // "sdk_" starts every key: too short to name one, however few are left.
+      expect(found('sdk_')).toMatch(/^"sdk_" is too short to name a key: give at least 4 characters/);
+      expect(found('sdk_ab')).toMatch(/too short/);
+      expect(found('abc')).toMatch(/too short/);
       expect(found(`${a.key.slice(0, -1)}${a.key.endsWith('A') ? 'B' : 'A'}`)).toMatch(/^no key has the id, key or prefix/);
       expect(found('')).toMatch(/give a key id/);
       expect(keys.revoke(b.record.id)).toBe(true);
@@ -345,7 +355,29 @@ describe('authentication and isolation', () => {
       const key = created.at(-1)!;
       expect(await keysCli('revoke', key)).toMatch(/^revoked \S+ \(sdk_\S+…, "whole"\)$/);
       expect((await post(JobsDocument, { 'API-Key': key }, { first: 5 })).status).toBe(401);
-      await expect(keysCli('revoke', 'sdk_')).rejects.toThrow(/"sdk_" names \d+ keys/);
+      await expect(keysCli('revoke', 'sdk_')).rejects.toThrow(/"sdk_" is too short to name a key/);
     });
+  });
+});
+
+describe('key references', () => {
+  it('refuses a prefix two live keys share, naming both', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sd-keys-'));
+    const db = openDatabase(path.join(dir, 'keys.sqlite'));
+    try {
+      const keys = new SqliteKeyStore(db, new WalSync(path.join(dir, 'keys.sqlite'), false));
+      const insert = db.prepare('INSERT INTO api_keys (id, name, key_hash, key_prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)');
+      insert.run('id-one', 'one', 'hash-one', 'sdk_abcd12', '["generate"]', 1);
+      insert.run('id-two', 'two', 'hash-two', 'sdk_abcd34', '["generate"]', 2);
+      expect(keys.find('sdk_abcd')).toEqual({
+        problem: '"sdk_abcd" names 2 keys: id-one (sdk_abcd12…, "one"), id-two (sdk_abcd34…, "two"); give more of it, or the id',
+      });
+      expect(keys.find('sdk_abcd3')).toMatchObject({ record: { id: 'id-two' } });
+      expect(keys.revoke('id-two')).toBe(true);
+      expect(keys.find('sdk_abcd')).toMatchObject({ record: { id: 'id-one' } });
+    } finally {
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -33,13 +33,14 @@ export interface Principal {
   scopes: KeyScope[];
 }
 
-const KEY_PREFIX = 'sdk_';
+/** How every key begins (and so its shown prefix). */
+export const API_KEY_PREFIX = 'sdk_';
 /** Characters in a whole key: the prefix and 32 bytes in unpadded base64url. */
-export const API_KEY_LENGTH = KEY_PREFIX.length + 43;
+export const API_KEY_LENGTH = API_KEY_PREFIX.length + 43;
 
 export function generateApiKey(): { id: string; key: string; hash: string; prefix: string } {
-  const key = `${KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
-  return { id: randomUUID(), key, hash: hashApiKey(key), prefix: key.slice(0, KEY_PREFIX.length + 6) };
+  const key = `${API_KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
+  return { id: randomUUID(), key, hash: hashApiKey(key), prefix: key.slice(0, API_KEY_PREFIX.length + 6) };
 }
 
 export function hashApiKey(key: string): string {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { SqliteDatabase, WalSync } from '../storage/sqlite.js';
-import { API_KEY_LENGTH, generateApiKey, hashApiKey, KEY_SCOPES, type KeyScope, type Principal } from './api-key.js';
+import { API_KEY_LENGTH, API_KEY_PREFIX, generateApiKey, hashApiKey, KEY_SCOPES, type KeyScope, type Principal } from './api-key.js';
 
 export interface ApiKeyRecord {
   id: string;
@@ -28,6 +28,9 @@ const fromRow = (row: KeyRow): ApiKeyRecord => ({
   createdAt: new Date(row.created_at),
   revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
 });
+
+/** Characters a reference must carry (after "sdk_" for a key) to name a key. */
+const MIN_REFERENCE_CHARS = 4;
 
 /** API keys in SQLite. Lookups hit the database every time so a revocation counts at once. */
 export class SqliteKeyStore {
@@ -104,6 +107,11 @@ export class SqliteKeyStore {
   find(reference: string): { record: ApiKeyRecord } | { problem: string } {
     const ref = reference.trim();
     if (!ref) return { problem: 'give a key id, the key itself, or a prefix of either' };
+    // "sdk_" starts every key: a prefix must say more than that, or one slip revokes the last key.
+    const told = ref.startsWith(API_KEY_PREFIX) ? ref.length - API_KEY_PREFIX.length : ref.length;
+    if (told < MIN_REFERENCE_CHARS) {
+      return { problem: `"${ref}" is too short to name a key: give at least ${MIN_REFERENCE_CHARS} characters of its id, or of the key after "${API_KEY_PREFIX}"` };
+    }
     const all = this.list();
     const hashed = this.db.prepare<[string], { id: string }>('SELECT id FROM api_keys WHERE key_hash = ?').get(hashApiKey(ref));
     let matches = all.filter((k) => k.id === (hashed?.id ?? ref));
