@@ -23,7 +23,7 @@ import { startTestServer, type TestServer } from './helpers/test-server.js';
  * bodies, raw non-JSON text). Every request must get either a valid job or a clear refusal, never
  * a 5xx, an INTERNAL_SERVER_ERROR or a stack trace; and the server must stay healthy.
  *
- * The oracle: each field's value is judged against the contract's rules (shared/api-contract.md,
+ * The oracle: each field's value is judged against the contract's rules (docs/api-contract.md,
  * restated from src/jobs/job-input.ts) as valid, invalid, or "either" (where the contract leaves
  * room, e.g. a data: URL whose base64 is malformed). A request with an invalid field must be
  * refused, and the refusal must name only fields that were not valid; a request whose fields are

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { GenerationParams, JobMode } from '../jobs/job.js';
 
 /**
- * The wire format of the contract's REST protocol (shared/api-contract.md): snake_case request
+ * The wire format of the contract's REST protocol (docs/api-contract.md): snake_case request
  * bodies and the SUCCESS / PENDING / FAILURE replies. The imagepipeline engine speaks it as a
  * client; the REST routes of this server will speak it as a server.
  *

@@ -3,8 +3,9 @@ import type { Job } from './job.js';
 export type JobListener = (job: Job) => void;
 
 /**
- * Job change notifications, fanned out by job id. In-process for the embedded setup; a
- * Redis-backed implementation of the same interface serves several server processes.
+ * Job change notifications, fanned out by job id. Only the in-process implementation exists
+ * (one server process); several processes would need one that crosses them (Redis pub/sub,
+ * say) behind this same interface.
  */
 export interface JobEvents {
   publish(job: Job): void;

@@ -8,7 +8,7 @@ import type { JobService } from '../jobs/job-service.js';
 import { fromRestRequestBody, toRestFieldName } from './rest-mapping.js';
 
 /**
- * The contract's REST API, served exactly (shared/api-contract.md):
+ * The contract's REST API, served exactly (docs/api-contract.md):
  *   POST /sd/{mode}/v1                  → {status: "PENDING", id} (or FAILURE + error)
  *   GET  /sd/{mode}/v1/status/{id}      → {status: "SUCCESS", download_urls} | PENDING | FAILURE
  * Same validation, auth, store and engines as GraphQL: a job made here is visible there.
