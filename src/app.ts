@@ -16,13 +16,12 @@ import { checkDataUrl } from './images/fetch-image.js';
 import { IMAGES_PATH, serveImage } from './images/image-routes.js';
 import { handleRest, REST_PREFIX } from './rest/rest-routes.js';
 import { LocalImageStore } from './images/image-store.js';
-import { Dispatcher } from './jobs/dispatcher.js';
 import { InProcessJobEvents } from './jobs/job-events.js';
 import { JobService } from './jobs/job-service.js';
 import { SqliteJobStore } from './jobs/job-store.js';
 import { JobUpdater } from './jobs/job-updater.js';
-import { Poller } from './jobs/poller.js';
 import { JobAdmission } from './limits/job-admission.js';
+import { InProcessRunner } from './runner/in-process-runner.js';
 import { parseAllowHosts } from './net/address-policy.js';
 import { checkOutboundUrl, outboundRefusal } from './net/guarded-agent.js';
 import { createWebhooks } from './webhooks/create-webhooks.js';
@@ -43,7 +42,7 @@ export interface App {
   stop(): Promise<void>;
   readonly keys: SqliteKeyStore;
   readonly events: InProcessJobEvents;
-  readonly poller: Poller;
+  readonly runner: InProcessRunner;
   readonly logger: Logger;
   /** Open WebSocket connections. */
   socketCount(): number;
@@ -72,15 +71,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const engine = overrides.engine ?? (await createEngine(config.engine, logger));
   const upstreamKeys = config.engine.kind === 'imagepipeline' ? config.engine.workers.flatMap((w) => (w.apiKey ? [w.apiKey] : [])) : [];
   const updater = new JobUpdater(store, events, images, logger, upstreamKeys);
-  const poller = new Poller(engine, updater, config.poller, logger);
-  const dispatcher = new Dispatcher(
-    engine,
-    updater,
-    poller,
-    { concurrency: config.dispatcher.concurrency, failureBudgetMs: config.poller.failureBudgetMs },
-    logger,
-  );
-  poller.onRequeue((job) => dispatcher.enqueue(job));
+  const runner = new InProcessRunner(engine, store, updater, { poller: config.poller, submitConcurrency: config.dispatcher.concurrency }, logger);
   const admission = new JobAdmission(config.admission);
   updater.onFinished((job) => admission.finished(job.ownerId, job.id));
 
@@ -110,7 +101,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         ? checkDataUrl(url, imageLimits)
         : outboundRefusal(checkOutboundUrl(url, imageAllow)),
   };
-  const jobs = new JobService({ store, events, engine, dispatcher, poller, updater, admission, outboundUrls, logger });
+  const jobs = new JobService({ store, events, engine, runner, admission, outboundUrls, logger });
   const models = new CatalogueService(engine);
 
   const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {
@@ -207,7 +198,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   return {
     keys,
     events,
-    poller,
+    runner,
     logger,
     socketCount: websocket.socketCount,
 
@@ -220,15 +211,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         });
       });
       started = true;
-      // Resume what a previous run left unfinished: submit what never reached the engine, poll the rest.
-      const active = await store.listActive();
-      for (const job of active) {
-        admission.started(job.ownerId, job.id);
-        if (job.engineHandle) poller.track(job);
-        else dispatcher.enqueue(job);
-      }
-      poller.start();
-      dispatcher.start();
+      const active = await runner.start();
+      for (const job of active) admission.started(job.ownerId, job.id);
       const { port } = server.address() as AddressInfo;
       const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
       const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -246,11 +230,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         // Engine calls in flight get the grace period; past it their jobs are simply resumed on the next start.
         let graceTimer: NodeJS.Timeout | undefined;
         await Promise.race([
-          Promise.all([dispatcher.stop(), poller.stop(), webhooks.dispatcher.stop()]),
+          Promise.all([runner.stop(), webhooks.dispatcher.stop()]),
           new Promise((resolve) => (graceTimer = setTimeout(resolve, config.shutdownGraceMs))),
         ]);
         clearTimeout(graceTimer);
-        logger.debug('stop: dispatcher and poller idle');
+        logger.debug('stop: runner and webhook deliveries idle');
         server.closeIdleConnections();
         const grace = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
         await closed;

@@ -36,7 +36,7 @@ serveIpc(
         rss: m.rss,
         listeners: app.events.listenerCount(),
         sockets: app.socketCount(),
-        tracked: app.poller.trackedCount(),
+        tracked: app.runner.trackedCount(),
       };
     },
   },

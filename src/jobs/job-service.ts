@@ -4,16 +4,14 @@ import type { Principal } from '../auth/api-key.js';
 import type { Engine } from '../engines/engine.js';
 import { ApiError, notFound } from '../errors.js';
 import { checkAgainstCatalogue } from '../models/catalogue.js';
-import type { Dispatcher } from './dispatcher.js';
 import { isTerminal, type Job, type JobMode } from './job.js';
 import type { JobEvents } from './job-events.js';
 import { InputValidationError, MAX_SEED, parseGenerationInput, type FieldIssue } from './job-input.js';
 import { checkIdempotencyKey, requestFingerprint } from './idempotency.js';
 import { DuplicateIdempotencyKeyError, StorageUnavailableError, type IdempotencyRecord, type JobListQuery, type JobPage, type JobStore } from './job-store.js';
 import { JobStream } from './job-stream.js';
-import type { JobUpdater } from './job-updater.js';
 import type { JobAdmission } from '../limits/job-admission.js';
-import type { Poller } from './poller.js';
+import type { JobRunner } from '../runner/job-runner.js';
 
 export const MAX_PAGE_SIZE = 100;
 
@@ -27,9 +25,7 @@ export class JobService {
       store: JobStore;
       events: JobEvents;
       engine: Engine;
-      dispatcher: Dispatcher;
-      poller: Poller;
-      updater: JobUpdater;
+      runner: JobRunner;
       admission: JobAdmission;
       /** What is wrong with a URL, as far as can be judged now (scheme, private IP literals, a data: URL's bytes); null: fine. */
       outboundUrls: { webhook: (url: string) => string | null; image: (url: string) => Promise<string | null> };
@@ -115,7 +111,7 @@ export class JobService {
       throw err;
     }
     this.deps.admission.started(job.ownerId, job.id);
-    this.deps.dispatcher.enqueue(job);
+    await this.deps.runner.enqueue(job);
     return job;
   }
 
@@ -155,16 +151,9 @@ export class JobService {
     if (isTerminal(job.status)) {
       throw new ApiError('JOB_ALREADY_FINISHED', `job "${id}" already finished with status ${job.status}`, 409);
     }
-    const canceled = await this.deps.updater.cancel(job);
+    const canceled = await this.deps.runner.cancel(job);
     if (canceled.status !== 'CANCELED') {
       throw new ApiError('JOB_ALREADY_FINISHED', `job "${id}" already finished with status ${canceled.status}`, 409);
-    }
-    this.deps.poller.untrack(id);
-    this.deps.dispatcher.forget(id);
-    if (job.engineHandle) {
-      this.deps.engine
-        .cancel(job.engineHandle, { id: job.id, mode: job.mode, params: job.params })
-        .catch((err: unknown) => this.deps.logger.warn({ err, jobId: id }, 'engine cancel failed'));
     }
     return canceled;
   }
@@ -180,21 +169,8 @@ export class JobService {
     return stream.begin(job);
   }
 
-  /**
-   * How many jobs start before this one on its engine; null once it has left the queue. Engines
-   * with a queue in this process are asked now; for the others it is what the engine said at
-   * the last poll, and before it has the job, the jobs of ours that reach it first.
-   */
-  queuePosition(job: Job): number | null {
-    if (job.status !== 'PENDING') return null;
-    const live = this.deps.engine.queue;
-    const here = this.deps.dispatcher.queuePosition(job.id);
-    if (live) {
-      // Not submitted yet: behind everything already waiting in the engine.
-      if (here !== null) return live.waiting() + here;
-      return live.ahead(job.id);
-    }
-    if (job.engineQueuePosition !== null) return job.engineQueuePosition;
-    return job.engineHandle ? null : (here ?? 0);
+  /** How many jobs start before this PENDING one on its engine; null once started, or unknown. */
+  queuePosition(job: Job): Promise<number | null> {
+    return this.deps.runner.queuePosition(job);
   }
 }

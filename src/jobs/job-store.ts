@@ -24,7 +24,7 @@ export interface JobStore {
   /** Applies a patch to a job that is not terminal, bumping its version; null if it was. */
   update(id: string, patch: JobPatch): Promise<Job | null>;
   listForOwner(ownerId: string, query: JobListQuery): Promise<JobPage>;
-  /** PENDING and PROCESSING jobs, oldest first: what the dispatcher and poller resume. */
+  /** PENDING and PROCESSING jobs, oldest first: what the runner resumes after a restart. */
   listActive(): Promise<Job[]>;
 }
 

@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
-import { isTerminal, JobErrorCode, type Job } from './job.js';
-import { errorReason } from './job-transitions.js';
-import type { JobUpdater } from './job-updater.js';
+import { isTerminal, JobErrorCode, type Job } from '../jobs/job.js';
+import { errorReason } from '../jobs/job-transitions.js';
+import type { JobUpdater } from '../jobs/job-updater.js';
 import type { Poller } from './poller.js';
 
-export interface DispatcherOptions {
+export interface SubmitterOptions {
   concurrency: number;
   /** How long submissions may keep failing with a transient error before the job fails. */
   failureBudgetMs: number;
@@ -18,7 +18,7 @@ export interface DispatcherOptions {
  * handle is persisted before the job is handed to the poller, so a restart knows whether a
  * job still needs submitting (no handle) or only polling.
  */
-export class Dispatcher {
+export class Submitter {
   /** Waiting jobs, FIFO: queue[head] is next. Forgotten (canceled) entries are skipped when reached. */
   private queue: (Job | undefined)[] = [];
   private head = 0;
@@ -45,7 +45,7 @@ export class Dispatcher {
     private readonly engine: Engine,
     private readonly updater: JobUpdater,
     private readonly poller: Poller,
-    private readonly options: DispatcherOptions,
+    private readonly options: SubmitterOptions,
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
   ) {}
@@ -63,7 +63,7 @@ export class Dispatcher {
   }
 
   /**
-   * Jobs of this dispatcher that reach the engine before this one: those being submitted that
+   * Jobs of this submitter that reach the engine before this one: those being submitted that
    * left the queue earlier, then those waiting ahead of it. Null once the engine has it.
    */
   queuePosition(jobId: string): number | null {

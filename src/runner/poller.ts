@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
-import { isTerminal, JobErrorCode, type Job } from './job.js';
-import { errorReason, mayRequeue } from './job-transitions.js';
-import type { JobUpdater } from './job-updater.js';
+import { isTerminal, JobErrorCode, type Job } from '../jobs/job.js';
+import { errorReason, mayRequeue } from '../jobs/job-transitions.js';
+import type { JobUpdater } from '../jobs/job-updater.js';
 
 export interface PollerOptions {
   minIntervalMs: number;
@@ -35,7 +35,7 @@ export class Poller {
   private running = false;
   private readonly idle = new Set<() => void>();
 
-  /** Where jobs a worker lost before they started go to be submitted again (the dispatcher). */
+  /** Where jobs a worker lost before they started go to be submitted again (the submitter). */
   private resubmit: ((job: Job) => void) | null = null;
 
   constructor(
@@ -46,7 +46,7 @@ export class Poller {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  /** Set once at wiring: the dispatcher needs the poller, so the poller cannot take it in its constructor. */
+  /** Set once at wiring: the submitter needs the poller, so the poller cannot take it in its constructor. */
   onRequeue(resubmit: (job: Job) => void): void {
     this.resubmit = resubmit;
   }
