@@ -7,9 +7,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Checkpoint } from '../src/engines/local/checkpoint.js';
-import { generate } from '../src/engines/local/pipeline.js';
-import { generateTinyPipeline } from '../src/engines/local/tiny/generate.js';
+import { Checkpoint } from '../src/diffusion/checkpoint.js';
+import { generate } from '../src/diffusion/pipeline.js';
+import { generateTinyPipeline } from '../scripts/tiny-models/generate.js';
 
 export interface LocalEngineFigures {
   model: string;

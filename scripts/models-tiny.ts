@@ -8,7 +8,7 @@
  * sibling `<OUT_DIR>-inpainting` (./data/models/tiny-inpainting by default).
  */
 import { basename, dirname, join, resolve } from 'node:path';
-import { generateTinyPipeline, type TinyPipelineOptions } from '../src/engines/local/tiny/generate.js';
+import { generateTinyPipeline, type TinyPipelineOptions } from './tiny-models/generate.js';
 
 function usage(message?: string): never {
   if (message) console.error(message);

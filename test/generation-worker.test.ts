@@ -4,7 +4,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GenerationWorkerClient } from '../src/engines/local/generation-worker-client.js';
-import { generateTinyPipeline } from '../src/engines/local/tiny/generate.js';
+import { generateTinyPipeline } from '../scripts/tiny-models/generate.js';
 import type { GenerateMessage } from '../src/engines/local/worker-protocol.js';
 
 /** The generation worker's own state across jobs: checkpoints it keeps loaded. */

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkWidth, EmbeddingFileError, loadEmbeddingFile, parseEmbedding } from '../src/engines/local/embeddings/index.js';
+import { checkWidth, EmbeddingFileError, loadEmbeddingFile, parseEmbedding } from '../src/diffusion/embeddings/index.js';
 import {
   type DictSpec,
   encodeFloats,
@@ -12,7 +12,7 @@ import {
   torchArchiveWithPickle,
   torchSaveBytes,
   zipArchive,
-} from '../src/engines/local/tiny/torch-writers.js';
+} from '../scripts/tiny-models/torch-writers.js';
 
 const ramp = (n: number, scale = 0.25) => Array.from({ length: n }, (_, i) => ((i % 17) - 8) * scale);
 const W = 768;

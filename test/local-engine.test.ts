@@ -15,8 +15,8 @@ import {
   Text2ImageDocument,
   UploadEmbeddingDocument,
 } from '../src/client/generated/graphql.js';
-import { createRandom } from '../src/engines/local/random.js';
-import { encodeSafetensors } from '../src/engines/local/tiny/safetensors.js';
+import { createRandom } from '../src/diffusion/random.js';
+import { encodeSafetensors } from '../scripts/tiny-models/safetensors.js';
 import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
 
 /** The embedded default: ENGINE=local with no MODELS_DIR serves the tiny generated models. */

@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { blackPng, downsampleMask, imageToTensor, maskToTensor, tensorToPng } from '../src/engines/local/image-codec.js';
+import { blackPng, downsampleMask, imageToTensor, maskToTensor, tensorToPng } from '../src/diffusion/image-codec.js';
 
 describe('image codec', () => {
   it('round-trips an NCHW tensor through PNG within one grey level, and picks the sample by index', async () => {

@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Checkpoint } from '../src/engines/local/checkpoint.js';
-import { classifyNsfw, isExplicit } from '../src/engines/local/nsfw-classifier.js';
-import { checkImages } from '../src/engines/local/safety.js';
-import { generateTinyPipeline } from '../src/engines/local/tiny/generate.js';
+import { Checkpoint } from '../src/diffusion/checkpoint.js';
+import { classifyNsfw, isExplicit } from '../src/diffusion/nsfw-classifier.js';
+import { checkImages } from '../src/diffusion/safety.js';
+import { generateTinyPipeline } from '../scripts/tiny-models/generate.js';
 
 describe('safety checking', () => {
   const root = mkdtempSync(path.join(tmpdir(), 'sd-safety-'));

@@ -10,8 +10,8 @@ import {
   SCHEDULER_NAMES,
   type Scheduler,
   type SchedulerName,
-} from '../src/engines/local/schedulers/index.js';
-import { detLog, detSinCos2Pi, MAX_SEED, SeededRandom } from '../src/engines/local/random.js';
+} from '../src/diffusion/schedulers/index.js';
+import { detLog, detSinCos2Pi, MAX_SEED, SeededRandom } from '../src/diffusion/random.js';
 
 /** The scheduler_config.json shipped with runwayml/stable-diffusion-v1-5. */
 const SD15_SCHEDULER_JSON = {

@@ -7,8 +7,8 @@ import {
   type ClipTokenizerData,
   TokenizerFileError,
   TokenLimitError,
-} from '../src/engines/local/tokenizer/clip-tokenizer.js';
-import { BYTE_ENCODER, normalizeClipText } from '../src/engines/local/tokenizer/normalize.js';
+} from '../src/diffusion/tokenizer/clip-tokenizer.js';
+import { BYTE_ENCODER, normalizeClipText } from '../src/diffusion/tokenizer/normalize.js';
 
 /**
  * A small vocab laid out like the real CLIP one: the 256 byte characters in bytes_to_unicode

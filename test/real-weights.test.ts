@@ -1,9 +1,9 @@
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Checkpoint } from '../src/engines/local/checkpoint.js';
-import { tensorToPng } from '../src/engines/local/image-codec.js';
-import { generate } from '../src/engines/local/pipeline.js';
+import { Checkpoint } from '../src/diffusion/checkpoint.js';
+import { tensorToPng } from '../src/diffusion/image-codec.js';
+import { generate } from '../src/diffusion/pipeline.js';
 
 /**
  * Runs only when SD_MODEL_DIR points at a real SD 1.5 ONNX export (diffusers layout); no weights

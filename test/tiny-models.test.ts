@@ -13,10 +13,10 @@ import {
   tensorDims,
   tensorToFloat32,
   TensorDataType,
-} from '../src/engines/local/onnx/proto.js';
-import { loadEmbeddingFile } from '../src/engines/local/embeddings/index.js';
-import { buildTinyPipelineFiles, generateTinyPipeline, TINY_EMBEDDINGS } from '../src/engines/local/tiny/generate.js';
-import { TOKEN_EMBEDDING_NAME } from '../src/engines/local/tiny/models.js';
+} from '../src/diffusion/onnx/proto.js';
+import { loadEmbeddingFile } from '../src/diffusion/embeddings/index.js';
+import { buildTinyPipelineFiles, generateTinyPipeline, TINY_EMBEDDINGS } from '../scripts/tiny-models/generate.js';
+import { TOKEN_EMBEDDING_NAME } from '../scripts/tiny-models/models.js';
 
 const D = 32;
 let root: string;

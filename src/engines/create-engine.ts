@@ -7,10 +7,10 @@ import { ImageFetcher } from '../images/fetch-image.js';
 import type { Engine } from './engine.js';
 import { DEFAULT_REMOTE_CATALOGUE, loadCatalogueFile } from './imagepipeline/catalogue-file.js';
 import { ImagePipelineEngine } from './imagepipeline/imagepipeline-engine.js';
-import { loadEmbeddingFile } from './local/embeddings/index.js';
+import { loadEmbeddingFile } from '../diffusion/embeddings/index.js';
 import { LocalEngine } from './local/local-engine.js';
 import { scanModelDirectory } from './local/model-directory.js';
-import { generateTinyPipeline } from './local/tiny/generate.js';
+import { generateTinyPipeline } from '../../scripts/tiny-models/generate.js';
 
 /** Builds the configured engine. */
 export async function createEngine(config: EngineConfig, logger: Logger): Promise<Engine> {

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { GenerationCanceled } from './pipeline.js';
+import { GenerationCanceled } from '../../diffusion/pipeline.js';
 import type { FromWorker, GenerateMessage, WorkerSettings } from './worker-protocol.js';
 
 /** A generation the worker failed, with the reason and whose fault it was (the request's or the engine's). */

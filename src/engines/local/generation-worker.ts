@@ -1,11 +1,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type * as ort from 'onnxruntime-node';
-import { Checkpoint } from './checkpoint.js';
-import { blackPng, imageToTensor, maskToTensor, tensorToPng } from './image-codec.js';
-import { generate, GenerationCanceled } from './pipeline.js';
-import { InvalidRequestError } from './request-error.js';
-import { checkImages } from './safety.js';
-import { TokenLimitError } from './tokenizer/clip-tokenizer.js';
+import { Checkpoint } from '../../diffusion/checkpoint.js';
+import { blackPng, imageToTensor, maskToTensor, tensorToPng } from '../../diffusion/image-codec.js';
+import { generate, GenerationCanceled } from '../../diffusion/pipeline.js';
+import { InvalidRequestError } from '../../diffusion/request-error.js';
+import { checkImages } from '../../diffusion/safety.js';
+import { TokenLimitError } from '../../diffusion/tokenizer/clip-tokenizer.js';
 import type { FromWorker, GenerateMessage, ToWorker, WorkerSettings } from './worker-protocol.js';
 
 /**

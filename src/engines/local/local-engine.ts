@@ -3,17 +3,17 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InputValidationError, type FieldIssue } from '../../jobs/job-input.js';
-import { JobErrorCode, type GenerationParams } from '../../jobs/job.js';
+import { JobErrorCode, SCHEDULER_NAMES, type GenerationParams } from '../../jobs/job.js';
 import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../models/catalogue.js';
 import { ImageFetchError, type ImageFetcher } from '../../images/fetch-image.js';
 import type { EmbeddingUpload, Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
-import { EMBEDDING_EXTENSIONS, EmbeddingFileError, parseEmbedding } from './embeddings/index.js';
-import type { EmbeddingRows } from './checkpoint.js';
+import { EMBEDDING_EXTENSIONS, EmbeddingFileError, parseEmbedding } from '../../diffusion/embeddings/index.js';
+import type { EmbeddingRows } from '../../diffusion/checkpoint.js';
 import { GenerationFailed, GenerationWorkerClient } from './generation-worker-client.js';
 import type { ModelDirectory, UploadSidecar } from './model-directory.js';
-import { GenerationCanceled } from './pipeline.js';
-import type { SchedulerName } from './schedulers/index.js';
-import { ClipTokenizer } from './tokenizer/clip-tokenizer.js';
+import { GenerationCanceled } from '../../diffusion/pipeline.js';
+import { SCHEDULER_NAMES as IMPLEMENTED, type SchedulerName } from '../../diffusion/schedulers/index.js';
+import { ClipTokenizer } from '../../diffusion/tokenizer/clip-tokenizer.js';
 import type { WorkerSettings } from './worker-protocol.js';
 
 export interface LocalEngineOptions {
@@ -31,6 +31,9 @@ export interface LocalEngineOptions {
   uploadsDir: string;
   logger: Logger;
 }
+
+// Every scheduler a request may name is one the diffusion core implements (a compile-time check).
+SCHEDULER_NAMES satisfies readonly (typeof IMPLEMENTED)[number][];
 
 /** A trigger word: one "word" a user can type, as the tokenizer matches whole words. */
 const TRIGGER_WORD = /^[\p{L}\p{N}_<>.-]{1,64}$/u;

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_MODEL_ALIAS } from '../../jobs/job-input.js';
 import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../models/catalogue.js';
-import { EMBEDDING_EXTENSIONS } from './embeddings/index.js';
+import { EMBEDDING_EXTENSIONS } from '../../diffusion/embeddings/index.js';
 
 /**
  * What MODELS_DIR holds: checkpoints (sub-folders in the diffusers ONNX layout) and

@@ -1,5 +1,5 @@
-import type { EmbeddingRows } from './checkpoint.js';
-import type { GenerateRequest } from './pipeline.js';
+import type { EmbeddingRows } from '../../diffusion/checkpoint.js';
+import type { GenerateRequest } from '../../diffusion/pipeline.js';
 
 /**
  * Messages between the local engine (main thread) and its generation worker. onnxruntime-node's

@@ -12,7 +12,7 @@ import {
   type NodeProto,
   type TensorProto,
   type ValueInfoProto,
-} from '../onnx/proto.js';
+} from '../../src/diffusion/onnx/proto.js';
 
 /** A dimension: a fixed size or a symbolic name (dynamic axis). */
 export type Dim = number | string;

@@ -3,7 +3,7 @@
  * (scripts/convert_stable_diffusion_checkpoint_to_onnx.py). Weights come from a seeded PRNG, so
  * the encoded bytes are identical across runs and platforms.
  */
-import { TensorDataType as DT, type ModelProto } from '../onnx/proto.js';
+import { TensorDataType as DT, type ModelProto } from '../../src/diffusion/onnx/proto.js';
 import { GraphBuilder, Prng } from './graph.js';
 
 export const OPSET = 17;

@@ -6,7 +6,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { encodeModel, setExternalData, type ModelProto } from '../onnx/proto.js';
+import { encodeModel, setExternalData, type ModelProto } from '../../src/diffusion/onnx/proto.js';
 import { Prng } from './graph.js';
 import {
   buildTinySafetyChecker,

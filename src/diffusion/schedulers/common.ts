@@ -2,11 +2,11 @@
  * Common scheduler interface and elementwise helpers. Tensors are flat
  * Float32Arrays (latents, shape known to the caller).
  */
-import { SCHEDULER_NAMES, type SchedulerName } from '../../../jobs/job.js';
 import type { SchedulerConfig } from './config.js';
 
-// The names are part of the request (jobs domain); the implementations live here.
-export { SCHEDULER_NAMES, type SchedulerName };
+/** The schedulers implemented here (the API's names; the local engine checks they cover its list). */
+export const SCHEDULER_NAMES = ['EULER_A', 'EULER', 'DDIM', 'DPMPP_2M_KARRAS'] as const;
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
 export function isSchedulerName(value: unknown): value is SchedulerName {
   return typeof value === 'string' && (SCHEDULER_NAMES as readonly string[]).includes(value);
