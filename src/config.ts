@@ -1,9 +1,8 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { parseAllowHosts } from './net/address-policy.js';
-import { SCHEDULER_NAMES } from './jobs/job.js';
+import { SCHEDULER_NAMES } from './generation/request.js';
 import type { AdmissionLimits } from './limits/job-admission.js';
-import type { GraphQLLimits } from './schema/limits.js';
 
 /**
  * The server's whole configuration: read once from the environment at start,
@@ -146,6 +145,14 @@ export interface Config {
     initTimeoutMs: number;
     revocationCheckMs: number;
   };
+}
+
+/** Limits on the shape of a GraphQL operation (depth, aliases, tokens, cost). */
+export interface GraphQLLimits {
+  maxDepth: number;
+  maxAliases: number;
+  maxTokens: number;
+  maxCost: number;
 }
 
 export type EngineConfig = LocalEngineConfig | ImagePipelineEngineConfig;

@@ -2,7 +2,7 @@ import { print } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobsDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { requestFingerprint } from '../src/jobs/idempotency.js';
-import type { GenerationParams } from '../src/jobs/job.js';
+import type { GenerationParams } from '../src/generation/request.js';
 import { startTestServer, type TestServer } from './helpers/test-server.js';
 
 describe('idempotency keys', () => {

@@ -12,8 +12,8 @@ import {
   Text2ImageDocument,
   type JobFieldsFragment,
 } from '../src/client/generated/graphql.js';
-import { MAX_EMBEDDINGS, MAX_PROMPT_CHARS, MAX_SEED } from '../src/jobs/job-input.js';
-import { SCHEDULER_NAMES } from '../src/jobs/job.js';
+import { MAX_EMBEDDINGS, MAX_PROMPT_CHARS, MAX_SEED } from '../src/generation/input.js';
+import { SCHEDULER_NAMES } from '../src/generation/request.js';
 import { classifyAddress } from '../src/net/address-policy.js';
 import { startTestServer, type TestServer } from './helpers/test-server.js';
 

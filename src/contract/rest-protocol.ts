@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { GenerationParams, JobMode } from '../jobs/job.js';
+import type { GenerationParams, JobMode } from '../generation/request.js';
 
 /**
  * The wire format of the contract's REST protocol (docs/api-contract.md): snake_case request

@@ -1,6 +1,6 @@
-import type { FieldIssue } from '../jobs/job-input.js';
-import type { GenerationParams, JobMode } from '../jobs/job.js';
-import type { Catalogue, CatalogueEntry } from '../models/catalogue.js';
+import type { FieldIssue } from '../generation/input.js';
+import type { GenerationParams, JobMode } from '../generation/request.js';
+import type { Catalogue, CatalogueEntry } from '../catalogue/catalogue.js';
 
 /**
  * Where diffusion happens, behind one interface. The job layer never knows whether an engine

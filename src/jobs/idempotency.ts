@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { GenerationParams, JobMode } from './job.js';
-import type { FieldIssue } from './job-input.js';
+import type { GenerationParams, JobMode } from '../generation/request.js';
+import type { FieldIssue } from '../generation/input.js';
 
 /**
  * Idempotency keys: a client that repeats a create with the same key (a retry after a timeout,

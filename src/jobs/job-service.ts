@@ -3,15 +3,16 @@ import type { Logger } from 'pino';
 import type { Principal } from '../auth/api-key.js';
 import type { Engine } from '../engines/engine.js';
 import { ApiError, notFound } from '../errors.js';
-import { checkAgainstCatalogue } from '../models/catalogue.js';
-import { isTerminal, type Job, type JobMode } from './job.js';
+import { checkAgainstCatalogue } from '../catalogue/catalogue.js';
+import { isTerminal, type Job } from './job.js';
+import { type JobMode } from '../generation/request.js';
 import type { JobEvents } from './job-events.js';
-import { InputValidationError, MAX_SEED, parseGenerationInput, type FieldIssue } from './job-input.js';
+import { InputValidationError, MAX_SEED, parseGenerationInput, type FieldIssue } from '../generation/input.js';
 import { checkIdempotencyKey, requestFingerprint } from './idempotency.js';
 import { DuplicateIdempotencyKeyError, StorageUnavailableError, type IdempotencyRecord, type JobListQuery, type JobPage, type JobStore } from './job-store.js';
 import { JobStream } from './job-stream.js';
 import type { JobAdmission } from '../limits/job-admission.js';
-import type { JobRunner } from '../runner/job-runner.js';
+import type { JobRunner } from './job-runner.js';
 
 export const MAX_PAGE_SIZE = 100;
 

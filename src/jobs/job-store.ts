@@ -1,7 +1,8 @@
 import type Database from 'better-sqlite3';
 import type { SqliteDatabase, WalSync } from '../storage/sqlite.js';
 import { WriteBatcher } from '../storage/write-batcher.js';
-import type { GenerationParams, Job, JobImage, JobMode, JobPatch, JobStatus } from './job.js';
+import type { Job, JobImage, JobPatch, JobStatus } from './job.js';
+import type { GenerationParams, JobMode } from '../generation/request.js';
 
 /**
  * Persistence of jobs. Async so that a Postgres store can take its place; the SQLite one

@@ -1,5 +1,6 @@
 import type { EngineStatus } from '../engines/engine.js';
-import { JobErrorCode, type Job, type JobImage, type JobPatch } from './job.js';
+import { type Job, type JobImage, type JobPatch } from './job.js';
+import { JobErrorCode } from '../generation/request.js';
 
 /**
  * Pure rules for how an engine's report changes a job. Returns null when nothing changes, so

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { EngineStatus } from '../engines/engine.js';
 import type { LocalImageStore } from '../images/image-store.js';
-import { isTerminal, JobErrorCode, type Job, type JobImage, type JobPatch } from './job.js';
+import { isTerminal, type Job, type JobImage, type JobPatch } from './job.js';
+import { JobErrorCode } from '../generation/request.js';
 import type { JobEvents } from './job-events.js';
 import type { JobStore } from './job-store.js';
 import { cleanErrorMessage, errorReason, failurePatch, patchFromEngineStatus, requeuePatch, successPatch } from './job-transitions.js';

@@ -1,39 +1,11 @@
 /** The job model: what a generation request becomes once accepted. Pure types and helpers. */
-
-export const JOB_MODES = ['text2image', 'image2image', 'inpainting'] as const;
-export type JobMode = (typeof JOB_MODES)[number];
+import type { GenerationParams, JobMode } from '../generation/request.js';
 
 export const JOB_STATUSES = ['PENDING', 'PROCESSING', 'SUCCESS', 'FAILURE', 'CANCELED'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['SUCCESS', 'FAILURE', 'CANCELED']);
 export const isTerminal = (status: JobStatus): boolean => TERMINAL_STATUSES.has(status);
-
-/** Denoising schedulers a request may choose. */
-export const SCHEDULER_NAMES = ['EULER_A', 'EULER', 'DDIM', 'DPMPP_2M_KARRAS'] as const;
-export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
-
-/** Validated request parameters, in camelCase, with defaults filled in and the seed resolved. */
-export interface GenerationParams {
-  modelId: string;
-  prompt: string;
-  negativePrompt: string;
-  numInferenceSteps: number;
-  guidanceScale: number;
-  samples: number;
-  width: number;
-  height: number;
-  /** The seed the engine is asked to use: never -1 once a job exists. */
-  seed: number;
-  embeddings: string[];
-  safetyChecker: boolean;
-  /** Absent: the engine's default scheduler. */
-  scheduler?: SchedulerName;
-  /** Denoise strength; image2image and inpainting only. */
-  strength?: number;
-  initImage?: string;
-  maskImage?: string;
-}
 
 export interface JobError {
   code: string;
@@ -94,19 +66,3 @@ export type JobPatch = Partial<
     | 'finishedAt'
   >
 >;
-
-/**
- * Stable machine-readable codes for a job's error. INVALID_INPUT and IMAGE_UNAVAILABLE are the
- * request's fault (retrying it unchanged fails again); the others are the engine's or ours.
- */
-export const JobErrorCode = {
-  INVALID_INPUT: 'INVALID_INPUT',
-  IMAGE_UNAVAILABLE: 'IMAGE_UNAVAILABLE',
-  ENGINE_REJECTED: 'ENGINE_REJECTED',
-  ENGINE_FAILED: 'ENGINE_FAILED',
-  ENGINE_UNREACHABLE: 'ENGINE_UNREACHABLE',
-  ENGINE_LOST_JOB: 'ENGINE_LOST_JOB',
-  ENGINE_BAD_REPLY: 'ENGINE_BAD_REPLY',
-  IMAGE_STORE_FAILED: 'IMAGE_STORE_FAILED',
-  INTERNAL: 'INTERNAL',
-} as const;

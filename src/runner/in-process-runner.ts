@@ -3,7 +3,7 @@ import type { Engine } from '../engines/engine.js';
 import type { Job } from '../jobs/job.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
-import type { JobRunner } from './job-runner.js';
+import type { JobRunner } from '../jobs/job-runner.js';
 import { Poller, type PollerOptions } from './poller.js';
 import { Submitter } from './submitter.js';
 

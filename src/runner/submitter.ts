@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
-import { isTerminal, JobErrorCode, type Job } from '../jobs/job.js';
+import { isTerminal, type Job } from '../jobs/job.js';
+import { JobErrorCode } from '../generation/request.js';
 import { errorReason } from '../jobs/job-transitions.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
 import type { Poller } from './poller.js';

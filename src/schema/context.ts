@@ -1,7 +1,7 @@
 import { hasScope, type KeyScope, type Principal } from '../auth/api-key.js';
 import { forbidden, unauthenticated } from '../errors.js';
 import type { JobService } from '../jobs/job-service.js';
-import type { CatalogueService } from '../models/catalogue-service.js';
+import type { CatalogueService } from '../engines/catalogue-service.js';
 
 /** What every resolver gets: who is calling, the domain services, and how to build absolute URLs. */
 export interface GraphQLContext {

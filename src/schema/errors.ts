@@ -1,7 +1,7 @@
 import { GraphQLError } from 'graphql';
 import type { Logger } from 'pino';
 import { ApiError } from '../errors.js';
-import { InputValidationError } from '../jobs/job-input.js';
+import { InputValidationError } from '../generation/input.js';
 import { InvalidCursorError } from '../jobs/job-store.js';
 
 /**

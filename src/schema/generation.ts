@@ -1,6 +1,6 @@
 import type { InputFieldBuilder } from '@pothos/core';
-import { InputValidationError, MAX_SEED } from '../jobs/job-input.js';
-import type { JobMode } from '../jobs/job.js';
+import { InputValidationError, MAX_SEED } from '../generation/input.js';
+import type { JobMode } from '../generation/request.js';
 import { builder, type BuilderTypes } from './builder.js';
 import { requireScope, type GraphQLContext } from './context.js';
 import { JobType } from './job.js';

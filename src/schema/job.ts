@@ -1,4 +1,5 @@
-import { JOB_MODES, JOB_STATUSES, type GenerationParams, type Job, type JobError, type JobImage } from '../jobs/job.js';
+import { JOB_STATUSES, type Job, type JobError, type JobImage } from '../jobs/job.js';
+import { JOB_MODES, type GenerationParams } from '../generation/request.js';
 import type { JobPage } from '../jobs/job-store.js';
 import { builder } from './builder.js';
 import { requireScope } from './context.js';

@@ -1,5 +1,5 @@
-import { InputValidationError } from '../jobs/job-input.js';
-import { BASE_MODELS, MODEL_KINDS, type CatalogueEntry } from '../models/catalogue.js';
+import { InputValidationError } from '../generation/input.js';
+import { BASE_MODELS, MODEL_KINDS, type CatalogueEntry } from '../catalogue/catalogue.js';
 import { builder } from './builder.js';
 import { requireScope } from './context.js';
 

@@ -1,4 +1,4 @@
-import { SCHEDULER_NAMES } from '../jobs/job.js';
+import { SCHEDULER_NAMES } from '../generation/request.js';
 import { builder } from './builder.js';
 
 const SCHEDULER_DESCRIPTIONS: Record<(typeof SCHEDULER_NAMES)[number], string> = {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { Catalogue, catalogueEntrySchema } from '../../models/catalogue.js';
-import { DEFAULT_MODEL_ALIAS } from '../../jobs/job-input.js';
+import { Catalogue, catalogueEntrySchema } from '../../catalogue/catalogue.js';
+import { DEFAULT_MODEL_ALIAS } from '../../generation/input.js';
 
 /**
  * The remote engine's catalogue. The contract's REST protocol has no model listing, so the

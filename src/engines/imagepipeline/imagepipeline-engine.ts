@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { toRestRequestBody, type RestReply } from '../../contract/rest-protocol.js';
-import { JobErrorCode } from '../../jobs/job.js';
-import type { Catalogue } from '../../models/catalogue.js';
+import { JobErrorCode } from '../../generation/request.js';
+import type { Catalogue } from '../../catalogue/catalogue.js';
 import type { Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
 import { EngineProtocolError, EngineUnavailableError } from '../engine.js';
 import { ImagePipelineRestClient, type RestClientOptions } from './rest-client.js';

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, errors as undiciErrors, request, type Dispatcher } from 'undici';
 import { restPaths, restReplySchema, type RestReply, type RestRequestBody } from '../../contract/rest-protocol.js';
-import type { JobMode } from '../../jobs/job.js';
+import type { JobMode } from '../../generation/request.js';
 import { sniffImageType } from '../../images/sniff.js';
 import { EngineProtocolError, EngineUnavailableError } from '../engine.js';
 

@@ -2,7 +2,7 @@ import { print } from 'graphql';
 import { Agent, request, type Dispatcher } from 'undici';
 import { z } from 'zod';
 import { CancelJobDocument, ModelsDocument } from '../../client/generated/graphql.js';
-import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../models/catalogue.js';
+import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../catalogue/catalogue.js';
 
 /**
  * What a gateway asks of workers that are instances of this server, beyond the contract's REST

@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_MODEL_ALIAS } from '../../jobs/job-input.js';
-import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../models/catalogue.js';
+import { DEFAULT_MODEL_ALIAS } from '../../generation/input.js';
+import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../catalogue/catalogue.js';
 import { EMBEDDING_EXTENSIONS } from '../../diffusion/embeddings/index.js';
 
 /**

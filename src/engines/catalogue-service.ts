@@ -1,6 +1,6 @@
-import type { EmbeddingUpload, Engine } from '../engines/engine.js';
+import type { EmbeddingUpload, Engine } from './engine.js';
 import { ApiError } from '../errors.js';
-import type { CatalogueEntry, ModelFilter } from './catalogue.js';
+import type { CatalogueEntry, ModelFilter } from '../catalogue/catalogue.js';
 
 /** Read access to the engine's model catalogue. */
 export class CatalogueService {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import type { FieldIssue } from '../jobs/job-input.js';
-import type { GenerationParams } from '../jobs/job.js';
+import type { FieldIssue } from '../generation/input.js';
+import type { GenerationParams } from '../generation/request.js';
 
 /** The model catalogue: base checkpoints and textual-inversion embeddings an engine can use. */
 

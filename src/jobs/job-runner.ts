@@ -1,4 +1,4 @@
-import type { Job } from '../jobs/job.js';
+import type { Job } from './job.js';
 
 /**
  * Runs accepted jobs: hands them to an engine, follows them to the end (through the job

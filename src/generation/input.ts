@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SCHEDULER_NAMES, type GenerationParams, type JobMode } from './job.js';
+import { SCHEDULER_NAMES, type GenerationParams, type JobMode } from './request.js';
 
 /**
  * One zod schema per generation mode: the single definition of what a request may hold.
