@@ -1,0 +1,66 @@
+/**
+ * Import rules for src/, checked by `npm run lint:deps` (part of `npm test`).
+ * The folders of src/ are layered: each may import only the ones listed before it, so there are
+ * no cycles between folders and each layer can be read (and tested) without the ones above it.
+ */
+const LAYERS = [
+  'errors.ts', // ApiError, the errors every layer may raise
+  'logger.ts',
+  'diffusion', // the SD 1.5 core: imports nothing else of src/
+  'net',
+  'storage',
+  'generation', // what a request is
+  'client', // generated typed GraphQL operations
+  'limits',
+  'catalogue',
+  'contract', // the REST wire format
+  'images',
+  'auth',
+  'config.ts',
+  'engines',
+  'jobs',
+  'runner',
+  'webhooks',
+  'rest',
+  'schema',
+  // The HTTP layer and the wiring sit on top of everything.
+  'graphiql-example.ts',
+  'http-body-limit.ts',
+  'graphql-websocket.ts',
+  'app.ts',
+  'main.ts',
+];
+
+const path = (entry) => (entry.endsWith('.ts') ? `^src/${entry.replace('.', '\\.')}$` : `^src/${entry}/`);
+
+module.exports = {
+  forbidden: [
+    ...LAYERS.slice(0, -1).map((entry, i) => ({
+      name: `layer-${entry}`,
+      comment: `${entry} may import only what comes before it in .dependency-cruiser.cjs's LAYERS`,
+      severity: 'error',
+      from: { path: path(entry) },
+      to: { path: LAYERS.slice(i + 1).map(path) },
+    })),
+    {
+      name: 'unlisted-folder',
+      comment: 'every folder and root file of src/ has its place in LAYERS',
+      severity: 'error',
+      from: { path: '^src/', pathNot: LAYERS.map(path) },
+      to: {},
+    },
+    {
+      name: 'no-circular',
+      comment: 'no module imports itself through others',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { circular: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { extensions: ['.ts', '.js'] },
+  },
+};
