@@ -21,13 +21,9 @@ const LAYERS = [
   'jobs',
   'runner',
   'webhooks',
-  'rest',
   'schema',
-  // The HTTP layer and the wiring sit on top of everything.
-  'graphiql-example.ts',
-  'http-body-limit.ts',
-  'graphql-websocket.ts',
-  'app.ts',
+  'http', // routing, GraphQL over HTTP and WebSocket, REST, images, GraphiQL, request limits
+  'app.ts', // the wiring: buildApp() owns every part's start and stop
   'main.ts',
 ];
 

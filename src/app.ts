@@ -1,39 +1,24 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import { createYoga } from 'graphql-yoga';
-import { apiKeyFromConnectionParams, apiKeyFromHeaders } from './auth/credentials.js';
-import { createGraphQLWebSocketServer } from './graphql-websocket.js';
-import { graphqlLimitPlugins } from './schema/limits.js';
-import { bodyTooLarge } from './http-body-limit.js';
 import { SqliteKeyStore } from './auth/key-store.js';
-import { useRequireApiKey } from './schema/require-api-key.js';
 import type { Config } from './config.js';
+import { CatalogueService } from './engines/catalogue-service.js';
 import { createEngine } from './engines/create-engine.js';
 import type { Engine } from './engines/engine.js';
+import { createGraphQL, GRAPHQL_PATH } from './http/graphql.js';
+import { createHttpServer } from './http/server.js';
 import { checkDataUrl } from './images/fetch-image.js';
-import { IMAGES_PATH, serveImage } from './images/image-routes.js';
-import { handleRest, REST_PREFIX } from './rest/rest-routes.js';
 import { LocalImageStore } from './images/image-store.js';
 import { InProcessJobEvents } from './jobs/job-events.js';
 import { JobService } from './jobs/job-service.js';
 import { SqliteJobStore } from './jobs/job-store.js';
 import { JobUpdater } from './jobs/job-updater.js';
 import { JobAdmission } from './limits/job-admission.js';
-import { InProcessRunner } from './runner/in-process-runner.js';
+import { createLogger, type Logger } from './logger.js';
 import { parseAllowHosts } from './net/address-policy.js';
 import { checkOutboundUrl, outboundRefusal } from './net/guarded-agent.js';
-import { createWebhooks } from './webhooks/create-webhooks.js';
-import { createLogger, type Logger } from './logger.js';
-import { CatalogueService } from './engines/catalogue-service.js';
-import type { GraphQLContext } from './schema/context.js';
-import { createErrorMasker } from './schema/errors.js';
-import { schema } from './schema/index.js';
+import { InProcessRunner } from './runner/in-process-runner.js';
 import { openDatabase, WalSync, type SqliteDatabase } from './storage/sqlite.js';
-import { GRAPHIQL_EXAMPLE } from './graphiql-example.js';
-
-export const GRAPHQL_PATH = '/graphql';
+import { createWebhooks } from './webhooks/create-webhooks.js';
 
 export interface App {
   /** Listens, resumes unfinished jobs; resolves to the base URL. */
@@ -104,95 +89,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const jobs = new JobService({ store, events, engine, runner, admission, outboundUrls, logger });
   const models = new CatalogueService(engine);
 
-  const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {
-    if (!key) return { principal: null, authProblem: null };
-    const principal = keys.authenticate(key);
-    return principal ? { principal, authProblem: null } : { principal: null, authProblem: 'the API key is not valid' };
-  };
-  /** Base of absolute image URLs: PUBLIC_URL, or the Host the client used (node requests, and WebSocket upgrades). */
-  const baseUrlOf = (req: IncomingMessage) => config.publicUrl ?? `http://${req.headers.host ?? `${config.host}:${config.port}`}`;
+  const yoga = createGraphQL({ config, logger, keys, jobs, models });
+  const http = createHttpServer({ config, logger, yoga, keys, jobs, images });
 
-  type ServerContext = {
-    req?: IncomingMessage;
-    connectionParams?: Readonly<Record<string, unknown>>;
-    wsBaseUrl?: string;
-  };
-
-  const yoga = createYoga<ServerContext, GraphQLContext>({
-    schema,
-    graphqlEndpoint: GRAPHQL_PATH,
-    landingPage: false,
-    // Bundled GraphiQL: the default page loads its scripts from a CDN, which private networks lack.
-    renderGraphiQL,
-    logging: {
-      debug: (...args) => logger.debug(args.map(String).join(' ')),
-      info: (...args) => logger.info(args.map(String).join(' ')),
-      warn: (...args) => logger.warn(args.map(String).join(' ')),
-      // Unexpected errors are logged by the error masker; what yoga reports here is mostly bad requests.
-      error: (...args) => logger.debug(args.map(String).join(' ')),
-    },
-    graphiql: config.graphiql
-      ? {
-          title: 'SD 1.5 generation API',
-          subscriptionsProtocol: 'WS',
-          defaultQuery: GRAPHIQL_EXAMPLE,
-          headers: JSON.stringify({ 'API-Key': 'paste your key here' }, null, 2),
-        }
-      : false,
-    maskedErrors: { maskError: createErrorMasker(logger) },
-    plugins: [useRequireApiKey(), ...graphqlLimitPlugins(config.graphqlLimits)],
-    context: ({ request, connectionParams, wsBaseUrl }) => ({
-      ...authenticate(connectionParams ? apiKeyFromConnectionParams(connectionParams) : apiKeyFromHeaders(request.headers)),
-      jobs,
-      models,
-      publicBaseUrl: wsBaseUrl ?? config.publicUrl ?? new URL(request.url).origin,
-      idempotencyKey: connectionParams ? null : request.headers.get('idempotency-key'),
-      webhookSecretOf: (keyId: string) => keys.webhookSecret(keyId),
-    }),
-  });
-
-  const restDeps = {
-    jobs,
-    authenticate: (key: string) => keys.authenticate(key),
-    publicBaseUrl: baseUrlOf,
-    maxBodyBytes: config.maxRequestBodyBytes,
-  };
-
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = req.url ?? '/';
-    if (url.startsWith(IMAGES_PATH)) {
-      serveImage(images, req, res).catch((err: unknown) => {
-        logger.error({ err }, 'serving an image failed');
-        if (!res.headersSent) res.writeHead(500).end();
-      });
-    } else if (url.startsWith(REST_PREFIX)) {
-      handleRest(restDeps, req, res).catch((err: unknown) => {
-        logger.error({ err }, 'REST request failed');
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"status":"FAILURE","error":"internal server error"}');
-      });
-    } else if (url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-    } else {
-      const refusal = bodyTooLarge(req, config.maxRequestBodyBytes);
-      if (refusal) {
-        res.writeHead(refusal.status, { 'content-type': 'application/json', connection: 'close' });
-        res.end(JSON.stringify({ errors: [{ message: refusal.message, extensions: { code: refusal.code } }] }));
-        return;
-      }
-      void yoga(req, res);
-    }
-  });
-
-  const websocket = createGraphQLWebSocketServer({
-    server,
-    yoga: yoga as never,
-    keys,
-    baseUrlOf,
-    options: { path: GRAPHQL_PATH, ...config.websocket },
-    logger,
-  });
-
-  let started = false;
   let stopping: Promise<void> | null = null;
 
   return {
@@ -200,23 +99,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     events,
     runner,
     logger,
-    socketCount: websocket.socketCount,
+    socketCount: http.socketCount,
 
     async start() {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.port, config.host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      started = true;
+      const url = await http.listen();
+      listeningUrl = url;
       const active = await runner.start();
       for (const job of active) admission.started(job.ownerId, job.id);
-      const { port } = server.address() as AddressInfo;
-      const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-      listeningUrl = url;
       await webhooks.dispatcher.start();
       logger.info({ url: `${url}${GRAPHQL_PATH}`, resumedJobs: active.length, engine: engine.name }, 'server listening');
       return url;
@@ -224,8 +113,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
     stop() {
       stopping ??= (async () => {
-        const closed = started ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
-        await websocket.close();
+        await http.closeSockets();
         logger.debug('stop: sockets closed');
         // Engine calls in flight get the grace period; past it their jobs are simply resumed on the next start.
         let graceTimer: NodeJS.Timeout | undefined;
@@ -235,10 +123,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         ]);
         clearTimeout(graceTimer);
         logger.debug('stop: runner and webhook deliveries idle');
-        server.closeIdleConnections();
-        const grace = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
-        await closed;
-        clearTimeout(grace);
+        await http.closeConnections(config.shutdownGraceMs);
         logger.debug('stop: http closed');
         await Promise.all([engine.close(), webhooks.close()]);
         await store.flush();

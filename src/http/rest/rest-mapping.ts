@@ -1,4 +1,4 @@
-import { InputValidationError } from '../generation/input.js';
+import { InputValidationError } from '../../generation/input.js';
 
 /**
  * The contract's snake_case request fields ↔ the camelCase fields of the shared zod schemas.

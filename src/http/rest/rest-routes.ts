@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { hasScope, type Principal } from '../auth/api-key.js';
-import { apiKeyFromHeaders } from '../auth/credentials.js';
-import { ApiError } from '../errors.js';
-import { InputValidationError, type FieldIssue } from '../generation/input.js';
-import type { Job } from '../jobs/job.js';
-import type { JobMode } from '../generation/request.js';
-import type { JobService } from '../jobs/job-service.js';
+import { hasScope, type Principal } from '../../auth/api-key.js';
+import { apiKeyFromHeaders } from '../../auth/credentials.js';
+import { ApiError } from '../../errors.js';
+import { InputValidationError, type FieldIssue } from '../../generation/input.js';
+import type { Job } from '../../jobs/job.js';
+import type { JobMode } from '../../generation/request.js';
+import type { JobService } from '../../jobs/job-service.js';
 import { fromRestRequestBody, toRestFieldName } from './rest-mapping.js';
 
 /**

@@ -4,10 +4,10 @@ import type { Context } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import type { YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
-import { apiKeyFromConnectionParams } from './auth/credentials.js';
-import type { SqliteKeyStore } from './auth/key-store.js';
-import { CLOSE_TOO_MANY, WebSocketSessions, type WebSocketLimits } from './limits/websocket-sessions.js';
-import type { Logger } from './logger.js';
+import { apiKeyFromConnectionParams } from '../auth/credentials.js';
+import type { SqliteKeyStore } from '../auth/key-store.js';
+import { CLOSE_TOO_MANY, WebSocketSessions, type WebSocketLimits } from './websocket-sessions.js';
+import type { Logger } from '../logger.js';
 
 export interface GraphQLWebSocketOptions extends WebSocketLimits {
   path: string;

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import type { LocalImageStore } from './image-store.js';
+import type { LocalImageStore } from '../images/image-store.js';
 
 export const IMAGES_PATH = '/images/';
 

@@ -1,6 +1,6 @@
 import { GraphQLError, Kind, type DocumentNode, type SelectionSetNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import type { GraphQLContext } from './context.js';
+import type { GraphQLContext } from '../schema/context.js';
 
 /**
  * Refuses every operation without a valid API key, except pure introspection (so GraphiQL's

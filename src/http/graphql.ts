@@ -1,0 +1,75 @@
+import type { IncomingMessage } from 'node:http';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { createYoga } from 'graphql-yoga';
+import { apiKeyFromConnectionParams, apiKeyFromHeaders } from '../auth/credentials.js';
+import type { SqliteKeyStore } from '../auth/key-store.js';
+import type { Config } from '../config.js';
+import type { CatalogueService } from '../engines/catalogue-service.js';
+import type { JobService } from '../jobs/job-service.js';
+import type { Logger } from '../logger.js';
+import type { GraphQLContext } from '../schema/context.js';
+import { createErrorMasker } from '../schema/errors.js';
+import { schema } from '../schema/index.js';
+import { GRAPHIQL_EXAMPLE } from './graphiql-example.js';
+import { graphqlLimitPlugins } from './graphql-limits.js';
+import { useRequireApiKey } from './require-api-key.js';
+
+export const GRAPHQL_PATH = '/graphql';
+
+/** What the server hands yoga with each request: the node request, or the WebSocket's parameters. */
+export type ServerContext = {
+  req?: IncomingMessage;
+  connectionParams?: Readonly<Record<string, unknown>>;
+  wsBaseUrl?: string;
+};
+
+export interface GraphQLDeps {
+  config: Config;
+  logger: Logger;
+  keys: SqliteKeyStore;
+  jobs: JobService;
+  models: CatalogueService;
+}
+
+/** GraphQL over HTTP (and, through graphql-websocket.ts, over WebSocket): yoga with the schema, GraphiQL, key and limit plugins. */
+export function createGraphQL({ config, logger, keys, jobs, models }: GraphQLDeps) {
+  const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {
+    if (!key) return { principal: null, authProblem: null };
+    const principal = keys.authenticate(key);
+    return principal ? { principal, authProblem: null } : { principal: null, authProblem: 'the API key is not valid' };
+  };
+  return createYoga<ServerContext, GraphQLContext>({
+    schema,
+    graphqlEndpoint: GRAPHQL_PATH,
+    landingPage: false,
+    // Bundled GraphiQL: the default page loads its scripts from a CDN, which private networks lack.
+    renderGraphiQL,
+    logging: {
+      debug: (...args) => logger.debug(args.map(String).join(' ')),
+      info: (...args) => logger.info(args.map(String).join(' ')),
+      warn: (...args) => logger.warn(args.map(String).join(' ')),
+      // Unexpected errors are logged by the error masker; what yoga reports here is mostly bad requests.
+      error: (...args) => logger.debug(args.map(String).join(' ')),
+    },
+    graphiql: config.graphiql
+      ? {
+          title: 'SD 1.5 generation API',
+          subscriptionsProtocol: 'WS',
+          defaultQuery: GRAPHIQL_EXAMPLE,
+          headers: JSON.stringify({ 'API-Key': 'paste your key here' }, null, 2),
+        }
+      : false,
+    maskedErrors: { maskError: createErrorMasker(logger) },
+    plugins: [useRequireApiKey(), ...graphqlLimitPlugins(config.graphqlLimits)],
+    context: ({ request, connectionParams, wsBaseUrl }) => ({
+      ...authenticate(connectionParams ? apiKeyFromConnectionParams(connectionParams) : apiKeyFromHeaders(request.headers)),
+      jobs,
+      models,
+      publicBaseUrl: wsBaseUrl ?? config.publicUrl ?? new URL(request.url).origin,
+      idempotencyKey: connectionParams ? null : request.headers.get('idempotency-key'),
+      webhookSecretOf: (keyId: string) => keys.webhookSecret(keyId),
+    }),
+  });
+}
+
+export type GraphQLHandler = ReturnType<typeof createGraphQL>;
