@@ -54,7 +54,7 @@ import { promisify } from 'node:util';
 import type { LocalEngineFigures } from './local-engine.js';
 import { concat, percentile } from './lib/load.js';
 import { printSoakReport, runSoak, soakOptionsFromEnv, soakSummaryRows } from './soak/index.js';
-import { runSubscriptionMemory, type LayoutResult, type MemoryResult } from './subscriptions.js';
+import { runSubscriptionMemory, type MemoryResult } from './subscriptions.js';
 import { runBaseline, runOurs, type RunResult, type ThroughputSettings } from './throughput.js';
 
 const env = process.env;

@@ -154,7 +154,7 @@ async function measureLayout(
   // Close: unsubscribe every operation, then close every socket.
   const closing = performance.now();
   for (const dispose of disposers) dispose();
-  await Promise.all(clients.map((c) => c.dispose()));
+  await Promise.all(clients.map(async (c) => c.dispose()));
   let after = await server.request<ServerStats>('stats');
   const until = Date.now() + 10_000;
   while ((after.listeners !== 0 || after.sockets !== 0) && Date.now() < until) {

@@ -42,12 +42,12 @@ describe('generation worker', () => {
 
   it('keeps a running job’s checkpoint loaded when another is loaded meanwhile (an upload’s check), and releases it after', async () => {
     const alone = await worker.generate(job(), () => {});
-    let described: Promise<unknown> | null = null;
+    const seen: { described?: Promise<unknown> } = {};
     // With one checkpoint kept loaded, describing the other evicts the one the job is running on.
     const during = await worker.generate(job(), (step) => {
-      if (step === 2) described = worker.describe(path.join(root, 'tiny-inpainting'));
+      if (step === 2) seen.described = worker.describe(path.join(root, 'tiny-inpainting'));
     });
-    expect(await described).toEqual({ hiddenSize: 32, inpainting: true });
+    expect(await seen.described).toEqual({ hiddenSize: 32, inpainting: true });
     expect(during.map((image, i) => image.data.equals(alone[i]!.data))).toEqual([true, true]);
     // The evicted checkpoint was released after the job, and loads again when asked.
     expect((await worker.generate(job({ steps: 4 }), () => {})).length).toBe(2);

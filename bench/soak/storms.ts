@@ -90,7 +90,7 @@ async function connectionStorm({ ws, ledger, keys }: LoadContext, k: number) {
         }),
     ),
   );
-  await Promise.all(storm.map((c) => c.dispose()));
+  await Promise.all(storm.map(async (c) => c.dispose()));
   ledger.count('storm: 55 connections at once');
   ledger.count('storm: connections accepted', connected);
   ledger.count('storm: connections refused 4429', refused);
@@ -108,20 +108,25 @@ async function subscriptionStorm({ api, ws, ledger, control, keys }: LoadContext
   const rec = ledger.accept(job.id, k, 'storm', 'text2image', 2);
   ledger.count('accepted text2image');
   const client = ws.client(k, { retry: false });
-  let firstValues = 0;
   let refused = 0;
   let settled = 0;
   const subs = Array.from({ length: 510 }, () => {
     let first = true;
     const s = ws.subscribe(client, rec, () => {
-      if (first) (first = false), firstValues++, settled++;
+      if (first) {
+        first = false;
+        settled++;
+      }
     });
     void s.done.then((end) => {
       if (end.how === 'error') {
         if (Array.isArray(end.err) && (end.err[0] as GqlError).extensions?.code === 'RATE_LIMITED') refused++;
         ws.subscriptionError(end.err); // counted by code (RATE_LIMITED (subscriptions cap))
       }
-      if (first) (first = false), settled++;
+      if (first) {
+        first = false;
+        settled++;
+      }
     });
     return s;
   });

@@ -102,7 +102,10 @@ export async function verify(ctx: LoadContext): Promise<Verification> {
         let missing = 0;
         for (const u of job.downloadUrls) {
           const bytes = await api.download(u);
-          if (bytes > 0) images++, (imageBytes += bytes);
+          if (bytes > 0) {
+            images++;
+            imageBytes += bytes;
+          }
           else missing++;
         }
         if (missing) lose('SUCCESS with an image that cannot be downloaded', rec);

@@ -230,7 +230,7 @@ export class Checkpoint {
 
   async release(): Promise<void> {
     await Promise.all(
-      [this.table?.session, this.unet, this.vaeEncoder, this.vaeDecoder, this.safetyChecker].map((s) => s?.release()),
+      [this.table?.session, this.unet, this.vaeEncoder, this.vaeDecoder, this.safetyChecker].map(async (s) => s?.release()),
     );
   }
 }

@@ -46,7 +46,7 @@ export class JobStream implements AsyncIterableIterator<Job> {
   }
 
   throw(error?: unknown): Promise<IteratorResult<Job>> {
-    this.return();
+    void this.return();
     return Promise.reject(error);
   }
 

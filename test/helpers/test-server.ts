@@ -75,7 +75,7 @@ export async function startTestServer(
     },
     newKey: (name) => app.keys.create(name).key,
     async stop({ keepData = false } = {}) {
-      await Promise.all(clients.map((c) => c.dispose()));
+      await Promise.all(clients.map(async (c) => c.dispose()));
       await app.stop();
       if (!keepData) {
         if (!options.upstream) await upstream.stop();

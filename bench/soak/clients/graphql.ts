@@ -52,7 +52,7 @@ async function submitGraphql(ctx: LoadContext, k: number): Promise<number | null
     input = validInput(mode, ctx.images);
   }
   const started = performance.now();
-  let job: JobFieldsFragment | null = null;
+  let job: JobFieldsFragment | null;
   let outcome;
   if (mode === 'text2image') {
     outcome = await api.gql(key, Text2ImageDocument, { input });

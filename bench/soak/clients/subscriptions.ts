@@ -66,8 +66,13 @@ export async function subscribeAndReconnect({ ws, ledger, control }: LoadContext
     }
   });
   const end = await control.untilDrainDeadline(sub.done);
-  if (!end) sub.dispose(), ledger.count('subscriptions reconnecting: still open at the deadline');
-  else if (end.how === 'error') ws.subscriptionError(end.err), ledger.count('subscriptions reconnecting: ended by an error');
+  if (!end) {
+    sub.dispose();
+    ledger.count('subscriptions reconnecting: still open at the deadline');
+  } else if (end.how === 'error') {
+    ws.subscriptionError(end.err);
+    ledger.count('subscriptions reconnecting: ended by an error');
+  }
   else if (!end.last || !TERMINAL.has(end.last.status)) ledger.problem('subscription completed before a terminal state (after reconnecting)', rec.id);
   else {
     rec.subscriptionFinal = end.last.status;

@@ -124,6 +124,6 @@ export class WsClients {
   }
 
   async close() {
-    await Promise.all([...this.clients].map((c) => c.dispose()));
+    await Promise.all([...this.clients].map(async (c) => c.dispose()));
   }
 }

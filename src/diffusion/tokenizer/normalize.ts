@@ -89,6 +89,8 @@ export function normalizeClipText(text: string, options: NormalizeOptions = {}):
   let t = options.htmlUnescape === false ? text : htmlUnescape(htmlUnescape(text));
   t = t
     .replace(/[\t\n\r\p{Zs}]/gu, ' ')
+    // NUL and U+FFFD are removed on purpose, as transformers' CLIP text cleaning does.
+    // eslint-disable-next-line no-control-regex
     .replace(/[\u0000\uFFFD]|\p{C}/gu, '')
     .replace(CJK, (ch) => ` ${ch} `)
     .normalize('NFC');

@@ -29,13 +29,13 @@ export async function loadCatalogueFile(path: string): Promise<Catalogue> {
   try {
     raw = await readFile(path, 'utf8');
   } catch (err) {
-    throw new Error(`IMAGEPIPELINE_CATALOGUE: cannot read ${path}: ${(err as Error).message}`);
+    throw new Error(`IMAGEPIPELINE_CATALOGUE: cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
   let json: unknown;
   try {
     json = JSON.parse(raw);
   } catch (err) {
-    throw new Error(`IMAGEPIPELINE_CATALOGUE: ${path} is not JSON: ${(err as Error).message}`);
+    throw new Error(`IMAGEPIPELINE_CATALOGUE: ${path} is not JSON: ${(err as Error).message}`, { cause: err });
   }
   const parsed = catalogueFileSchema.safeParse(json);
   if (!parsed.success) {

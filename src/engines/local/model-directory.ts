@@ -158,7 +158,7 @@ function parseManifest(text: string, file: string) {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new Error(`${file}: not JSON: ${(err as Error).message}`);
+    throw new Error(`${file}: not JSON: ${(err as Error).message}`, { cause: err });
   }
   const parsed = manifestSchema.safeParse(json);
   if (!parsed.success) {
