@@ -83,7 +83,8 @@ const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) :
 const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
 const lpad = (s: string, n: number) => (s.length >= n ? s : ' '.repeat(n - s.length) + s);
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const upstreamMode = (hold: boolean) => (hold ? 'upstream HOLDS jobs (stay PENDING, polled)' : 'upstream COMPLETES jobs (SUCCESS, images stored)');
+const upstreamMode = (hold: boolean) =>
+  hold ? 'upstream HOLDS jobs (stay PENDING, polled)' : 'upstream COMPLETES jobs (SUCCESS, images stored)';
 
 const t0 = performance.now();
 const elapsed = () => `${fmt((performance.now() - t0) / 1000, 1)} s`;
@@ -91,7 +92,10 @@ const elapsed = () => `${fmt((performance.now() - t0) / 1000, 1)} s`;
 console.log('SD 1.5 GraphQL API benchmark');
 console.log(
   `machine: ${os.cpus().length} cores (${os.cpus()[0]?.model.trim() ?? '?'}), node ${process.version}, ` +
-    `load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+    `load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
 );
 console.log(
   `throughput: ${settings.concurrency} in flight, ${settings.warmupMs / 1000} s warm-up + ${settings.durationMs / 1000} s measured per run; ` +
@@ -112,7 +116,8 @@ console.log(header);
 const printRun = (r: RunResult) => {
   const notes: string[] = [];
   if (r.warmupErrors) notes.push(`${r.warmupErrors} warm-up errors`);
-  if (r.upstream) notes.push(`jobs created ${r.warmupOk + r.ok}, reached upstream ${r.upstream.submits}, status calls ${r.upstream.statusCalls}`);
+  if (r.upstream)
+    notes.push(`jobs created ${r.warmupOk + r.ok}, reached upstream ${r.upstream.submits}, status calls ${r.upstream.statusCalls}`);
   if (r.stop && !r.stop.stopped) notes.push(`app.stop() still pending after ${r.stop.ms} ms`);
   console.log(
     `${pad(r.label, 34)}${lpad(fmt(r.rps), 8)}${lpad(fmt(percentile(r.latencies, 0.5), 1), 9)}${lpad(fmt(percentile(r.latencies, 0.99), 1), 9)}` +
@@ -216,10 +221,30 @@ for (const [i, l] of memory.layouts.entries()) {
     '',
     '',
   ]);
-  rows.push([`mem/sub, ${l.label}, heap+ext`, `${fmt(l.perSubHeapExt / KB, 1)} KB`, head ? `< ${SUB_TARGET_KB} KB` : '', head ? verdict(l.perSubHeapExt / KB < SUB_TARGET_KB) : '(info)']);
-  rows.push([`mem/sub, ${l.label}, rss`, `${fmt(l.perSubRss / KB, 1)} KB`, head ? `< ${SUB_TARGET_KB} KB` : '', head ? verdict(l.perSubRss / KB < SUB_TARGET_KB) : '(info)']);
-  rows.push([`  first values / errors`, `${l.firstValues}/${l.subscriptions}, ${l.errors} errors`, 'all, 0', verdict(l.firstValues === l.subscriptions && l.errors === 0)]);
-  rows.push([`  listeners, sockets after close`, `${l.after.listeners}, ${l.after.sockets}`, '0, 0', verdict(l.after.listeners === 0 && l.after.sockets === 0)]);
+  rows.push([
+    `mem/sub, ${l.label}, heap+ext`,
+    `${fmt(l.perSubHeapExt / KB, 1)} KB`,
+    head ? `< ${SUB_TARGET_KB} KB` : '',
+    head ? verdict(l.perSubHeapExt / KB < SUB_TARGET_KB) : '(info)',
+  ]);
+  rows.push([
+    `mem/sub, ${l.label}, rss`,
+    `${fmt(l.perSubRss / KB, 1)} KB`,
+    head ? `< ${SUB_TARGET_KB} KB` : '',
+    head ? verdict(l.perSubRss / KB < SUB_TARGET_KB) : '(info)',
+  ]);
+  rows.push([
+    `  first values / errors`,
+    `${l.firstValues}/${l.subscriptions}, ${l.errors} errors`,
+    'all, 0',
+    verdict(l.firstValues === l.subscriptions && l.errors === 0),
+  ]);
+  rows.push([
+    `  listeners, sockets after close`,
+    `${l.after.listeners}, ${l.after.sockets}`,
+    '0, 0',
+    verdict(l.after.listeners === 0 && l.after.sockets === 0),
+  ]);
 }
 const stopRuns = ours.length + 1 + (extra ? 1 : 0) + 1;
 const stopFails = stopsHung + (memory.stop && !memory.stop.stopped ? 1 : 0);
@@ -257,7 +282,12 @@ if (env.BENCH_SOAK !== '0') {
 }
 
 const w = [Math.max(...rows.map((r) => r[0].length)) + 2, Math.max(...rows.map((r) => r[1].length)) + 2, 12, 6];
-console.log(`SUMMARY (${upstreamMode(settings.hold)}; total ${elapsed()}; load average now ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
+console.log(
+  `SUMMARY (${upstreamMode(settings.hold)}; total ${elapsed()}; load average now ${os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')})`,
+);
 console.log(`${pad('measure', w[0]!)}${pad('value', w[1]!)}${pad('target', w[2]!)}result`);
 console.log('-'.repeat(w[0]! + w[1]! + w[2]! + w[3]!));
 for (const [a, b, c, d] of rows) console.log(`${pad(a, w[0]!)}${pad(b, w[1]!)}${pad(c, w[2]!)}${d}`);

@@ -50,19 +50,20 @@ export async function runBaseline(label: string, s: ThroughputSettings): Promise
  */
 export type Selection = 'create' | 'full';
 
-const text2imageBody = (selection: Selection) => JSON.stringify({
-  query: print(selection === 'create' ? CreateText2ImageDocument : Text2ImageDocument),
-  operationName: selection === 'create' ? 'CreateText2Image' : 'Text2Image',
-  variables: {
-    input: {
-      prompt: 'a lighthouse on a cliff at dusk, oil painting',
-      negativePrompt: 'blurry',
-      numInferenceSteps: 20,
-      width: 512,
-      height: 512,
+const text2imageBody = (selection: Selection) =>
+  JSON.stringify({
+    query: print(selection === 'create' ? CreateText2ImageDocument : Text2ImageDocument),
+    operationName: selection === 'create' ? 'CreateText2Image' : 'Text2Image',
+    variables: {
+      input: {
+        prompt: 'a lighthouse on a cliff at dusk, oil painting',
+        negativePrompt: 'blurry',
+        numInferenceSteps: 20,
+        width: 512,
+        height: 512,
+      },
     },
-  },
-});
+  });
 const TEXT2IMAGE_BODIES: Record<Selection, string> = { create: text2imageBody('create'), full: text2imageBody('full') };
 
 export async function runOurs(

@@ -56,7 +56,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const engine = overrides.engine ?? (await createEngine(config.engine, logger));
   const upstreamKeys = config.engine.kind === 'imagepipeline' ? config.engine.workers.flatMap((w) => (w.apiKey ? [w.apiKey] : [])) : [];
   const updater = new JobUpdater(store, events, images, logger, upstreamKeys);
-  const runner = new InProcessRunner(engine, store, updater, { poller: config.poller, submitConcurrency: config.dispatcher.concurrency }, logger);
+  const runner = new InProcessRunner(
+    engine,
+    store,
+    updater,
+    { poller: config.poller, submitConcurrency: config.dispatcher.concurrency },
+    logger,
+  );
   const admission = new JobAdmission(config.admission);
   updater.onFinished((job) => admission.finished(job.ownerId, job.id));
 
@@ -71,9 +77,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     logger,
   });
   updater.onFinished((job) => {
-    webhooks.dispatcher
-      .jobFinished(job)
-      .catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
+    webhooks.dispatcher.jobFinished(job).catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
   });
   const imageAllow = parseAllowHosts(config.imageFetchAllowHosts);
   // What can be judged when the request arrives (a data: URL's bytes are in it); names that

@@ -11,12 +11,13 @@ import type { AdmissionLimits } from './limits/job-admission.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().min(1);
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 /** One or more http(s) base URLs, comma-separated, without trailing slashes. */
 const urlList = z.string().transform((value, ctx) => {
-  const urls = value.split(',').map((u) => u.trim()).filter(Boolean);
+  const urls = value
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
   if (urls.length === 0) ctx.addIssue({ code: 'custom', message: 'must name at least one URL' });
   for (const url of urls) {
     if (!z.url({ protocol: /^https?$/ }).safeParse(url).success) {
@@ -31,7 +32,10 @@ const urlList = z.string().transform((value, ctx) => {
 const allowHosts = z
   .string()
   .transform((v, ctx) => {
-    const hosts = v.split(',').map((h) => h.trim()).filter(Boolean);
+    const hosts = v
+      .split(',')
+      .map((h) => h.trim())
+      .filter(Boolean);
     try {
       parseAllowHosts(hosts);
     } catch (err) {
@@ -40,9 +44,7 @@ const allowHosts = z
     return hosts;
   })
   .default([]);
-const optionalUrl = z
-  .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-  .optional();
+const optionalUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional();
 
 const envSchema = z
   .object({
@@ -65,8 +67,16 @@ const envSchema = z
     WEBHOOK_TIMEOUT_MS: positiveMs.default(10_000),
     WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(30).default(8),
     WEBHOOK_RETRY_BASE_MS: positiveMs.default(2_000),
-    IMAGE_FETCH_MAX_BYTES: z.coerce.number().int().min(1024).default(20 * 1024 * 1024),
-    IMAGE_FETCH_MAX_PIXELS: z.coerce.number().int().min(64 * 64).default(4096 * 4096),
+    IMAGE_FETCH_MAX_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .default(20 * 1024 * 1024),
+    IMAGE_FETCH_MAX_PIXELS: z.coerce
+      .number()
+      .int()
+      .min(64 * 64)
+      .default(4096 * 4096),
 
     IMAGEPIPELINE_URL: urlList.default(['https://api.imagepipeline.io']),
     IMAGEPIPELINE_API_KEY: z
@@ -76,7 +86,11 @@ const envSchema = z
     IMAGEPIPELINE_CATALOGUE: z.string().min(1).optional(),
     IMAGEPIPELINE_TIMEOUT_MS: positiveMs.default(30_000),
     IMAGEPIPELINE_RETRIES: z.coerce.number().int().min(0).max(10).default(3),
-    IMAGEPIPELINE_MAX_IMAGE_BYTES: z.coerce.number().int().min(1024).default(32 * 1024 * 1024),
+    IMAGEPIPELINE_MAX_IMAGE_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .default(32 * 1024 * 1024),
     IMAGEPIPELINE_PROBE_INTERVAL_MS: positiveMs.default(5_000),
     IMAGEPIPELINE_WORKER_GRACE_MS: positiveMs.default(30_000),
 
@@ -90,7 +104,11 @@ const envSchema = z
     RATE_LIMIT_JOBS_BURST: z.coerce.number().int().min(1).default(30),
     MAX_ACTIVE_JOBS_PER_KEY: z.coerce.number().int().min(0).default(100),
 
-    MAX_REQUEST_BODY_BYTES: z.coerce.number().int().min(1024).default(48 * 1024 * 1024),
+    MAX_REQUEST_BODY_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .default(48 * 1024 * 1024),
     GRAPHQL_MAX_DEPTH: z.coerce.number().int().min(2).default(12),
     GRAPHQL_MAX_ALIASES: z.coerce.number().int().min(0).default(15),
     GRAPHQL_MAX_TOKENS: z.coerce.number().int().min(50).default(2000),

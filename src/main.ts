@@ -28,10 +28,7 @@ if (app.keys.count() === 0) {
 if (config.engine.kind === 'imagepipeline') {
   const keyless = config.engine.workers.filter((w) => !w.apiKey).map((w) => w.url);
   if (keyless.length > 0) {
-    app.logger.warn(
-      { upstreams: keyless },
-      'IMAGEPIPELINE_API_KEY is not set: an upstream that needs a key will refuse every job',
-    );
+    app.logger.warn({ upstreams: keyless }, 'IMAGEPIPELINE_API_KEY is not set: an upstream that needs a key will refuse every job');
   }
 }
 

@@ -10,13 +10,7 @@ import { print, type ExecutionResult } from 'graphql';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import {
-  CancelJobDocument,
-  JobDocument,
-  JobsDocument,
-  JobStatusDocument,
-  Text2ImageDocument,
-} from '../src/client/generated/graphql.js';
+import { CancelJobDocument, JobDocument, JobsDocument, JobStatusDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { SqliteKeyStore } from '../src/auth/key-store.js';
 import { openDatabase, WalSync } from '../src/storage/sqlite.js';
 import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
@@ -112,7 +106,11 @@ describe('authentication and isolation', () => {
       expect(ok.status).toBe(200);
       expect(ok.body.errors).toBeUndefined();
       expect(ok.body.data).toHaveProperty('jobs');
-      const created = await post(Text2ImageDocument, { authorization: `bearer ${server.key}` }, { input: { prompt: 'via bearer', numInferenceSteps: 5 } });
+      const created = await post(
+        Text2ImageDocument,
+        { authorization: `bearer ${server.key}` },
+        { input: { prompt: 'via bearer', numInferenceSteps: 5 } },
+      );
       expect(created.body.errors).toBeUndefined();
       expect(await jobIds(server.key)).toContain((created.body.data as { text2image: { id: string } }).text2image.id);
 
@@ -183,7 +181,11 @@ describe('authentication and isolation', () => {
         const sinkError = await new Promise<unknown>((resolve) => {
           client.subscribe(
             { query: print(JobStatusDocument), variables: { id: job.id } },
-            { next: () => resolve(new Error('got a value with a wrong key')), error: resolve, complete: () => resolve(new Error('completed with a wrong key')) },
+            {
+              next: () => resolve(new Error('got a value with a wrong key')),
+              error: resolve,
+              complete: () => resolve(new Error('completed with a wrong key')),
+            },
           );
         });
         expect((sinkError as { code?: number }).code).toBe(4403);
@@ -310,7 +312,13 @@ describe('authentication and isolation', () => {
       expect(await keysCli('scopes', id, '--scopes', 'generate')).toContain('now has scopes: generate');
       expect((await post(Text2ImageDocument, { 'API-Key': key }, { input: { prompt: 'allowed now' } })).body.errors).toBeUndefined();
       const form = new FormData();
-      form.set('operations', JSON.stringify({ query: 'mutation ($f: File!) { uploadEmbedding(file: $f, name: "n", triggerWord: "tw") { id } }', variables: { f: null } }));
+      form.set(
+        'operations',
+        JSON.stringify({
+          query: 'mutation ($f: File!) { uploadEmbedding(file: $f, name: "n", triggerWord: "tw") { id } }',
+          variables: { f: null },
+        }),
+      );
       form.set('map', JSON.stringify({ 0: ['variables.f'] }));
       form.set('0', new Blob([Buffer.alloc(16)]), 'x.safetensors');
       const upload = (await (await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'api-key': key }, body: form })).json()) as {

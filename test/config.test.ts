@@ -57,9 +57,9 @@ describe('gateway configuration', () => {
   });
 
   it('refuses a key count that matches neither, a duplicate worker and a bad URL in the list', () => {
-    expect(() =>
-      loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,http://b:2,http://c:3', IMAGEPIPELINE_API_KEY: 'ka,kb' }),
-    ).toThrow(/IMAGEPIPELINE_API_KEY: must be one key for every worker/);
+    expect(() => loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,http://b:2,http://c:3', IMAGEPIPELINE_API_KEY: 'ka,kb' })).toThrow(
+      /IMAGEPIPELINE_API_KEY: must be one key for every worker/,
+    );
     expect(() => loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,http://a:1/' })).toThrow(/IMAGEPIPELINE_URL: names a URL twice/);
     expect(() => loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,gopher://b' })).toThrow(/"gopher:\/\/b" is not an http\(s\) URL/);
   });

@@ -135,7 +135,9 @@ const afterBurst: KillPlan = {
     const seen = await Promise.race([first.then(() => true), sleep(5_000).then(() => false)]);
     const ms = rnd.int(0, 15);
     await sleep(ms);
-    return seen ? `${n} creates sent at once, killed ${ms} ms after the first was answered` : `${n} creates sent at once, none answered in 5 s`;
+    return seen
+      ? `${n} creates sent at once, killed ${ms} ms after the first was answered`
+      : `${n} creates sent at once, none answered in 5 s`;
   },
 };
 
@@ -146,11 +148,13 @@ const whileProcessing: KillPlan = {
     const armed = await armAfterRandomDelay(rnd);
     const started = Date.now();
     while (Date.now() < started + 12_000) {
-      const res = await gqlTimed(server.url, JobsDocument, { first: 5, filter: { status: ['PROCESSING'] } }, server.key, { timeoutMs: 5_000 }).catch(
-        () => null,
-      );
+      const res = await gqlTimed(server.url, JobsDocument, { first: 5, filter: { status: ['PROCESSING'] } }, server.key, {
+        timeoutMs: 5_000,
+      }).catch(() => null);
       const running = res?.body.data?.jobs.edges.map((e) => e.node) ?? [];
-      const job = running.find((j) => j.progress.step > 0 && j.progress.step < j.progress.totalSteps) ?? (Date.now() > started + 6_000 ? running[0] : undefined);
+      const job =
+        running.find((j) => j.progress.step > 0 && j.progress.step < j.progress.totalSteps) ??
+        (Date.now() > started + 6_000 ? running[0] : undefined);
       if (job) {
         const ms = rnd.int(0, 150);
         await sleep(ms);
@@ -190,7 +194,9 @@ function upstreamCall(proxy: LatencyProxy, kind: 'submit' | 'status' | 'file', p
       const seen = await proxy.next(kind, phase, 10_000);
       const ms = phase === 'request' ? rnd.int(0, 10) : rnd.int(0, 3);
       await sleep(ms);
-      return seen ? `${armed}, ${kind} call ${phase === 'request' ? 'in flight' : 'answered'}, killed ${ms} ms later` : `no ${kind} call in 10 s; killed anyway`;
+      return seen
+        ? `${armed}, ${kind} call ${phase === 'request' ? 'in flight' : 'answered'}, killed ${ms} ms later`
+        : `no ${kind} call in 10 s; killed anyway`;
     },
   };
 }
@@ -215,16 +221,25 @@ async function makeImagePool(): Promise<ImagePool> {
     for (let y = 0; y < size; y++) {
       for (let x = 0; x < size; x++) raw.set([(r + x) % 256, (g + y) % 256, (b + x + y) % 256], (y * size + x) * 3);
     }
-    const init = await sharp(raw, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+    const init = await sharp(raw, { raw: { width: size, height: size, channels: 3 } })
+      .png()
+      .toBuffer();
     const maskRaw = Buffer.alloc(size * size);
     for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) maskRaw[y * size + x] = x >= size / 2 ? 255 : 0;
-    const mask = await sharp(maskRaw, { raw: { width: size, height: size, channels: 1 } }).png().toBuffer();
+    const mask = await sharp(maskRaw, { raw: { width: size, height: size, channels: 1 } })
+      .png()
+      .toBuffer();
     pairs.push({ init: dataUrl(init), mask: dataUrl(mask) });
   }
   return { pairs };
 }
 
-function makeRequest(rnd: Random, n: number, pool: ImagePool, models: { text?: (string | undefined)[]; inpainting?: (string | undefined)[] }): JobRequest {
+function makeRequest(
+  rnd: Random,
+  n: number,
+  pool: ImagePool,
+  models: { text?: (string | undefined)[]; inpainting?: (string | undefined)[] },
+): JobRequest {
   const mode = rnd.pick<Mode>(['text2image', 'text2image', 'image2image', 'inpainting']);
   const size = () => rnd.pick([64, 128, 192, 256]);
   const input: JobRequest['input'] = {
@@ -258,7 +273,10 @@ function makeRequest(rnd: Random, n: number, pool: ImagePool, models: { text?: (
     via,
     input,
     ...(keyed
-      ? { idempotencyKey: `crash-${SEED}-${n}-${rnd.int(0, 1e9)}`, keyVia: via === 'graphql' ? rnd.pick(['header', 'input'] as const) : ('header' as const) }
+      ? {
+          idempotencyKey: `crash-${SEED}-${n}-${rnd.int(0, 1e9)}`,
+          keyVia: via === 'graphql' ? rnd.pick(['header', 'input'] as const) : ('header' as const),
+        }
       : {}),
   };
 }
@@ -318,7 +336,8 @@ async function checkImage(url: string, size: { width: number; height: number }):
   if (!bytes.subarray(0, 8).equals(PNG_SIGNATURE)) return `is not a PNG (${bytes.length} bytes)`;
   try {
     const { info } = await sharp(bytes).raw().toBuffer({ resolveWithObject: true });
-    if (info.width !== size.width || info.height !== size.height) return `is ${info.width}x${info.height}, expected ${size.width}x${size.height}`;
+    if (info.width !== size.width || info.height !== size.height)
+      return `is ${info.width}x${info.height}, expected ${size.width}x${size.height}`;
   } catch (err) {
     return `does not decode (${(err as Error).message}; ${bytes.length} bytes)`;
   }
@@ -329,7 +348,12 @@ async function listAllJobs(server: CrashableServer): Promise<JobFieldsFragment[]
   const all: JobFieldsFragment[] = [];
   let after: string | null = null;
   do {
-    const res: Awaited<ReturnType<typeof gqlTimed<JobsQuery, JobsQueryVariables>>> = await gqlTimed(server.url, JobsDocument, { first: 100, after }, server.key);
+    const res: Awaited<ReturnType<typeof gqlTimed<JobsQuery, JobsQueryVariables>>> = await gqlTimed(
+      server.url,
+      JobsDocument,
+      { first: 100, after },
+      server.key,
+    );
     const page = res.body.data?.jobs;
     if (!page) throw new Error(`jobs query failed: ${JSON.stringify(res.body.errors)}`);
     all.push(...page.edges.map((e) => e.node));
@@ -421,11 +445,20 @@ async function runScenario(s: Scenario): Promise<void> {
     let imagesChecked = 0;
     for (const { a, job, errors } of finals) {
       if (!job) {
-        problems.push(`accepted job ${a.id} (${describeAccepted(a)}) is not found by the job query${errors ? `: ${JSON.stringify(errors)}` : ''}`);
+        problems.push(
+          `accepted job ${a.id} (${describeAccepted(a)}) is not found by the job query${errors ? `: ${JSON.stringify(errors)}` : ''}`,
+        );
         continue;
       }
-      if (job.mode.toLowerCase() !== a.mode.toLowerCase() || job.parameters.samples !== a.samples || job.parameters.width !== a.width || job.parameters.height !== a.height) {
-        problems.push(`job ${a.id} is not the request that was accepted (${describeAccepted(a)}): ${job.mode} ${job.parameters.width}x${job.parameters.height} samples ${job.parameters.samples}`);
+      if (
+        job.mode.toLowerCase() !== a.mode.toLowerCase() ||
+        job.parameters.samples !== a.samples ||
+        job.parameters.width !== a.width ||
+        job.parameters.height !== a.height
+      ) {
+        problems.push(
+          `job ${a.id} is not the request that was accepted (${describeAccepted(a)}): ${job.mode} ${job.parameters.width}x${job.parameters.height} samples ${job.parameters.samples}`,
+        );
       }
       if (!TERMINAL.has(job.status)) {
         problems.push(
@@ -438,13 +471,16 @@ async function runScenario(s: Scenario): Promise<void> {
       if (job.status === 'FAILURE') {
         const code = job.error?.code ?? '';
         failureCodes.set(code || '(none)', (failureCodes.get(code || '(none)') ?? 0) + 1);
-        if (!code || !job.error?.message) problems.push(`job ${a.id} ended FAILURE without a code and a message: ${JSON.stringify(job.error)}`);
+        if (!code || !job.error?.message)
+          problems.push(`job ${a.id} ended FAILURE without a code and a message: ${JSON.stringify(job.error)}`);
       }
       if (job.status === 'SUCCESS') {
         successes++;
         if (job.images.length < 1) problems.push(`job ${a.id} is SUCCESS without any image`);
         if (job.images.length !== a.samples || job.downloadUrls.length !== a.samples) {
-          problems.push(`job ${a.id} is SUCCESS with ${job.images.length} images (${job.downloadUrls.length} downloadUrls) for samples=${a.samples}`);
+          problems.push(
+            `job ${a.id} is SUCCESS with ${job.images.length} images (${job.downloadUrls.length} downloadUrls) for samples=${a.samples}`,
+          );
         }
         const size = s.imageSize(job);
         for (const image of job.images) {
@@ -458,7 +494,8 @@ async function runScenario(s: Scenario): Promise<void> {
         const res = await fetch(`${server.url}/sd/${a.mode}/v1/status/${a.id}`, { headers: { 'api-key': server.key } });
         const body = (await res.json()) as { status?: string; download_urls?: string[]; error?: string };
         const expected = job.status === 'SUCCESS' ? 'SUCCESS' : 'FAILURE';
-        if (res.status !== 200 || body.status !== expected) problems.push(`REST status of job ${a.id} answers ${res.status} ${JSON.stringify(body)} for a ${job.status} job`);
+        if (res.status !== 200 || body.status !== expected)
+          problems.push(`REST status of job ${a.id} answers ${res.status} ${JSON.stringify(body)} for a ${job.status} job`);
         else if (expected === 'SUCCESS' && JSON.stringify(body.download_urls) !== JSON.stringify(job.downloadUrls)) {
           problems.push(`REST status of job ${a.id} lists other download_urls than the job`);
         } else if (expected === 'FAILURE' && !body.error) problems.push(`REST status of FAILURE job ${a.id} has no error text`);
@@ -466,7 +503,9 @@ async function runScenario(s: Scenario): Promise<void> {
       // A state once shown as final never changes (what was answered was on disk).
       const shown = observer.seen.get(a.id);
       if (shown && (shown.status !== job.status || JSON.stringify(shown.urls) !== JSON.stringify(job.downloadUrls))) {
-        problems.push(`job ${a.id} was shown ${shown.status} ${JSON.stringify(shown.urls)} by incarnation ${shown.incarnation}, and is now ${job.status} ${JSON.stringify(job.downloadUrls)}`);
+        problems.push(
+          `job ${a.id} was shown ${shown.status} ${JSON.stringify(shown.urls)} by incarnation ${shown.incarnation}, and is now ${job.status} ${JSON.stringify(job.downloadUrls)}`,
+        );
       }
     }
 
@@ -474,15 +513,20 @@ async function runScenario(s: Scenario): Promise<void> {
     const unacknowledged = all.filter((j) => !acceptedIds.has(j.id));
     for (const j of all) {
       if (!TERMINAL.has(j.status) && !acceptedIds.has(j.id)) {
-        problems.push(`job ${j.id} (created but never answered, ${j.mode}) is still ${j.status} ${Math.round(drainedMs / 1000)} s after the last restart (created ${j.createdAt})`);
+        problems.push(
+          `job ${j.id} (created but never answered, ${j.mode}) is still ${j.status} ${Math.round(drainedMs / 1000)} s after the last restart (created ${j.createdAt})`,
+        );
       }
     }
-    for (const a of accepted) if (!inStore.has(a.id)) problems.push(`accepted job ${a.id} (${describeAccepted(a)}) is missing from the jobs list`);
+    for (const a of accepted)
+      if (!inStore.has(a.id)) problems.push(`accepted job ${a.id} (${describeAccepted(a)}) is missing from the jobs list`);
 
     // One idempotency key, one job.
     const byKey = new Map<string, Set<string>>();
-    for (const a of submitter.accepted) if (a.idempotencyKey) byKey.set(a.idempotencyKey, (byKey.get(a.idempotencyKey) ?? new Set()).add(a.id));
-    for (const [key, ids] of byKey) if (ids.size > 1) problems.push(`idempotency key ${key} answered with ${ids.size} different jobs: ${[...ids].join(', ')}`);
+    for (const a of submitter.accepted)
+      if (a.idempotencyKey) byKey.set(a.idempotencyKey, (byKey.get(a.idempotencyKey) ?? new Set()).add(a.id));
+    for (const [key, ids] of byKey)
+      if (ids.size > 1) problems.push(`idempotency key ${key} answered with ${ids.size} different jobs: ${[...ids].join(', ')}`);
     // Retried creates answered with a job made before a kill: committed, unanswered, then found under the key.
     const replayedAcrossCrash = accepted.filter(
       (a) => a.attempts > 1 && killTimes.some((t) => Date.parse(inStore.get(a.id)?.createdAt ?? '') < t && t < a.at),
@@ -512,13 +556,17 @@ async function runScenario(s: Scenario): Promise<void> {
         for (const image of images) {
           referenced.add(image.name);
           const file = path.join(imagesDir, image.name);
-          if (!existsSync(file) || statSync(file).size === 0) problems.push(`database: job ${String(row.id)} (${status}) names image ${image.name}, which is missing or empty on disk`);
+          if (!existsSync(file) || statSync(file).size === 0)
+            problems.push(`database: job ${String(row.id)} (${status}) names image ${image.name}, which is missing or empty on disk`);
         }
         if (status === 'SUCCESS' && images.length === 0) problems.push(`database: job ${String(row.id)} is SUCCESS with no images`);
         if (status === 'FAILURE' && !row.error_code) problems.push(`database: job ${String(row.id)} is FAILURE with no error code`);
         if (row.idempotency_key) {
           const mine = byKey.get(String(row.idempotency_key));
-          if (mine && !mine.has(String(row.id))) problems.push(`database: idempotency key ${String(row.idempotency_key)} holds job ${String(row.id)}, but the client was answered ${[...mine].join(', ')}`);
+          if (mine && !mine.has(String(row.id)))
+            problems.push(
+              `database: idempotency key ${String(row.idempotency_key)} holds job ${String(row.id)}, but the client was answered ${[...mine].join(', ')}`,
+            );
         }
       }
       if (rows.length !== all.length) problems.push(`database holds ${rows.length} jobs, the jobs query listed ${all.length}`);
@@ -534,7 +582,9 @@ async function runScenario(s: Scenario): Promise<void> {
 
     const codes = [...failureCodes.entries()].map(([c, k]) => `${c}: ${k}`).join(', ') || 'none';
     const viaRest = accepted.filter((a) => a.via === 'rest').length;
-    const modes = (['text2image', 'image2image', 'inpainting'] as const).map((m) => `${m} ${accepted.filter((a) => a.mode === m).length}`).join(', ');
+    const modes = (['text2image', 'image2image', 'inpainting'] as const)
+      .map((m) => `${m} ${accepted.filter((a) => a.mode === m).length}`)
+      .join(', ');
     const errorLogs = [...server.errorLogs().entries()].map(([m, k]) => `    ${k}× ${m}`);
     const refusals = [...submitter.refusals.entries()].slice(0, 8).map(([m, k]) => `    ${k}× ${m}`);
     console.log(
@@ -574,7 +624,14 @@ describe('crash recovery: SIGKILL at random moments of a stream of jobs, restart
       request: (r, n) => makeRequest(r, n, pool, { text: [undefined, 'tiny', 'sd1.5'], inpainting: [undefined, 'tiny-inpainting'] }),
       clients: 3,
       pauseMs: [150, 600],
-      kills: rnd.shuffle([afterDelay, afterBurst, whileProcessing, whileWritingImage, afterImageStored, rnd.pick([afterDelay, duringGracefulStop])]),
+      kills: rnd.shuffle([
+        afterDelay,
+        afterBurst,
+        whileProcessing,
+        whileWritingImage,
+        afterImageStored,
+        rnd.pick([afterDelay, duringGracefulStop]),
+      ]),
       drainTimeoutMs: 90_000,
       imageSize: (job) => ({ width: job.parameters.width, height: job.parameters.height }),
     });
@@ -589,7 +646,8 @@ describe('crash recovery: SIGKILL at random moments of a stream of jobs, restart
     const delays = seededRandom(SEED + 2);
     const proxy = new LatencyProxy(
       () => upstream.url,
-      (kind) => (kind === 'submit' ? delays.int(30, 200) : kind === 'file' ? delays.int(20, 150) : kind === 'status' ? delays.int(5, 40) : 0),
+      (kind) =>
+        kind === 'submit' ? delays.int(30, 200) : kind === 'file' ? delays.int(20, 150) : kind === 'status' ? delays.int(5, 40) : 0,
     );
     await proxy.start();
     try {
@@ -640,7 +698,14 @@ describe('crash recovery: SIGKILL at random moments of a stream of jobs, restart
 describe('crash recovery: SIGKILL during the first start, while the tiny models are being generated', () => {
   const rnd = seededRandom(SEED + 3);
   // Files the generator writes once tiny/unet/model.onnx exists (the one file whose presence makes later starts skip generation).
-  const target = process.env.CRASH_FIRST_START_TARGET ?? rnd.pick(['tiny/unet/model.onnx', 'tiny/vae_decoder/model.onnx', 'tiny/safety_checker/model.onnx', 'tiny/embeddings/tiny-single.safetensors']);
+  const target =
+    process.env.CRASH_FIRST_START_TARGET ??
+    rnd.pick([
+      'tiny/unet/model.onnx',
+      'tiny/vae_decoder/model.onnx',
+      'tiny/safety_checker/model.onnx',
+      'tiny/embeddings/tiny-single.safetensors',
+    ]);
   let catalogue: { id: string; aliases: string[]; inpainting: boolean }[] = [];
   let restarted: { url: string; key: string } | null = null;
   let firstJob: JobFieldsFragment | null = null;
@@ -670,7 +735,9 @@ describe('crash recovery: SIGKILL during the first start, while the tiny models 
     // The models are built in a scratch folder (models.partial-<pid>) and renamed into place.
     const candidates = () => [
       path.join(dataDir, 'models', target),
-      ...readdirSync(dataDir).filter((d) => d.startsWith('models.partial-')).map((d) => path.join(dataDir, d, target)),
+      ...readdirSync(dataDir)
+        .filter((d) => d.startsWith('models.partial-'))
+        .map((d) => path.join(dataDir, d, target)),
     ];
     const until = Date.now() + 60_000;
     let file: string | undefined;
@@ -693,7 +760,12 @@ describe('crash recovery: SIGKILL during the first start, while the tiny models 
     const models = await gqlTimed(url, ModelsDocument, {}, key!);
     expect(models.body.errors).toBeUndefined();
     catalogue = (models.body.data?.models ?? []).map((m) => ({ id: m.id, aliases: m.aliases, inpainting: m.inpainting ?? false }));
-    const res = await gqlTimed(url, Text2ImageDocument, { input: { prompt: 'after a crash', width: 64, height: 64, numInferenceSteps: 2, safetyChecker: false } }, key!);
+    const res = await gqlTimed(
+      url,
+      Text2ImageDocument,
+      { input: { prompt: 'after a crash', width: 64, height: 64, numInferenceSteps: 2, safetyChecker: false } },
+      key!,
+    );
     const id = res.body.data?.text2image.id;
     expect(id, JSON.stringify(res.body.errors)).toBeDefined();
     firstJob = await runToEnd(url, key!, id!);
@@ -721,7 +793,18 @@ describe('crash recovery: SIGKILL during the first start, while the tiny models 
     const res = await gqlTimed(
       url,
       InpaintingDocument,
-      { input: { prompt: 'a door', modelId: 'tiny-inpainting', initImage: pool.pairs[0]!.init, maskImage: pool.pairs[0]!.mask, width: 64, height: 64, numInferenceSteps: 2, safetyChecker: false } },
+      {
+        input: {
+          prompt: 'a door',
+          modelId: 'tiny-inpainting',
+          initImage: pool.pairs[0]!.init,
+          maskImage: pool.pairs[0]!.mask,
+          width: 64,
+          height: 64,
+          numInferenceSteps: 2,
+          safetyChecker: false,
+        },
+      },
       key,
     );
     const id = res.body.data?.inpainting.id;

@@ -11,7 +11,13 @@ describe('engine faults end a job clearly and never take the server down', () =>
     server = await startTestServer({ env: { POLL_FAILURE_BUDGET_MS: '300' } });
   });
   afterEach(() => {
-    server.upstream.behaviour = { ...server.upstream.behaviour, failWith: null, failCode: null, malformedStatus: null, unavailableSubmits: 0 };
+    server.upstream.behaviour = {
+      ...server.upstream.behaviour,
+      failWith: null,
+      failCode: null,
+      malformedStatus: null,
+      unavailableSubmits: 0,
+    };
   });
   afterAll(() => server.stop());
 
@@ -31,7 +37,7 @@ describe('engine faults end a job clearly and never take the server down', () =>
     expect(job.finishedAt).not.toBeNull();
   });
 
-  it('keeps a worker\'s code when it blames the request (INVALID_INPUT, IMAGE_UNAVAILABLE), and says ENGINE_FAILED for any other', async () => {
+  it("keeps a worker's code when it blames the request (INVALID_INPUT, IMAGE_UNAVAILABLE), and says ENGINE_FAILED for any other", async () => {
     server.upstream.behaviour.failWith = 'initImage: the image cannot be decoded';
     server.upstream.behaviour.failCode = 'INVALID_INPUT';
     expect((await run()).error).toEqual({ code: 'INVALID_INPUT', message: 'initImage: the image cannot be decoded' });
@@ -45,7 +51,9 @@ describe('engine faults end a job clearly and never take the server down', () =>
     server.upstream.behaviour.failWith = `boom with key ${server.upstream.apiKey} and sdk_${'x'.repeat(43)} reading /srv/models/sd15/unet/model.onnx (see https://example.com/docs/errors/42)\n    at Object.<anonymous> (/srv/app.js:1:1)\n    at node:internal`;
     const job = await run();
     expect(job.error!.code).toBe('ENGINE_FAILED');
-    expect(job.error!.message).toBe('boom with key [redacted] and [redacted] reading …/unet/model.onnx (see https://example.com/docs/errors/42)');
+    expect(job.error!.message).toBe(
+      'boom with key [redacted] and [redacted] reading …/unet/model.onnx (see https://example.com/docs/errors/42)',
+    );
   });
 
   it('fails a job on a malformed upstream reply, naming the problem, and keeps serving', async () => {
@@ -129,7 +137,12 @@ async function waitForUpstreamJobs(server: TestServer, n: number) {
 }
 
 describe('upstreams that hang, cut replies short or keep failing', () => {
-  const budgeted = { POLL_FAILURE_BUDGET_MS: '700', IMAGEPIPELINE_TIMEOUT_MS: '150', IMAGEPIPELINE_RETRIES: '1', IMAGEPIPELINE_PROBE_INTERVAL_MS: '100' };
+  const budgeted = {
+    POLL_FAILURE_BUDGET_MS: '700',
+    IMAGEPIPELINE_TIMEOUT_MS: '150',
+    IMAGEPIPELINE_RETRIES: '1',
+    IMAGEPIPELINE_PROBE_INTERVAL_MS: '100',
+  };
 
   const runWith = async (server: TestServer, fault: 'hang' | 'truncate') => {
     server.upstream.behaviour.stepsPerPoll = 1;

@@ -59,7 +59,9 @@ async function jobsOn(worker: Worker): Promise<JobFieldsFragment[]> {
 }
 
 async function pngDataUrl(size: number, colour: string): Promise<string> {
-  const png = await sharp({ create: { width: size, height: size, channels: 3, background: colour } }).png().toBuffer();
+  const png = await sharp({ create: { width: size, height: size, channels: 3, background: colour } })
+    .png()
+    .toBuffer();
   return `data:image/png;base64,${png.toString('base64')}`;
 }
 
@@ -130,8 +132,18 @@ describe('a gateway in front of two workers (three processes)', () => {
     const init = await pngDataUrl(64, '#808080');
     const mask = await pngDataUrl(64, '#ffffff');
     const common = { width: 64, height: 64, numInferenceSteps: 20, safetyChecker: false };
-    const t2i = await gql(gatewayUrl, Text2ImageDocument, { input: { ...common, width: 512, height: 512, numInferenceSteps: 60, prompt: 'a lighthouse', modelId: 'tiny' } }, gatewayKey);
-    const i2i = await gql(gatewayUrl, Image2ImageDocument, { input: { ...common, prompt: 'a barn', initImage: init, strength: 0.6 } }, gatewayKey);
+    const t2i = await gql(
+      gatewayUrl,
+      Text2ImageDocument,
+      { input: { ...common, width: 512, height: 512, numInferenceSteps: 60, prompt: 'a lighthouse', modelId: 'tiny' } },
+      gatewayKey,
+    );
+    const i2i = await gql(
+      gatewayUrl,
+      Image2ImageDocument,
+      { input: { ...common, prompt: 'a barn', initImage: init, strength: 0.6 } },
+      gatewayKey,
+    );
     const inp = await gql(
       gatewayUrl,
       InpaintingDocument,
@@ -212,7 +224,12 @@ describe('a gateway in front of two workers (three processes)', () => {
 
     // While B is down, new jobs go to A alone.
     const onA = (await jobsOn(a)).length;
-    const solo = await gql(gatewayUrl, Text2ImageDocument, { input: { prompt: 'solo', numInferenceSteps: 5, safetyChecker: false } }, gatewayKey);
+    const solo = await gql(
+      gatewayUrl,
+      Text2ImageDocument,
+      { input: { prompt: 'solo', numInferenceSteps: 5, safetyChecker: false } },
+      gatewayKey,
+    );
     expect((await wait(solo.data!.text2image.id)).status).toBe('SUCCESS');
     expect((await jobsOn(a)).length).toBe(onA + 1);
 

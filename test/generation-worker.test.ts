@@ -33,7 +33,10 @@ describe('generation worker', () => {
   beforeAll(async () => {
     await generateTinyPipeline(path.join(root, 'tiny'));
     await generateTinyPipeline(path.join(root, 'tiny-inpainting'), { inpainting: true });
-    worker = new GenerationWorkerClient({ maxLoadedCheckpoints: 1, executionProvider: 'cpu', intraOpThreads: 0 }, pino({ level: 'silent' }));
+    worker = new GenerationWorkerClient(
+      { maxLoadedCheckpoints: 1, executionProvider: 'cpu', intraOpThreads: 0 },
+      pino({ level: 'silent' }),
+    );
   }, 60_000);
   afterAll(async () => {
     await worker.close();

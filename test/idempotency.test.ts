@@ -17,7 +17,13 @@ describe('idempotency keys', () => {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'api-key': key, ...headers },
       body: JSON.stringify({ query: print(Text2ImageDocument), variables: { input } }),
-    }).then(async (r) => (await r.json()) as { data?: { text2image: { id: string; seed: number } }; errors?: { message: string; extensions: { code: string } }[] });
+    }).then(
+      async (r) =>
+        (await r.json()) as {
+          data?: { text2image: { id: string; seed: number } };
+          errors?: { message: string; extensions: { code: string } }[];
+        },
+    );
   const rest = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
     fetch(`${server.url}/sd/text2image/v1`, { method: 'POST', headers: { 'api-key': server.key, ...headers }, body: JSON.stringify(body) });
   const jobCount = async (key = server.key) => (await server.gql(JobsDocument, { first: 100 }, key)).data!.jobs.edges.length;

@@ -121,7 +121,9 @@ describe('address policy', () => {
     expect(checkAddress('example.com', '2606:4700:4700::1111', none)).toBeNull();
     expect(checkAddress('127.0.0.1', '127.0.0.1', none)).toBe(`the host 127.0.0.1 is a loopback address${PUBLIC_ONLY}`);
     expect(checkAddress('[::1]', '::1', none)).toBe(`the host ::1 is a loopback address${PUBLIC_ONLY}`);
-    expect(checkAddress('internal.example', '10.0.0.1', none)).toBe(`the host internal.example resolves to 10.0.0.1, a private address${PUBLIC_ONLY}`);
+    expect(checkAddress('internal.example', '10.0.0.1', none)).toBe(
+      `the host internal.example resolves to 10.0.0.1, a private address${PUBLIC_ONLY}`,
+    );
     expect(checkAddress('169.254.169.254', '169.254.169.254', none)).toMatch(/is a link-local address \(the cloud metadata service\)/);
     expect(checkAddress('x.example', '100.64.0.1', none)).toMatch(/carrier-grade NAT/);
 
@@ -152,8 +154,12 @@ describe('ImageFetcher', () => {
   const at = (path: string, host = '127.0.0.1') => `http://${host}:${port}${path}`;
 
   beforeAll(async () => {
-    png = await sharp({ create: { width: 16, height: 8, channels: 3, background: '#3a6' } }).png().toBuffer();
-    bomb = await sharp({ create: { width: 5000, height: 5000, channels: 3, background: '#000' } }).png().toBuffer();
+    png = await sharp({ create: { width: 16, height: 8, channels: 3, background: '#3a6' } })
+      .png()
+      .toBuffer();
+    bomb = await sharp({ create: { width: 5000, height: 5000, channels: 3, background: '#000' } })
+      .png()
+      .toBuffer();
     server = createServer((req, res) => {
       const url = new URL(req.url!, 'http://x');
       hits.set(url.pathname, (hits.get(url.pathname) ?? 0) + 1);
@@ -296,7 +302,9 @@ describe('ImageFetcher', () => {
       const byName = fetcher({ allowHosts: ['localhost'] });
       const to = at('/ok.png', other);
       const err = await refusal(byName.fetch(at(`/redirect?to=${encodeURIComponent(to)}`, 'localhost'), 'initImage'));
-      expect(err.message).toMatch(new RegExp(`^initImage: was redirected to ${to}; the host ${other} resolves to \\S+, an? [a-z -]+ address;`));
+      expect(err.message).toMatch(
+        new RegExp(`^initImage: was redirected to ${to}; the host ${other} resolves to \\S+, an? [a-z -]+ address;`),
+      );
     });
 
     it('follows up to maxRedirects hops between allowed hosts, and no more', async () => {
@@ -337,7 +345,9 @@ describe('ImageFetcher', () => {
     it('refuses an image that declares more pixels than the limit (decompression bomb), reading only its header', async () => {
       expect(bomb.length).toBeLessThan(200_000);
       const f = fetcher({ allowHosts: ['127.0.0.1'], maxPixels: 1_000_000 });
-      expect((await refusal(f.fetch(at('/bomb.png'), 'initImage'))).message).toBe('initImage: is 5000x5000 pixels; the limit is 1000000 pixels');
+      expect((await refusal(f.fetch(at('/bomb.png'), 'initImage'))).message).toBe(
+        'initImage: is 5000x5000 pixels; the limit is 1000000 pixels',
+      );
       const defaults = fetcher({ allowHosts: ['127.0.0.1'] });
       expect((await refusal(defaults.fetch(at('/huge-header.png'), 'initImage'))).message).toBe(
         'initImage: is 20000x20000 pixels; the limit is 16777216 pixels',
@@ -357,9 +367,17 @@ describe('ImageFetcher', () => {
 
     it('refuses schemes other than http:, https: and data:', async () => {
       const f = fetcher({ allowHosts: ['127.0.0.1', 'localhost'] });
-      for (const url of ['ftp://example.com/a.png', 'file:///etc/passwd', 'gopher://localhost:70/', 'javascript:alert(1)', 'blob:http://x/1']) {
+      for (const url of [
+        'ftp://example.com/a.png',
+        'file:///etc/passwd',
+        'gopher://localhost:70/',
+        'javascript:alert(1)',
+        'blob:http://x/1',
+      ]) {
         const err = await refusal(f.fetch(url, 'initImage'));
-        expect(err.message, url).toBe(`initImage: is a ${new URL(url).protocol} URL; only http:, https: and base64 data: URLs are accepted`);
+        expect(err.message, url).toBe(
+          `initImage: is a ${new URL(url).protocol} URL; only http:, https: and base64 data: URLs are accepted`,
+        );
       }
       expect((await refusal(f.fetch('not a url', 'initImage'))).message).toBe('initImage: is not a valid URL');
     });
@@ -386,16 +404,24 @@ describe('ImageFetcher', () => {
       // 40 MB of base64 with the default limit: refused from its length alone.
       const huge = `data:image/png;base64,${'A'.repeat(40_000_000)}`;
       const started = Date.now();
-      expect((await refusal(fetcher().fetch(huge, 'maskImage'))).message).toBe(`maskImage: is 30000000 bytes; the limit is ${MAX_IMAGE_BYTES}`);
+      expect((await refusal(fetcher().fetch(huge, 'maskImage'))).message).toBe(
+        `maskImage: is 30000000 bytes; the limit is ${MAX_IMAGE_BYTES}`,
+      );
       expect(Date.now() - started).toBeLessThan(1000);
 
-      expect((await refusal(f.fetch('data:image/png,%89PNG', 'initImage'))).message).toBe('initImage: is a data: URL that is not base64-encoded');
-      expect((await refusal(f.fetch('data:image/png;base64', 'initImage'))).message).toBe('initImage: is a data: URL that is not base64-encoded');
+      expect((await refusal(f.fetch('data:image/png,%89PNG', 'initImage'))).message).toBe(
+        'initImage: is a data: URL that is not base64-encoded',
+      );
+      expect((await refusal(f.fetch('data:image/png;base64', 'initImage'))).message).toBe(
+        'initImage: is a data: URL that is not base64-encoded',
+      );
       expect((await refusal(f.fetch(dataUrl('text/plain', png), 'initImage'))).message).toBe(
         'initImage: is a data: URL whose media type is not image/*',
       );
       for (const bad of ['iVBO!!Rw0K', 'iVBO=Rw0K', 'iVBORw0K===', 'iVBO%52w0K']) {
-        expect((await refusal(f.fetch(`data:image/png;base64,${bad}`, 'initImage'))).message, bad).toBe('initImage: is a data: URL with invalid base64');
+        expect((await refusal(f.fetch(`data:image/png;base64,${bad}`, 'initImage'))).message, bad).toBe(
+          'initImage: is a data: URL with invalid base64',
+        );
       }
       expect((await refusal(f.fetch(dataUrl('image/png', Buffer.from('hello, world')), 'initImage'))).message).toBe(
         'initImage: is not a PNG, JPEG or WebP image',
@@ -405,5 +431,4 @@ describe('ImageFetcher', () => {
       );
     });
   });
-
 });

@@ -10,8 +10,17 @@ const job = (version: number, status: JobStatus, step = 0): Job => ({
   mode: 'text2image',
   status,
   params: {
-    modelId: 'sd1.5', prompt: 'p', negativePrompt: '', numInferenceSteps: 10, guidanceScale: 7.5,
-    samples: 1, width: 512, height: 512, seed: 1, embeddings: [], safetyChecker: true,
+    modelId: 'sd1.5',
+    prompt: 'p',
+    negativePrompt: '',
+    numInferenceSteps: 10,
+    guidanceScale: 7.5,
+    samples: 1,
+    width: 512,
+    height: 512,
+    seed: 1,
+    embeddings: [],
+    safetyChecker: true,
   },
   engine: 'e',
   engineHandle: 'h',
@@ -61,7 +70,10 @@ describe('patchFromEngineStatus', () => {
   const now = new Date(1000);
   it('turns the first PROCESSING report into a transition with a start time', () => {
     expect(patchFromEngineStatus(job(1, 'PENDING'), { state: 'PROCESSING', step: 1, totalSteps: 10 }, now)).toEqual({
-      status: 'PROCESSING', startedAt: now, progress: { step: 1, totalSteps: 10 }, engineQueuePosition: null,
+      status: 'PROCESSING',
+      startedAt: now,
+      progress: { step: 1, totalSteps: 10 },
+      engineQueuePosition: null,
     });
   });
   it('reports nothing when nothing changed, so nothing is written or published', () => {
@@ -70,7 +82,9 @@ describe('patchFromEngineStatus', () => {
   });
   it('maps a lost job to FAILURE with ENGINE_LOST_JOB', () => {
     expect(patchFromEngineStatus(job(2, 'PENDING'), { state: 'LOST', message: 'gone' }, now)).toMatchObject({
-      status: 'FAILURE', error: { code: 'ENGINE_LOST_JOB', message: 'gone' }, finishedAt: now,
+      status: 'FAILURE',
+      error: { code: 'ENGINE_LOST_JOB', message: 'gone' },
+      finishedAt: now,
     });
   });
 });

@@ -37,13 +37,19 @@ function refused(buf: Uint8Array, fileName: string, pattern: RegExp): void {
 describe('safetensors embeddings', () => {
   it('reads a single [1, D] tensor under any key, keeping the key as the token name', () => {
     const values = ramp(W);
-    const e = parseEmbedding(safetensorsFile([{ name: '<cat-toy>', dtype: 'F32', shape: [1, W], data: encodeFloats(values, 'F32') }]), 'cat.safetensors');
+    const e = parseEmbedding(
+      safetensorsFile([{ name: '<cat-toy>', dtype: 'F32', shape: [1, W], data: encodeFloats(values, 'F32') }]),
+      'cat.safetensors',
+    );
     expect(e).toMatchObject({ count: 1, width: W, tokenName: '<cat-toy>', format: 'safetensors' });
     expect(Array.from(e.vectors)).toEqual(values);
   });
 
   it('reads a [D] tensor as one vector', () => {
-    const e = parseEmbedding(safetensorsFile([{ name: 'x', dtype: 'F32', shape: [W], data: encodeFloats(ramp(W), 'F32') }]), 'x.safetensors');
+    const e = parseEmbedding(
+      safetensorsFile([{ name: 'x', dtype: 'F32', shape: [W], data: encodeFloats(ramp(W), 'F32') }]),
+      'x.safetensors',
+    );
     expect([e.count, e.width]).toEqual([1, W]);
   });
 
@@ -64,10 +70,16 @@ describe('safetensors embeddings', () => {
 
   it('converts F16 and BF16 to float32', () => {
     const values = [0.5, -1.25, 2, 0.125, -0, 65504, 3.0517578125e-5, 1];
-    const f16 = parseEmbedding(safetensorsFile([{ name: 'a', dtype: 'F16', shape: [2, 4], data: encodeFloats(values, 'F16') }]), 'h.safetensors');
+    const f16 = parseEmbedding(
+      safetensorsFile([{ name: 'a', dtype: 'F16', shape: [2, 4], data: encodeFloats(values, 'F16') }]),
+      'h.safetensors',
+    );
     expect(Array.from(f16.vectors)).toEqual(values);
     const bvalues = [0.5, -1.25, 2, 0.125, 1.5, -3, 256, 1];
-    const bf16 = parseEmbedding(safetensorsFile([{ name: 'a', dtype: 'BF16', shape: [2, 4], data: encodeFloats(bvalues, 'BF16') }]), 'b.safetensors');
+    const bf16 = parseEmbedding(
+      safetensorsFile([{ name: 'a', dtype: 'BF16', shape: [2, 4], data: encodeFloats(bvalues, 'BF16') }]),
+      'b.safetensors',
+    );
     expect(Array.from(bf16.vectors)).toEqual(bvalues);
     expect([bf16.count, bf16.width]).toEqual([2, 4]);
   });
@@ -89,14 +101,30 @@ describe('safetensors embeddings', () => {
   });
 
   it('refuses 3-D, empty, NaN, Inf and unsupported dtypes', () => {
-    refused(safetensorsFile([{ name: 'a', dtype: 'F32', shape: [1, 2, 4], data: encodeFloats(ramp(8), 'F32') }]), 'c.safetensors', /3 dimensions \[1, 2, 4\]/);
+    refused(
+      safetensorsFile([{ name: 'a', dtype: 'F32', shape: [1, 2, 4], data: encodeFloats(ramp(8), 'F32') }]),
+      'c.safetensors',
+      /3 dimensions \[1, 2, 4\]/,
+    );
     refused(safetensorsFile([{ name: 'a', dtype: 'F32', shape: [0, W], data: new Uint8Array(0) }]), 'e.safetensors', /empty/);
     refused(safetensorsFile([{ name: 'a', dtype: 'F32', shape: [], data: encodeFloats([1], 'F32') }]), 's.safetensors', /scalar/);
     refused(safetensorsFile([]), 'none.safetensors', /no tensors/);
     refused(new Uint8Array(0), 'zero.safetensors', /empty/);
-    refused(safetensorsFile([{ name: 'a', dtype: 'F32', shape: [4], data: encodeFloats([1, NaN, 2, 3], 'F32') }]), 'nan.safetensors', /NaN/);
-    refused(safetensorsFile([{ name: 'a', dtype: 'F16', shape: [4], data: encodeFloats([1, Infinity, 2, 3], 'F16') }]), 'inf.safetensors', /infinite/);
-    refused(safetensorsFile([{ name: 'a', dtype: 'I32', shape: [4], data: new Uint8Array(16) }]), 'int.safetensors', /I32.*only F32, F16 and BF16/);
+    refused(
+      safetensorsFile([{ name: 'a', dtype: 'F32', shape: [4], data: encodeFloats([1, NaN, 2, 3], 'F32') }]),
+      'nan.safetensors',
+      /NaN/,
+    );
+    refused(
+      safetensorsFile([{ name: 'a', dtype: 'F16', shape: [4], data: encodeFloats([1, Infinity, 2, 3], 'F16') }]),
+      'inf.safetensors',
+      /infinite/,
+    );
+    refused(
+      safetensorsFile([{ name: 'a', dtype: 'I32', shape: [4], data: new Uint8Array(16) }]),
+      'int.safetensors',
+      /I32.*only F32, F16 and BF16/,
+    );
   });
 
   it('refuses truncated files and bad offsets', () => {
@@ -148,12 +176,18 @@ describe('torch .pt / .bin embeddings', () => {
   });
 
   it('reads F16 / BF16 storages, nn.Parameter wrappers, storage offsets and strided views', () => {
-    const h = parseEmbedding(torchSaveBytes({ dict: [['t', tensor('F16', [2, 4], [1, 2, 3, 4, 5, 6, 7, 0.5], { parameter: true })]] }), 'h.pt');
+    const h = parseEmbedding(
+      torchSaveBytes({ dict: [['t', tensor('F16', [2, 4], [1, 2, 3, 4, 5, 6, 7, 0.5], { parameter: true })]] }),
+      'h.pt',
+    );
     expect(Array.from(h.vectors)).toEqual([1, 2, 3, 4, 5, 6, 7, 0.5]);
     const b = parseEmbedding(torchSaveBytes({ dict: [['t', tensor('BF16', [4], [1.5, -2, 0.25, 8])]] }), 'b.pt');
     expect(Array.from(b.vectors)).toEqual([1.5, -2, 0.25, 8]);
     // A [2, 3] view at offset 1 of a 7-element storage, transposed layout (stride [1, 2]).
-    const v = parseEmbedding(torchSaveBytes({ dict: [['t', tensor('F32', [2, 3], [9, 0, 1, 2, 3, 4, 5], { offset: 1, stride: [1, 2] })]] }), 'v.pt');
+    const v = parseEmbedding(
+      torchSaveBytes({ dict: [['t', tensor('F32', [2, 3], [9, 0, 1, 2, 3, 4, 5], { offset: 1, stride: [1, 2] })]] }),
+      'v.pt',
+    );
     expect(Array.from(v.vectors)).toEqual([0, 2, 4, 1, 3, 5]);
   });
 
@@ -190,7 +224,12 @@ describe('torch .pt / .bin embeddings', () => {
   });
 
   it('refuses opcodes and constructions outside the restricted set', () => {
-    const inst = new Pickler().proto(2).mark().raw(0x69, ...Buffer.from('os\nsystem\n')).stop().bytes();
+    const inst = new Pickler()
+      .proto(2)
+      .mark()
+      .raw(0x69, ...Buffer.from('os\nsystem\n'))
+      .stop()
+      .bytes();
     refused(torchArchiveWithPickle(inst), 'i.pt', /refused pickle opcode INST \(0x69\)/);
     const obj = new Pickler().proto(2).mark().global('collections', 'OrderedDict').raw(0x6f).stop().bytes();
     refused(torchArchiveWithPickle(obj), 'o.pt', /refused pickle opcode OBJ/);
@@ -240,7 +279,11 @@ describe('torch .pt / .bin embeddings', () => {
   });
 
   it('refuses storages whose size disagrees with the declaration and tensors that overrun them', () => {
-    refused(torchSaveBytes({ dict: [['t', tensor('F32', [4], [1, 2, 3, 4], { numel: 8 })]] }), 's.pt', /holds 16 bytes but is declared as 8 F32 values/);
+    refused(
+      torchSaveBytes({ dict: [['t', tensor('F32', [4], [1, 2, 3, 4], { numel: 8 })]] }),
+      's.pt',
+      /holds 16 bytes but is declared as 8 F32 values/,
+    );
     refused(torchSaveBytes({ dict: [['t', tensor('F32', [2, 4], [1, 2, 3, 4], {})]] }), 's.pt', /does not fit in its storage/);
     refused(torchSaveBytes({ dict: [['t', tensor('F32', [4], [1, 2, 3, 4], { offset: 1 })]] }), 's.pt', /does not fit/);
     refused(torchSaveBytes({ dict: [['t', tensor('F32', [2, 2], [1, 2, 3, 4], { stride: [3, 1] })]] }), 's.pt', /does not fit/);
@@ -248,15 +291,41 @@ describe('torch .pt / .bin embeddings', () => {
       .proto(2)
       .global('torch._utils', '_rebuild_tensor_v2')
       .mark()
-      .mark().str('storage').global('torch', 'FloatStorage').str('5').str('cpu').int(4).tuple(5)
-      .binpersid().int(0).int(4).tuple(1).int(1).tuple(1).bool(false)
-      .global('collections', 'OrderedDict').emptyTuple().reduce()
-      .tuple(6).reduce().stop().bytes();
+      .mark()
+      .str('storage')
+      .global('torch', 'FloatStorage')
+      .str('5')
+      .str('cpu')
+      .int(4)
+      .tuple(5)
+      .binpersid()
+      .int(0)
+      .int(4)
+      .tuple(1)
+      .int(1)
+      .tuple(1)
+      .bool(false)
+      .global('collections', 'OrderedDict')
+      .emptyTuple()
+      .reduce()
+      .tuple(6)
+      .reduce()
+      .stop()
+      .bytes();
     refused(torchArchiveWithPickle(missing), 'm.pt', /storage "5" is missing/);
   });
 
   it('refuses ambiguous dicts, 3-D tensors and NaN values', () => {
-    refused(torchSaveBytes({ dict: [['a', tensor('F32', [4], [1, 2, 3, 4])], ['b', tensor('F32', [4], [1, 2, 3, 4])]] }), 'amb.pt', /2 entries/);
+    refused(
+      torchSaveBytes({
+        dict: [
+          ['a', tensor('F32', [4], [1, 2, 3, 4])],
+          ['b', tensor('F32', [4], [1, 2, 3, 4])],
+        ],
+      }),
+      'amb.pt',
+      /2 entries/,
+    );
     refused(torchSaveBytes({ dict: [['a', tensor('F32', [1, 1, 4], [1, 2, 3, 4])]] }), '3d.pt', /3 dimensions/);
     refused(torchSaveBytes({ dict: [['a', tensor('F32', [4], [1, NaN, 3, 4])]] }), 'nan.pt', /NaN/);
     refused(torchSaveBytes({ dict: [['a', 'not a tensor']] }), 'str.pt', /not a tensor/);

@@ -27,7 +27,9 @@ describe('local ONNX engine through GraphQL', () => {
 
   beforeAll(async () => {
     // Many jobs from one key: the rate limit is another test's subject.
-    server = await startTestServer({ env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', RATE_LIMIT_JOBS_BURST: '1000' } });
+    server = await startTestServer({
+      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', RATE_LIMIT_JOBS_BURST: '1000' },
+    });
   }, 60_000);
   afterAll(() => server.stop());
 
@@ -41,11 +43,15 @@ describe('local ONNX engine through GraphQL', () => {
   const pngDataUrl = async (rgb: (x: number, y: number) => [number, number, number]) => {
     const raw = Buffer.alloc(W * H * 3);
     for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) raw.set(rgb(x, y), (y * W + x) * 3);
-    const png = await sharp(raw, { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
+    const png = await sharp(raw, { raw: { width: W, height: H, channels: 3 } })
+      .png()
+      .toBuffer();
     return { url: `data:image/png;base64,${png.toString('base64')}`, raw };
   };
   const t2i = (input: Record<string, unknown>) =>
-    server.gql(Text2ImageDocument, { input: { prompt: 'a red house', width: W, height: H, numInferenceSteps: 6, safetyChecker: false, ...input } });
+    server.gql(Text2ImageDocument, {
+      input: { prompt: 'a red house', width: W, height: H, numInferenceSteps: 6, safetyChecker: false, ...input },
+    });
 
   it('lists the tiny checkpoints and embeddings, with the default alias and trigger words', async () => {
     const { data } = await server.gql(ModelsDocument, {});
@@ -105,7 +111,11 @@ describe('local ONNX engine through GraphQL', () => {
   it('reads embeddings of every supported file format, each changing the image when named', async () => {
     const { data } = await server.gql(ModelsDocument, { filter: { kind: 'EMBEDDING' } });
     const formats = new Map(data!.models.map((m) => [m.id, m.vectors]));
-    expect(Object.fromEntries(['tiny-single', 'tiny-emb-params', 'tiny-multi', 'tiny-a1111', 'tiny-diffusers'].map((id) => [id, formats.get(id)]))).toEqual({
+    expect(
+      Object.fromEntries(
+        ['tiny-single', 'tiny-emb-params', 'tiny-multi', 'tiny-a1111', 'tiny-diffusers'].map((id) => [id, formats.get(id)]),
+      ),
+    ).toEqual({
       'tiny-single': 1, // .safetensors, one tensor
       'tiny-emb-params': 2, // .safetensors, emb_params
       'tiny-multi': 3, // .safetensors, multi-vector
@@ -136,7 +146,10 @@ describe('local ONNX engine through GraphQL', () => {
     const seen = [byDefault.png];
     for (const scheduler of ['EULER_A', 'EULER', 'DDIM']) {
       const other = await run({ scheduler });
-      expect(seen.some((p) => p.equals(other.png)), scheduler).toBe(false);
+      expect(
+        seen.some((p) => p.equals(other.png)),
+        scheduler,
+      ).toBe(false);
       seen.push(other.png);
     }
   });
@@ -160,7 +173,10 @@ describe('local ONNX engine through GraphQL', () => {
     form.set('map', JSON.stringify({ 0: ['variables.file'] }));
     form.set('0', new Blob([Buffer.from(bytes)]), fileName);
     const res = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'api-key': server.key }, body: form });
-    return (await res.json()) as { data?: { uploadEmbedding: { id: string; triggerWords: string[]; vectors: number } }; errors?: { extensions: { code: string; issues: { path: unknown[]; code: string; message: string }[] } }[] };
+    return (await res.json()) as {
+      data?: { uploadEmbedding: { id: string; triggerWords: string[]; vectors: number } };
+      errors?: { extensions: { code: string; issues: { path: unknown[]; code: string; message: string }[] } }[];
+    };
   };
   const embeddingFile = (width: number, count: number) =>
     encodeSafetensors({ '<mine>': { shape: [count, width], data: createRandom(99).randn(count * width) } });
@@ -208,11 +224,20 @@ describe('local ONNX engine through GraphQL', () => {
   it('fails a job the worker cannot generate with the reason and INVALID_INPUT, and the next job runs as ever', async () => {
     const before = await download((await finish((await t2i({ seed: 41 })).data!.text2image.id)).last.downloadUrls[0]!);
     // A PNG whose header is sound (so the request is accepted) and whose pixel data is not.
-    const good = await sharp(Buffer.alloc(W * H * 3, 90), { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
+    const good = await sharp(Buffer.alloc(W * H * 3, 90), { raw: { width: W, height: H, channels: 3 } })
+      .png()
+      .toBuffer();
     const broken = Buffer.from(good);
     broken.fill(7, good.indexOf('IDAT') + 4, good.indexOf('IDAT') + 24);
     const res = await server.gql(Image2ImageDocument, {
-      input: { prompt: 'a cottage', initImage: `data:image/png;base64,${broken.toString('base64')}`, width: W, height: H, numInferenceSteps: 4, safetyChecker: false },
+      input: {
+        prompt: 'a cottage',
+        initImage: `data:image/png;base64,${broken.toString('base64')}`,
+        width: W,
+        height: H,
+        numInferenceSteps: 4,
+        safetyChecker: false,
+      },
     });
     expect(res.errors).toBeUndefined();
     const { last } = await finish(res.data!.image2image.id);
@@ -226,7 +251,7 @@ describe('local ONNX engine through GraphQL', () => {
     expect(after.equals(before)).toBe(true);
   });
 
-  it("refuses a data: URL image that is not PNG, JPEG or WebP at once, naming the field, over GraphQL and REST", async () => {
+  it('refuses a data: URL image that is not PNG, JPEG or WebP at once, naming the field, over GraphQL and REST', async () => {
     const gif = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
     const gifUrl = `data:image/gif;base64,${gif.toString('base64')}`;
     const png = (await pngDataUrl(() => [1, 2, 3])).url;
@@ -237,7 +262,11 @@ describe('local ONNX engine through GraphQL', () => {
     });
     expect(refused.errors![0]!.extensions!.code).toBe('BAD_USER_INPUT');
     expect(refused.errors![0]!.extensions!.issues).toEqual([
-      expect.objectContaining({ path: ['input', 'maskImage'], code: 'INVALID_VALUE', message: 'is not a PNG, JPEG or WebP image (it is a GIF)' }),
+      expect.objectContaining({
+        path: ['input', 'maskImage'],
+        code: 'INVALID_VALUE',
+        message: 'is not a PNG, JPEG or WebP image (it is a GIF)',
+      }),
     ]);
     const rest = await fetch(`${server.url}/sd/image2image/v1`, {
       method: 'POST',
@@ -256,10 +285,15 @@ describe('local ONNX engine through GraphQL', () => {
       return res.errors![0]!.extensions.issues.map((i) => `${i.path.join('.')}:${i.code}`);
     };
     expect(await refusal(embeddingFile(16, 1), 'narrow.safetensors', 'Narrow', 'narrowword')).toEqual(['file:INCOMPATIBLE_EMBEDDING']);
-    expect(await refusal(new TextEncoder().encode('not a tensor file'), 'junk.safetensors', 'Junk', 'junkword')).toEqual(['file:INVALID_EMBEDDING_FILE']);
+    expect(await refusal(new TextEncoder().encode('not a tensor file'), 'junk.safetensors', 'Junk', 'junkword')).toEqual([
+      'file:INVALID_EMBEDDING_FILE',
+    ]);
     expect(await refusal(embeddingFile(32, 1), 'x.txt', 'Text', 'textword')).toEqual(['file:UNSUPPORTED_FILE']);
     expect(await refusal(embeddingFile(32, 1), 'taken.safetensors', 'Taken', 'tiny-multi')).toEqual(['triggerWord:TRIGGER_TAKEN']);
-    expect(await refusal(embeddingFile(32, 1), 'two.safetensors', '', 'two words')).toEqual(['name:INVALID_LENGTH', 'triggerWord:INVALID_VALUE']);
+    expect(await refusal(embeddingFile(32, 1), 'two.safetensors', '', 'two words')).toEqual([
+      'name:INVALID_LENGTH',
+      'triggerWord:INVALID_VALUE',
+    ]);
   });
 
   it('refuses a prompt over 75 CLIP tokens with the count, creating no job', async () => {
@@ -284,7 +318,16 @@ describe('local ONNX engine through GraphQL', () => {
     const mask = await pngDataUrl((x) => (x >= W / 2 ? [255, 255, 255] : [0, 0, 0]));
     for (const modelId of ['tiny-inpainting', 'sd1.5']) {
       const res = await server.gql(InpaintingDocument, {
-        input: { modelId, prompt: 'a door', initImage: init.url, maskImage: mask.url, width: W, height: H, numInferenceSteps: 6, safetyChecker: false },
+        input: {
+          modelId,
+          prompt: 'a door',
+          initImage: init.url,
+          maskImage: mask.url,
+          width: W,
+          height: H,
+          numInferenceSteps: 6,
+          safetyChecker: false,
+        },
       });
       expect(res.errors, modelId).toBeUndefined();
       const { last } = await finish(res.data!.inpainting.id);
@@ -396,7 +439,10 @@ describe('local engine with an embedding that does not fit its checkpoint', () =
     const uploads = path.join(dataDir, 'embeddings');
     mkdirSync(uploads);
     const drop = (id: string, trigger: string, width: number) => {
-      writeFileSync(path.join(uploads, `${id}.safetensors`), encodeSafetensors({ v: { shape: [1, width], data: createRandom(5).randn(width) } }));
+      writeFileSync(
+        path.join(uploads, `${id}.safetensors`),
+        encodeSafetensors({ v: { shape: [1, width], data: createRandom(5).randn(width) } }),
+      );
       const sidecar = { id, name: id, triggerWords: [trigger], file: `${id}.safetensors`, createdAt: new Date().toISOString() };
       writeFileSync(path.join(uploads, `${id}.json`), JSON.stringify(sidecar));
     };
@@ -405,7 +451,9 @@ describe('local engine with an embedding that does not fit its checkpoint', () =
     const server = await startTestServer({ dataDir, env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20' } });
     try {
       const done = async (input: Record<string, unknown>) => {
-        const job = await server.gql(Text2ImageDocument, { input: { width: 64, height: 64, numInferenceSteps: 4, safetyChecker: false, seed: 5, ...input } });
+        const job = await server.gql(Text2ImageDocument, {
+          input: { width: 64, height: 64, numInferenceSteps: 4, safetyChecker: false, seed: 5, ...input },
+        });
         expect(job.errors).toBeUndefined();
         return (await collect(server.ws(), JobStatusDocument, { id: job.data!.text2image.id }, 30_000)).values.at(-1)!.jobStatus;
       };

@@ -18,14 +18,18 @@ describe('image codec', () => {
   it('clamps values outside [-1, 1]', async () => {
     const t = new Float32Array(3 * 4).fill(5);
     t[0] = -7;
-    const { data } = await sharp(await tensorToPng(t, 0, 2, 2)).raw().toBuffer({ resolveWithObject: true });
+    const { data } = await sharp(await tensorToPng(t, 0, 2, 2))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     expect([...data.subarray(0, 3)]).toEqual([0, 255, 255]);
   });
 
   it('reads masks as white = 1 (repaint), resized to the output size, and downsamples them to latents', async () => {
     const raw = Buffer.alloc(16 * 16, 0);
     for (let y = 0; y < 16; y++) for (let x = 8; x < 16; x++) raw[y * 16 + x] = 255;
-    const png = await sharp(raw, { raw: { width: 16, height: 16, channels: 1 } }).png().toBuffer();
+    const png = await sharp(raw, { raw: { width: 16, height: 16, channels: 1 } })
+      .png()
+      .toBuffer();
     const mask = await maskToTensor(png, 32, 32);
     expect(mask[0]).toBe(0);
     expect(mask[31]).toBe(1);

@@ -95,8 +95,14 @@ describe('SD pipeline on the tiny ONNX models', () => {
 
   it('matches a trigger word whatever its case, in the registration and in the prompt', async () => {
     const vectors = createRandom(8).randn(2 * 32);
-    const mixed = await generate(ckpt, base({ prompt: 'a house in MixedStyle', embeddings: [{ trigger: 'MixedStyle', vectors, count: 2 }] }));
-    const lower = await generate(ckpt, base({ prompt: 'a house in mixedstyle', embeddings: [{ trigger: 'mixedstyle', vectors, count: 2 }] }));
+    const mixed = await generate(
+      ckpt,
+      base({ prompt: 'a house in MixedStyle', embeddings: [{ trigger: 'MixedStyle', vectors, count: 2 }] }),
+    );
+    const lower = await generate(
+      ckpt,
+      base({ prompt: 'a house in mixedstyle', embeddings: [{ trigger: 'mixedstyle', vectors, count: 2 }] }),
+    );
     expect(diff(lower, mixed)).toBe(0);
     expect(diff(lower, await generate(ckpt, base({ prompt: 'a house in mixedstyle' })))).toBeGreaterThan(1e-4);
   });
@@ -116,7 +122,9 @@ describe('SD pipeline on the tiny ONNX models', () => {
       // Vectors of the wrong width fail this request, with the reason, and nothing else.
       const wide: EmbeddingRows = { id: 'wide-one', trigger: 'WideOne', vectors: createRandom(3).randn(48), count: 1 };
       await expect(generate(own, request([a, wide]))).rejects.toThrow(
-        new InvalidRequestError('the embedding "wide-one" (trigger word "WideOne") has vectors of width 48; the checkpoint "tiny" needs 32'),
+        new InvalidRequestError(
+          'the embedding "wide-one" (trigger word "WideOne") has vectors of width 48; the checkpoint "tiny" needs 32',
+        ),
       );
       expect(diff(await generate(own, request([a])), withA)).toBe(0);
       expect(diff(await generate(own, request([b])), withB)).toBe(0);

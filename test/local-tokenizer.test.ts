@@ -2,32 +2,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ClipTokenizer,
-  type ClipTokenizerData,
-  TokenizerFileError,
-  TokenLimitError,
-} from '../src/diffusion/tokenizer/clip-tokenizer.js';
+import { ClipTokenizer, type ClipTokenizerData, TokenizerFileError, TokenLimitError } from '../src/diffusion/tokenizer/clip-tokenizer.js';
 import { BYTE_ENCODER, normalizeClipText } from '../src/diffusion/tokenizer/normalize.js';
 
 /**
  * A small vocab laid out like the real CLIP one: the 256 byte characters in bytes_to_unicode
  * order, the same with `</w>`, one token per merge, then the two special tokens.
  */
-const MERGES = [
-  'c a',
-  'ca t</w>',
-  'o f</w>',
-  'p h',
-  'o t',
-  'ph ot',
-  'phot o</w>',
-  'h e',
-  'l l',
-  'he ll',
-  'y z</w>',
-  'x y',
-];
+const MERGES = ['c a', 'ca t</w>', 'o f</w>', 'p h', 'o t', 'ph ot', 'phot o</w>', 'h e', 'l l', 'he ll', 'y z</w>', 'x y'];
 
 function byteOrder(): string[] {
   // bytes_to_unicode().values() order: printable ranges first, then the remapped bytes.
@@ -177,9 +159,7 @@ describe('CLIP tokenizer: textual-inversion triggers', () => {
     // not whole words: tokenized as ordinary text
     expect(tok.encode('styles', active).every((v) => v < BASE)).toBe(true);
     expect(tok.encode('style_1 style2', active).every((v) => v < BASE)).toBe(true);
-    expect(tok.encodeForModel('a style cat', active).slice(0, 7)).toEqual(
-      Int32Array.from([BOS, 320, ...multi, id('cat</w>'), EOS]),
-    );
+    expect(tok.encodeForModel('a style cat', active).slice(0, 7)).toEqual(Int32Array.from([BOS, 320, ...multi, id('cat</w>'), EOS]));
   });
 
   it('tokenizes inactive triggers as ordinary text and never yields added ids from text', () => {
@@ -245,7 +225,13 @@ describe('CLIP tokenizer: files', () => {
     });
     const tok = await ClipTokenizer.fromFiles(sub);
     expect([...tok.encodeForModel('a photo of a cat').slice(0, 7)]).toEqual([
-      BOS, 320, id('photo</w>'), id('of</w>'), 320, id('cat</w>'), EOS,
+      BOS,
+      320,
+      id('photo</w>'),
+      id('of</w>'),
+      320,
+      id('cat</w>'),
+      EOS,
     ]);
     // merges without a header are accepted too
     const bare = await writeDir('bare', { 'vocab.json': JSON.stringify(vocab), 'merges.txt': MERGES.join('\n') });
@@ -284,7 +270,11 @@ describe('CLIP tokenizer: files', () => {
     await refusal({ 'merges.txt': '#version: 0.2\nc a\nd o\n' }, 'merges.txt', /line 3: merged token "do" is not in the vocab/);
     await refusal({ 'merges.txt': '#version: 0.2\n' }, 'merges.txt', /no merges/);
     await refusal({ 'special_tokens_map.json': '{"pad_token": 5}' }, 'special_tokens_map.json', /pad_token/);
-    await refusal({ 'special_tokens_map.json': '{"pad_token": "<pad>"}' }, 'special_tokens_map.json', /pad_token "<pad>" is not in the vocab/);
+    await refusal(
+      { 'special_tokens_map.json': '{"pad_token": "<pad>"}' },
+      'special_tokens_map.json',
+      /pad_token "<pad>" is not in the vocab/,
+    );
     await refusal({ 'tokenizer_config.json': '{"bos_token": "<s>"}' }, 'tokenizer_config.json', /bos_token "<s>"/);
   });
 

@@ -138,34 +138,42 @@ const absent = (v: unknown) => v === OMIT || v === null;
 const codePoints = (s: string) => [...s].length;
 const numberOf = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
 
-const judgeInt = (min: number, max: number, step = 1) => (raw: unknown): Verdict => {
-  const v = real(raw);
-  if (absent(v)) return 'valid';
-  const n = numberOf(v);
-  return n !== undefined && Number.isInteger(n) && n >= min && n <= max && n % step === 0 ? 'valid' : 'invalid';
-};
+const judgeInt =
+  (min: number, max: number, step = 1) =>
+  (raw: unknown): Verdict => {
+    const v = real(raw);
+    if (absent(v)) return 'valid';
+    const n = numberOf(v);
+    return n !== undefined && Number.isInteger(n) && n >= min && n <= max && n % step === 0 ? 'valid' : 'invalid';
+  };
 
-const judgeFloat = (min: number, max: number) => (raw: unknown): Verdict => {
-  const v = real(raw);
-  if (absent(v)) return 'valid';
-  const n = numberOf(v);
-  return n !== undefined && Number.isFinite(n) && n >= min && n <= max ? 'valid' : 'invalid';
-};
+const judgeFloat =
+  (min: number, max: number) =>
+  (raw: unknown): Verdict => {
+    const v = real(raw);
+    if (absent(v)) return 'valid';
+    const n = numberOf(v);
+    return n !== undefined && Number.isFinite(n) && n >= min && n <= max ? 'valid' : 'invalid';
+  };
 
-const judgeBoolean = (trueAllowed: boolean) => (raw: unknown): Verdict => {
-  const v = real(raw);
-  if (absent(v)) return 'valid';
-  return typeof v === 'boolean' && (trueAllowed || v === false) ? 'valid' : 'invalid';
-};
+const judgeBoolean =
+  (trueAllowed: boolean) =>
+  (raw: unknown): Verdict => {
+    const v = real(raw);
+    if (absent(v)) return 'valid';
+    return typeof v === 'boolean' && (trueAllowed || v === false) ? 'valid' : 'invalid';
+  };
 
-const judgePrompt = (required: boolean) => (raw: unknown): Verdict => {
-  const v = real(raw);
-  if (absent(v)) return required ? 'invalid' : 'valid';
-  if (typeof v !== 'string') return 'invalid';
-  const trimmed = v.trim();
-  if (codePoints(trimmed) > MAX_PROMPT_CHARS) return 'invalid';
-  return required && trimmed.length === 0 ? 'invalid' : 'valid';
-};
+const judgePrompt =
+  (required: boolean) =>
+  (raw: unknown): Verdict => {
+    const v = real(raw);
+    if (absent(v)) return required ? 'invalid' : 'valid';
+    if (typeof v !== 'string') return 'invalid';
+    const trimmed = v.trim();
+    if (codePoints(trimmed) > MAX_PROMPT_CHARS) return 'invalid';
+    return required && trimmed.length === 0 ? 'invalid' : 'valid';
+  };
 
 const judgeModel = (raw: unknown): Verdict => {
   const v = real(raw);
@@ -504,7 +512,12 @@ interface FieldSpec {
   judge: (value: unknown) => Verdict;
 }
 
-const field = (camel: string, snake: string, arbs: { valid: fc.Arbitrary<unknown>; hostile: fc.Arbitrary<unknown> }, judge: (v: unknown) => Verdict): FieldSpec => ({
+const field = (
+  camel: string,
+  snake: string,
+  arbs: { valid: fc.Arbitrary<unknown>; hostile: fc.Arbitrary<unknown> },
+  judge: (v: unknown) => Verdict,
+): FieldSpec => ({
   camel,
   snake,
   ...arbs,
@@ -535,12 +548,7 @@ const COMMON_FIELDS: FieldSpec[] = [
     judgeInt(-1, MAX_SEED),
   ),
   field('embeddings', 'embeddings', embeddingArbs, judgeEmbeddings),
-  field(
-    'safetyChecker',
-    'safety_checker',
-    { valid: fc.oneof(absentValue, fc.boolean()), hostile: booleanHostile },
-    judgeBoolean(true),
-  ),
+  field('safetyChecker', 'safety_checker', { valid: fc.oneof(absentValue, fc.boolean()), hostile: booleanHostile }, judgeBoolean(true)),
   field(
     'scheduler',
     'scheduler',
@@ -606,7 +614,10 @@ function extrasArb(mode: Mode): fc.Arbitrary<[string, unknown][]> {
   const own = new Set(FIELDS[mode].flatMap((f) => [f.camel, f.snake]));
   const crossMode = [...ALL_NAMES].filter((name) => !own.has(name)); // e.g. init_image on text2image
   const key = fc
-    .oneof(fc.constantFrom(...HOSTILE_KEYS, ...(crossMode.length ? crossMode : ['__proto__'])), fc.string({ unit: charUnit, maxLength: 12 }))
+    .oneof(
+      fc.constantFrom(...HOSTILE_KEYS, ...(crossMode.length ? crossMode : ['__proto__'])),
+      fc.string({ unit: charUnit, maxLength: 12 }),
+    )
     .filter((k) => !own.has(k));
   const value = fc.oneof(
     fc.jsonValue({ maxDepth: 2 }),
@@ -617,16 +628,17 @@ function extrasArb(mode: Mode): fc.Arbitrary<[string, unknown][]> {
 }
 
 /** A generated request: fields (camelCase names; OMIT = left out) plus extra keys, or not an object at all. */
-type Generated =
-  | { kind: 'object'; fields: Record<string, unknown>; extras: [string, unknown][] }
-  | { kind: 'not-object'; value: unknown };
+type Generated = { kind: 'object'; fields: Record<string, unknown>; extras: [string, unknown][] } | { kind: 'not-object'; value: unknown };
 
 function requestArb(mode: Mode): fc.Arbitrary<Generated> {
   // Each field mostly valid (shrinking goes back to the valid branch, isolating the culprit):
   // about a fifth of the requests are valid in every field.
   const fields = fc.record(
     Object.fromEntries(
-      FIELDS[mode].map((f) => [f.camel, fc.oneof({ withCrossShrink: true }, { weight: 9, arbitrary: f.valid }, { weight: 1, arbitrary: f.hostile })]),
+      FIELDS[mode].map((f) => [
+        f.camel,
+        fc.oneof({ withCrossShrink: true }, { weight: 9, arbitrary: f.valid }, { weight: 1, arbitrary: f.hostile }),
+      ]),
     ),
   );
   const extras = fc.oneof({ weight: 6, arbitrary: fc.constant<[string, unknown][]>([]) }, { weight: 1, arbitrary: extrasArb(mode) });
@@ -896,7 +908,9 @@ describe('property-based validation of hostile inputs (GraphQL and REST)', () =>
         await fc.assert(
           fc.asyncProperty(requestArb(mode), async (g) => {
             const expectation = expectationFor(mode, g, 'graphql');
-            const res = await postGraphQL(`{"query":${JSON.stringify(QUERIES[mode])},"variables":{"input":${encodeRequest(g, 'graphql')}}}`);
+            const res = await postGraphQL(
+              `{"query":${JSON.stringify(QUERIES[mode])},"variables":{"input":${encodeRequest(g, 'graphql')}}}`,
+            );
             const extras = g.kind === 'object' ? g.extras.map(([k]) => k) : [];
             const { accepted } = classifyGraphQL(mode, res, expectation, extras);
             if (accepted) {
@@ -928,7 +942,12 @@ describe('property-based validation of hostile inputs (GraphQL and REST)', () =>
         fc.integer({ min: 2, max: 50_000 }).map((n) => `{"query":${query},"variables":{"input":${'['.repeat(n)}${']'.repeat(n)}}}`),
         fc.constantFrom('', 'null', '[]', '{}', '{"query":""}', '{"query":null}', '{"__proto__":{"polluted":true},"query":"{__typename}"}'),
       );
-      const contentType = fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded');
+      const contentType = fc.constantFrom(
+        'application/json',
+        'application/json; charset=utf-8',
+        'text/plain',
+        'application/x-www-form-urlencoded',
+      );
       await fc.assert(
         fc.asyncProperty(body, contentType, async (text, type) => {
           const res = await postGraphQL(text, { 'content-type': type });
@@ -1053,13 +1072,24 @@ describe('property-based validation of hostile inputs (GraphQL and REST)', () =>
         ),
       );
       const modes = fc.constantFrom(...MODES);
-      const contentType = fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=boundary', null);
+      const contentType = fc.constantFrom(
+        'application/json',
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        'multipart/form-data; boundary=boundary',
+        null,
+      );
       await fc.assert(
         fc.asyncProperty(body, modes, contentType, async (text, mode, type) => {
           const res = await postRest(mode, text, type);
           const context = `HTTP ${res.status}: ${short(res.text)}`;
           expect([200, 400, 413], context).toContain(res.status);
-          const parsed = parseJson(res.text, 'REST response') as { status: string; id?: string; error?: string; errors?: { field: string }[] };
+          const parsed = parseJson(res.text, 'REST response') as {
+            status: string;
+            id?: string;
+            error?: string;
+            errors?: { field: string }[];
+          };
           expectNoInternals(res.text, parsed);
           if (res.status === 200) {
             expect(parsed.status, context).toBe('PENDING');
@@ -1083,7 +1113,10 @@ describe('property-based validation of hostile inputs (GraphQL and REST)', () =>
       const body = JSON.parse(res.text) as { status: string; errors?: { field: string }[] };
       if (res.status !== 200) {
         expect(res.status).toBe(400);
-        expect(body.errors?.map((e) => e.field), res.text).not.toContain('model_id');
+        expect(
+          body.errors?.map((e) => e.field),
+          res.text,
+        ).not.toContain('model_id');
       }
     });
 
@@ -1093,7 +1126,10 @@ describe('property-based validation of hostile inputs (GraphQL and REST)', () =>
       expect(rest.status).toBe(400);
       expect(JSON.parse(rest.text)).toMatchObject({ status: 'FAILURE', errors: [{ field: 'init_image', code: 'INVALID_LENGTH' }] });
       const graphql = await postGraphQL(
-        JSON.stringify({ query: QUERIES.inpainting, variables: { input: { prompt: 'x', initImage: 'https://example.test/a.png', maskImage: tooLong } } }),
+        JSON.stringify({
+          query: QUERIES.inpainting,
+          variables: { input: { prompt: 'x', initImage: 'https://example.test/a.png', maskImage: tooLong } },
+        }),
       );
       expect(graphql.status).toBe(200);
       expect(JSON.parse(graphql.text).errors[0].extensions).toMatchObject({

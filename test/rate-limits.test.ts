@@ -37,7 +37,11 @@ describe('per-key limits on new jobs', () => {
     server = await startTestServer({ env: { RATE_LIMIT_JOBS_PER_MINUTE: '6', RATE_LIMIT_JOBS_BURST: '2' } });
     // Refused input does not spend the rate: fixing a request is never locked out by the attempts.
     for (let i = 0; i < 5; i++) {
-      const bad = await fetch(`${server.url}/sd/text2image/v1`, { method: 'POST', headers: { 'api-key': server.key }, body: '{"width":13}' });
+      const bad = await fetch(`${server.url}/sd/text2image/v1`, {
+        method: 'POST',
+        headers: { 'api-key': server.key },
+        body: '{"width":13}',
+      });
       expect(bad.status).toBe(400);
     }
     expect((await createOverHttp(server.key)).status).toBe(200);

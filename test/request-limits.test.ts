@@ -62,21 +62,35 @@ describe('request and connection limits', () => {
     expect(await messageOf(graphql)).toMatch(/larger than 8192 bytes/);
 
     const form = new FormData();
-    form.set('operations', JSON.stringify({ query: 'mutation ($f: File!) { uploadEmbedding(file: $f, name: "n", triggerWord: "tw") { id } }', variables: { f: null } }));
+    form.set(
+      'operations',
+      JSON.stringify({
+        query: 'mutation ($f: File!) { uploadEmbedding(file: $f, name: "n", triggerWord: "tw") { id } }',
+        variables: { f: null },
+      }),
+    );
     form.set('map', JSON.stringify({ 0: ['variables.f'] }));
     form.set('0', new Blob([Buffer.alloc(20_000)]), 'big.safetensors');
     const upload = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'api-key': server.key }, body: form });
     expect(upload.status).toBe(413);
 
-    const rest = await fetch(`${server.url}/sd/text2image/v1`, { method: 'POST', headers: { 'api-key': server.key }, body: JSON.stringify({ prompt: big }) });
+    const rest = await fetch(`${server.url}/sd/text2image/v1`, {
+      method: 'POST',
+      headers: { 'api-key': server.key },
+      body: JSON.stringify({ prompt: big }),
+    });
     expect(rest.status).toBe(413);
     expect(await rest.json()).toMatchObject({ status: 'FAILURE', error: expect.stringMatching(/larger than 8192 bytes/) });
 
     const chunked = await new Promise<number>((resolve, reject) => {
-      const req = request(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
+      const req = request(
+        `${server.url}/graphql`,
+        { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
       req.on('error', reject);
       req.write('{"query":"{ models { id } }"}');
       req.end();

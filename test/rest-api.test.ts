@@ -32,8 +32,12 @@ describe('REST API of the contract', () => {
       env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' },
     });
     // Stands in for the contract's https://…/cottage.png and mask_image.png, on loopback.
-    const cottage = await sharp({ create: { width: 96, height: 64, channels: 3, background: '#7a9' } }).png().toBuffer();
-    const mask = await sharp({ create: { width: 96, height: 64, channels: 3, background: '#fff' } }).png().toBuffer();
+    const cottage = await sharp({ create: { width: 96, height: 64, channels: 3, background: '#7a9' } })
+      .png()
+      .toBuffer();
+    const mask = await sharp({ create: { width: 96, height: 64, channels: 3, background: '#fff' } })
+      .png()
+      .toBuffer();
     images = createServer((req, res) => {
       const png = req.url === '/mask_image.png' ? mask : cottage;
       res.writeHead(200, { 'content-type': 'image/png' }).end(png);
@@ -82,7 +86,15 @@ describe('REST API of the contract', () => {
   });
 
   it('runs image2image and inpainting with image URLs', async () => {
-    const i2i = await post('image2image', { ...example, model_id: 'sd1.5', num_inference_steps: 37, guidance_scale: 8.5, init_image: `${imagesUrl}/cottage.png`, width: 64, height: 64 });
+    const i2i = await post('image2image', {
+      ...example,
+      model_id: 'sd1.5',
+      num_inference_steps: 37,
+      guidance_scale: 8.5,
+      init_image: `${imagesUrl}/cottage.png`,
+      width: 64,
+      height: 64,
+    });
     const a = (await i2i.json()) as { id: string };
     expect((await untilDone('image2image', a.id)).status).toBe('SUCCESS');
     const inp = await post('inpainting', {

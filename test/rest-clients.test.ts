@@ -16,12 +16,19 @@ import { startTestServer, type TestServer } from './helpers/test-server.js';
 const run = promisify(execFile);
 const PYTHON = '/usr/bin/python3';
 const haveTools = async () => {
-  const python = await run(PYTHON, ['-c', 'import requests']).then(() => true, () => false);
-  const php = await run('php', ['-r', 'exit(function_exists("curl_init") ? 0 : 1);']).then(() => true, () => false);
+  const python = await run(PYTHON, ['-c', 'import requests']).then(
+    () => true,
+    () => false,
+  );
+  const php = await run('php', ['-r', 'exit(function_exists("curl_init") ? 0 : 1);']).then(
+    () => true,
+    () => false,
+  );
   return python && php;
 };
 const available = await haveTools();
-if (!available && !process.env.CI) console.log('REST client tests skipped: install python3-requests, php-cli and php-curl (Debian) to run them');
+if (!available && !process.env.CI)
+  console.log('REST client tests skipped: install python3-requests, php-cli and php-curl (Debian) to run them');
 
 describe.skipIf(!available && !process.env.CI)('REST API with Python requests and PHP curl', () => {
   let server: TestServer;
@@ -30,7 +37,8 @@ describe.skipIf(!available && !process.env.CI)('REST API with Python requests an
   const base = {
     model_id: '38ff8ad2-d62a-457c-8b2c-182e48e564f2',
     prompt: 'A handsome man in a white shirt in the woods, close-up, photorealisitic',
-    negative_prompt: 'error, cropped, worst quality, low quality, duplicate, bad proportions, incomplete subject, deformed eyes, UnrealisiticDream',
+    negative_prompt:
+      'error, cropped, worst quality, low quality, duplicate, bad proportions, incomplete subject, deformed eyes, UnrealisiticDream',
     num_inference_steps: 20,
     refiner: false,
     samples: 1,
@@ -52,9 +60,15 @@ describe.skipIf(!available && !process.env.CI)('REST API with Python requests an
     server = await startTestServer({
       env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' },
     });
-    const cottage = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#7a9' } }).png().toBuffer();
-    const mask = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#fff' } }).png().toBuffer();
-    images = createServer((req, res) => res.writeHead(200, { 'content-type': 'image/png' }).end(req.url === '/mask_image.png' ? mask : cottage));
+    const cottage = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#7a9' } })
+      .png()
+      .toBuffer();
+    const mask = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#fff' } })
+      .png()
+      .toBuffer();
+    images = createServer((req, res) =>
+      res.writeHead(200, { 'content-type': 'image/png' }).end(req.url === '/mask_image.png' ? mask : cottage),
+    );
     await new Promise<void>((r) => images.listen(0, '127.0.0.1', r));
     imagesUrl = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;
   }, 60_000);

@@ -1,11 +1,5 @@
 import { readFileSync } from 'node:fs';
-import {
-  isEnumType,
-  isInputObjectType,
-  isInterfaceType,
-  isObjectType,
-  printSchema,
-} from 'graphql';
+import { isEnumType, isInputObjectType, isInterfaceType, isObjectType, printSchema } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import { schema } from '../src/schema/index.js';
 
@@ -43,15 +37,32 @@ describe('the GraphQL schema', () => {
     expect(mutation.inpainting!.args[0]!.type.toString()).toBe('InpaintingInput!');
     const inpaint = (schema.getType('InpaintingInput') as import('graphql').GraphQLInputObjectType).getFields();
     for (const name of [
-      'modelId', 'prompt', 'negativePrompt', 'numInferenceSteps', 'strength', 'samples', 'guidanceScale',
-      'width', 'height', 'seed', 'embeddings', 'safetyChecker', 'refiner', 'initImage', 'maskImage',
+      'modelId',
+      'prompt',
+      'negativePrompt',
+      'numInferenceSteps',
+      'strength',
+      'samples',
+      'guidanceScale',
+      'width',
+      'height',
+      'seed',
+      'embeddings',
+      'safetyChecker',
+      'refiner',
+      'initImage',
+      'maskImage',
     ]) {
       expect(inpaint[name], name).toBeDefined();
     }
     expect(inpaint.embeddings!.type.toString()).toBe('[ID!]');
     const status = schema.getType('JobStatus');
     expect(isEnumType(status) && status.getValues().map((v) => v.name)).toEqual([
-      'PENDING', 'PROCESSING', 'SUCCESS', 'FAILURE', 'CANCELED',
+      'PENDING',
+      'PROCESSING',
+      'SUCCESS',
+      'FAILURE',
+      'CANCELED',
     ]);
     const job = (schema.getType('Job') as import('graphql').GraphQLObjectType).getFields();
     for (const name of ['id', 'mode', 'status', 'progress', 'downloadUrls', 'error', 'seed', 'createdAt']) {

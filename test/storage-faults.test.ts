@@ -14,7 +14,19 @@ const job = (id: string): Job => ({
   ownerId: 'owner',
   mode: 'text2image',
   status: 'PENDING',
-  params: { modelId: 'sd1.5', prompt: 'x'.repeat(2000), negativePrompt: '', numInferenceSteps: 20, guidanceScale: 7.5, samples: 1, width: 512, height: 512, seed: 1, embeddings: [], safetyChecker: true },
+  params: {
+    modelId: 'sd1.5',
+    prompt: 'x'.repeat(2000),
+    negativePrompt: '',
+    numInferenceSteps: 20,
+    guidanceScale: 7.5,
+    samples: 1,
+    width: 512,
+    height: 512,
+    seed: 1,
+    embeddings: [],
+    safetyChecker: true,
+  },
   engine: 'test',
   engineHandle: null,
   progress: null,
@@ -85,7 +97,11 @@ describe('a server whose database disk fills up', () => {
       expect(body.errors[0]!.extensions.code).toBe('STORAGE_UNAVAILABLE');
       expect(body.errors[0]!.message).toMatch(/storage is full or not writable\); nothing was created/);
 
-      const rest = await fetch(`${server.url}/sd/text2image/v1`, { method: 'POST', headers: { 'api-key': server.key }, body: JSON.stringify({ prompt: big }) });
+      const rest = await fetch(`${server.url}/sd/text2image/v1`, {
+        method: 'POST',
+        headers: { 'api-key': server.key },
+        body: JSON.stringify({ prompt: big }),
+      });
       expect(rest.status).toBe(503);
       expect(await rest.json()).toMatchObject({ status: 'FAILURE', code: 'STORAGE_UNAVAILABLE', retry_after: 30 });
       expect((await fetch(`${server.url}/healthz`)).status).toBe(200);

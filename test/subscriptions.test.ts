@@ -36,7 +36,10 @@ describe('subscriptions and the poller', () => {
     for (let i = 0; i < 30; i++) {
       const c = server.ws();
       await new Promise<void>((resolve, reject) => {
-        c.subscribe({ query: print(JobStatusDocument), variables: { id } }, { next: () => resolve(), error: reject, complete: () => undefined });
+        c.subscribe(
+          { query: print(JobStatusDocument), variables: { id } },
+          { next: () => resolve(), error: reject, complete: () => undefined },
+        );
       });
       await c.dispose();
     }

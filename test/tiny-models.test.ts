@@ -149,7 +149,10 @@ describe('tiny models with onnxruntime', () => {
       unet: [['sample', 'timestep', 'encoder_hidden_states'], ['out_sample']],
       vae_encoder: [['sample'], ['latent_sample']],
       vae_decoder: [['latent_sample'], ['sample']],
-      safety_checker: [['clip_input', 'images'], ['out_images', 'has_nsfw_concepts']],
+      safety_checker: [
+        ['clip_input', 'images'],
+        ['out_images', 'has_nsfw_concepts'],
+      ],
     };
     for (const m of MODELS) {
       const s = await session(base, m);
@@ -159,7 +162,11 @@ describe('tiny models with onnxruntime', () => {
     const types = (s: ort.InferenceSession, which: 'inputMetadata' | 'outputMetadata') =>
       Object.fromEntries(s[which].map((m) => [m.name, m.isTensor ? m.type : 'non-tensor']));
     expect(types(await session(base, 'text_encoder'), 'inputMetadata')).toEqual({ input_ids: 'int32' });
-    expect(types(await session(base, 'unet'), 'inputMetadata')).toEqual({ sample: 'float32', timestep: 'int64', encoder_hidden_states: 'float32' });
+    expect(types(await session(base, 'unet'), 'inputMetadata')).toEqual({
+      sample: 'float32',
+      timestep: 'int64',
+      encoder_hidden_states: 'float32',
+    });
     expect(types(await session(floatTs, 'unet'), 'inputMetadata').timestep).toBe('float32');
     expect(types(await session(base, 'safety_checker'), 'outputMetadata')).toEqual({ out_images: 'float32', has_nsfw_concepts: 'bool' });
     const unetMeta = (await session(base, 'unet')).inputMetadata[0]!;
@@ -168,7 +175,10 @@ describe('tiny models with onnxruntime', () => {
 
   it('text encoder: shapes, finiteness, token sensitivity', async () => {
     const s = await session(base, 'text_encoder');
-    for (const [b, len] of [[1, 77], [2, 5]] as const) {
+    for (const [b, len] of [
+      [1, 77],
+      [2, 5],
+    ] as const) {
       const rows = Array.from({ length: b }, (_, r) => Array.from({ length: len }, (_, i) => (i * 7 + r) % 500));
       const r = await s.run({ input_ids: ids(rows) });
       expect(r.last_hidden_state!.dims).toEqual([b, len, D]);
@@ -185,9 +195,23 @@ describe('tiny models with onnxruntime', () => {
     const s = await session(base, 'unet');
     const ehsA = await encodeText(base, [[1, 2, 3, 4]]);
     const ehsB = await encodeText(base, [[100, 200, 300, 400]]);
-    const ts = (v: number, n = 1) => new ort.Tensor('int64', BigInt64Array.from({ length: n }, () => BigInt(v)), [n]);
-    for (const [b, h, w] of [[1, 8, 8], [2, 16, 12]] as const) {
-      const ehs = b === 1 ? ehsA : await encodeText(base, [[1, 2, 3, 4], [5, 6, 7, 8]]);
+    const ts = (v: number, n = 1) =>
+      new ort.Tensor(
+        'int64',
+        BigInt64Array.from({ length: n }, () => BigInt(v)),
+        [n],
+      );
+    for (const [b, h, w] of [
+      [1, 8, 8],
+      [2, 16, 12],
+    ] as const) {
+      const ehs =
+        b === 1
+          ? ehsA
+          : await encodeText(base, [
+              [1, 2, 3, 4],
+              [5, 6, 7, 8],
+            ]);
       const r = await s.run({ sample: f32([b, 4, h, w], wave), timestep: ts(500), encoder_hidden_states: ehs });
       expect(r.out_sample!.dims).toEqual([b, 4, h, w]);
       const out = data(r.out_sample);
@@ -195,7 +219,10 @@ describe('tiny models with onnxruntime', () => {
       expect(maxAbs(out)).toBeLessThan(10);
     }
     // diffusers feeds a [1]-shaped timestep with a CFG batch of 2; a [batch] one works too.
-    const two = await encodeText(base, [[1, 2, 3, 4], [5, 6, 7, 8]]);
+    const two = await encodeText(base, [
+      [1, 2, 3, 4],
+      [5, 6, 7, 8],
+    ]);
     for (const t of [ts(10), ts(10, 2)]) {
       const r = await s.run({ sample: f32([2, 4, 8, 8], wave), timestep: t, encoder_hidden_states: two });
       expect(r.out_sample!.dims).toEqual([2, 4, 8, 8]);
@@ -217,20 +244,41 @@ describe('tiny models with onnxruntime', () => {
     expect(ext[0]).toMatchObject({ location: 'weights.pb', offset: 0 });
     expect(ext[0]!.length).toBeGreaterThan(0);
     const sf = await session(floatTs, 'unet');
-    const rf = await sf.run({ sample: f32([1, 4, 8, 8], wave), timestep: new ort.Tensor('float32', Float32Array.from([981]), [1]), encoder_hidden_states: ehs });
-    const ri = await (await session(base, 'unet')).run({ sample: f32([1, 4, 8, 8], wave), timestep: new ort.Tensor('int64', BigInt64Array.from([981n]), [1]), encoder_hidden_states: ehs });
+    const rf = await sf.run({
+      sample: f32([1, 4, 8, 8], wave),
+      timestep: new ort.Tensor('float32', Float32Array.from([981]), [1]),
+      encoder_hidden_states: ehs,
+    });
+    const ri = await (
+      await session(base, 'unet')
+    ).run({
+      sample: f32([1, 4, 8, 8], wave),
+      timestep: new ort.Tensor('int64', BigInt64Array.from([981n]), [1]),
+      encoder_hidden_states: ehs,
+    });
     // Same seed → same weights: both variants compute the same function.
     expect(maxAbsDiff(data(rf.out_sample), data(ri.out_sample))).toBeLessThan(1e-5);
     // The external data can be inlined through the codec and loaded from a buffer.
     const weights = await readFile(join(floatTs, 'unet/weights.pb'));
     inlineExternalData(model, () => weights);
     const sb = await ort.InferenceSession.create(encodeModel(model));
-    const rb = await sb.run({ sample: f32([1, 4, 8, 8], wave), timestep: new ort.Tensor('float32', Float32Array.from([981]), [1]), encoder_hidden_states: ehs });
+    const rb = await sb.run({
+      sample: f32([1, 4, 8, 8], wave),
+      timestep: new ort.Tensor('float32', Float32Array.from([981]), [1]),
+      encoder_hidden_states: ehs,
+    });
     expect(maxAbsDiff(data(rb.out_sample), data(rf.out_sample))).toBe(0);
     await sb.release();
 
     const sp = await session(inpaint, 'unet');
-    const r9 = await sp.run({ sample: f32([2, 9, 16, 12], wave), timestep: new ort.Tensor('int64', BigInt64Array.from([5n]), [1]), encoder_hidden_states: await encodeText(base, [[1, 2], [3, 4]]) });
+    const r9 = await sp.run({
+      sample: f32([2, 9, 16, 12], wave),
+      timestep: new ort.Tensor('int64', BigInt64Array.from([5n]), [1]),
+      encoder_hidden_states: await encodeText(base, [
+        [1, 2],
+        [3, 4],
+      ]),
+    });
     expect(r9.out_sample!.dims).toEqual([2, 4, 16, 12]);
     expect(allFinite(data(r9.out_sample))).toBe(true);
   });
@@ -250,7 +298,10 @@ describe('tiny models with onnxruntime', () => {
   it('vae encoder/decoder: shapes and ranges', async () => {
     const enc = await session(base, 'vae_encoder');
     const dec = await session(base, 'vae_decoder');
-    for (const [b, H, W] of [[1, 64, 64], [2, 128, 96]] as const) {
+    for (const [b, H, W] of [
+      [1, 64, 64],
+      [2, 128, 96],
+    ] as const) {
       const lat = (await enc.run({ sample: f32([b, 3, H, W], wave) })).latent_sample as ort.Tensor;
       expect(lat.dims).toEqual([b, 4, H / 8, W / 8]);
       expect(allFinite(lat.data as Float32Array)).toBe(true);
@@ -262,7 +313,10 @@ describe('tiny models with onnxruntime', () => {
 
   it('safety checker: bright images flagged and zeroed, others pass through', async () => {
     const s = await session(base, 'safety_checker');
-    for (const [H, W] of [[64, 64], [128, 96]] as const) {
+    for (const [H, W] of [
+      [64, 64],
+      [128, 96],
+    ] as const) {
       const bright = (1 - 0.48) / 0.27; // a white image after CLIP normalization
       const clip = f32([2, 3, 224, 224], (i) => (i < 3 * 224 * 224 ? bright : 0));
       const images = f32([2, H, W, 3], () => 0.7);

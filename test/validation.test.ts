@@ -127,17 +127,41 @@ describe('input validation', () => {
       ['missing prompt', {}, [{ path: ['input', 'prompt'], code: 'REQUIRED' }]],
       ['null prompt', { prompt: null }, [{ path: ['input', 'prompt'], code: 'REQUIRED' }]],
       ['over-long prompt', { prompt: 'a'.repeat(2001) }, [{ path: ['input', 'prompt'], code: 'INVALID_LENGTH' }]],
-      ['over-long negative prompt', { prompt: 'x', negativePrompt: 'b'.repeat(2001) }, [{ path: ['input', 'negativePrompt'], code: 'INVALID_LENGTH' }]],
-      ['numInferenceSteps 0', { prompt: 'x', numInferenceSteps: 0 }, [{ path: ['input', 'numInferenceSteps'], code: 'OUT_OF_RANGE', message: '1 and 100' }]],
-      ['numInferenceSteps 101', { prompt: 'x', numInferenceSteps: 101 }, [{ path: ['input', 'numInferenceSteps'], code: 'OUT_OF_RANGE', message: '1 and 100' }]],
-      ['guidanceScale 0.5', { prompt: 'x', guidanceScale: 0.5 }, [{ path: ['input', 'guidanceScale'], code: 'OUT_OF_RANGE', message: '1 and 20' }]],
-      ['guidanceScale 21', { prompt: 'x', guidanceScale: 21 }, [{ path: ['input', 'guidanceScale'], code: 'OUT_OF_RANGE', message: '1 and 20' }]],
+      [
+        'over-long negative prompt',
+        { prompt: 'x', negativePrompt: 'b'.repeat(2001) },
+        [{ path: ['input', 'negativePrompt'], code: 'INVALID_LENGTH' }],
+      ],
+      [
+        'numInferenceSteps 0',
+        { prompt: 'x', numInferenceSteps: 0 },
+        [{ path: ['input', 'numInferenceSteps'], code: 'OUT_OF_RANGE', message: '1 and 100' }],
+      ],
+      [
+        'numInferenceSteps 101',
+        { prompt: 'x', numInferenceSteps: 101 },
+        [{ path: ['input', 'numInferenceSteps'], code: 'OUT_OF_RANGE', message: '1 and 100' }],
+      ],
+      [
+        'guidanceScale 0.5',
+        { prompt: 'x', guidanceScale: 0.5 },
+        [{ path: ['input', 'guidanceScale'], code: 'OUT_OF_RANGE', message: '1 and 20' }],
+      ],
+      [
+        'guidanceScale 21',
+        { prompt: 'x', guidanceScale: 21 },
+        [{ path: ['input', 'guidanceScale'], code: 'OUT_OF_RANGE', message: '1 and 20' }],
+      ],
       ['samples 0', { prompt: 'x', samples: 0 }, [{ path: ['input', 'samples'], code: 'OUT_OF_RANGE', message: '1 and 4' }]],
       ['samples 5', { prompt: 'x', samples: 5 }, [{ path: ['input', 'samples'], code: 'OUT_OF_RANGE', message: '1 and 4' }]],
       ['width 100 (not a multiple of 8)', { prompt: 'x', width: 100 }, [{ path: ['input', 'width'], code: 'NOT_MULTIPLE_OF_8' }]],
       ['height 513 (not a multiple of 8)', { prompt: 'x', height: 513 }, [{ path: ['input', 'height'], code: 'NOT_MULTIPLE_OF_8' }]],
       ['width 56 (too small)', { prompt: 'x', width: 56 }, [{ path: ['input', 'width'], code: 'OUT_OF_RANGE', message: '64 and 1024' }]],
-      ['width 1032 (too large)', { prompt: 'x', width: 1032 }, [{ path: ['input', 'width'], code: 'OUT_OF_RANGE', message: '64 and 1024' }]],
+      [
+        'width 1032 (too large)',
+        { prompt: 'x', width: 1032 },
+        [{ path: ['input', 'width'], code: 'OUT_OF_RANGE', message: '64 and 1024' }],
+      ],
       ['height 56 (too small)', { prompt: 'x', height: 56 }, [{ path: ['input', 'height'], code: 'OUT_OF_RANGE' }]],
       ['height 1032 (too large)', { prompt: 'x', height: 1032 }, [{ path: ['input', 'height'], code: 'OUT_OF_RANGE' }]],
       [
@@ -156,7 +180,11 @@ describe('input validation', () => {
         { prompt: 'x', embeddings: Array.from({ length: 17 }, (_, i) => `emb-${i}`) },
         [{ path: ['input', 'embeddings'], code: 'INVALID_LENGTH', message: '16' }],
       ],
-      ['an empty embedding id', { prompt: 'x', embeddings: [EMBEDDING_ID, ''] }, [{ path: ['input', 'embeddings', 1], code: 'INVALID_LENGTH' }]],
+      [
+        'an empty embedding id',
+        { prompt: 'x', embeddings: [EMBEDDING_ID, ''] },
+        [{ path: ['input', 'embeddings', 1], code: 'INVALID_LENGTH' }],
+      ],
     ];
     it.each(cases)('refuses %s', async (_label, input, expected) => {
       await expectRefused(Text2ImageDocument, { input }, expected);
@@ -263,10 +291,22 @@ describe('input validation', () => {
       ['strength 1.1', i2i({ strength: 1.1 }).input, [{ path: ['input', 'strength'], code: 'OUT_OF_RANGE', message: '0 and 1' }]],
       ['a missing initImage', { prompt: 'x' }, [{ path: ['input', 'initImage'], code: 'REQUIRED' }]],
       ['a null initImage', { prompt: 'x', initImage: null }, [{ path: ['input', 'initImage'], code: 'REQUIRED' }]],
-      ['an initImage that is not a URL', i2i({ initImage: 'cottage.png' }).input, [{ path: ['input', 'initImage'], code: 'INVALID_VALUE' }]],
-      ['an ftp: initImage', i2i({ initImage: 'ftp://example.test/cottage.png' }).input, [{ path: ['input', 'initImage'], code: 'INVALID_VALUE' }]],
+      [
+        'an initImage that is not a URL',
+        i2i({ initImage: 'cottage.png' }).input,
+        [{ path: ['input', 'initImage'], code: 'INVALID_VALUE' }],
+      ],
+      [
+        'an ftp: initImage',
+        i2i({ initImage: 'ftp://example.test/cottage.png' }).input,
+        [{ path: ['input', 'initImage'], code: 'INVALID_VALUE' }],
+      ],
       ['a file: initImage', i2i({ initImage: 'file:///etc/passwd' }).input, [{ path: ['input', 'initImage'], code: 'INVALID_VALUE' }]],
-      ['a data: URL that is not an image', i2i({ initImage: 'data:text/plain;base64,aGVsbG8=' }).input, [{ path: ['input', 'initImage'], code: 'INVALID_VALUE' }]],
+      [
+        'a data: URL that is not an image',
+        i2i({ initImage: 'data:text/plain;base64,aGVsbG8=' }).input,
+        [{ path: ['input', 'initImage'], code: 'INVALID_VALUE' }],
+      ],
       ['refiner true', i2i({ refiner: true }).input, [{ path: ['input', 'refiner'], code: 'NOT_SUPPORTED' }]],
       ['an empty prompt', i2i({ prompt: '' }).input, [{ path: ['input', 'prompt'], code: 'INVALID_VALUE' }]],
     ];
@@ -287,7 +327,11 @@ describe('input validation', () => {
           { path: ['input', 'maskImage'], code: 'REQUIRED' },
         ],
       ],
-      ['an ftp: maskImage', inp({ maskImage: 'ftp://example.test/mask.png' }).input, [{ path: ['input', 'maskImage'], code: 'INVALID_VALUE' }]],
+      [
+        'an ftp: maskImage',
+        inp({ maskImage: 'ftp://example.test/mask.png' }).input,
+        [{ path: ['input', 'maskImage'], code: 'INVALID_VALUE' }],
+      ],
       ['an initImage that is not a URL', inp({ initImage: 'not a url' }).input, [{ path: ['input', 'initImage'], code: 'INVALID_VALUE' }]],
       ['samples 5', inp({ samples: 5 }).input, [{ path: ['input', 'samples'], code: 'OUT_OF_RANGE' }]],
     ];

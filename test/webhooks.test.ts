@@ -71,7 +71,11 @@ describe('webhooks', () => {
     expect(Number(call!.headers['x-webhook-timestamp'])).toBeGreaterThan(1_600_000_000);
     expect(verifyWebhookSignature(secret, call!.body, String(call!.headers['x-webhook-signature']))).toBe(true);
     expect(verifyWebhookSignature(secret, `${call!.body} `, String(call!.headers['x-webhook-signature']))).toBe(false);
-    const body = JSON.parse(call!.body) as { delivery_id: string; event: string; job: { id: string; status: string; download_urls: string[] } };
+    const body = JSON.parse(call!.body) as {
+      delivery_id: string;
+      event: string;
+      job: { id: string; status: string; download_urls: string[] };
+    };
     expect(body.delivery_id).toBe(call!.headers['x-webhook-id']);
     expect(body.event).toBe('job.succeeded');
     expect(body.job).toMatchObject({ id, status: 'SUCCESS' });
@@ -144,7 +148,11 @@ describe('webhook deliveries survive a restart', () => {
       await first.stop({ keepData: true });
       receiver.script.set('/later', []);
       const before = receiver.callsTo('/later').length;
-      const second = await startTestServer({ upstream, dataDir, env: { ...env, WEBHOOK_RETRY_BASE_MS: '200', WEBHOOK_MAX_ATTEMPTS: '20' } });
+      const second = await startTestServer({
+        upstream,
+        dataDir,
+        env: { ...env, WEBHOOK_RETRY_BASE_MS: '200', WEBHOOK_MAX_ATTEMPTS: '20' },
+      });
       try {
         const calls = (await waitFor(() => (receiver.callsTo('/later').length > before ? receiver.callsTo('/later') : null), 15_000))!;
         expect(new Set(calls.map((c) => c.headers['x-webhook-id'])).size).toBe(1);

@@ -86,7 +86,10 @@ describe('the imagepipeline engine over several workers', () => {
       await fake.start();
       fakes.push(fake);
     }
-    engine = engineFor(fakes.map((f) => ({ url: f.url, apiKey: f.apiKey })), { workerGraceMs: graceMs });
+    engine = engineFor(
+      fakes.map((f) => ({ url: f.url, apiKey: f.apiKey })),
+      { workerGraceMs: graceMs },
+    );
     return engine;
   }
 

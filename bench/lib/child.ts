@@ -24,11 +24,7 @@ export interface Child<Ready> {
   stop(timeoutMs?: number): Promise<unknown>;
 }
 
-export async function startChild<Ready>(
-  script: string,
-  env: Record<string, string> = {},
-  startTimeoutMs = 30_000,
-): Promise<Child<Ready>> {
+export async function startChild<Ready>(script: string, env: Record<string, string> = {}, startTimeoutMs = 30_000): Promise<Child<Ready>> {
   // BENCH_NODE_ARGS: extra node flags for the children, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const extra = process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
   const proc: ChildProcess = spawn(process.execPath, [...extra, '--expose-gc', '--import', 'tsx', script], {
@@ -124,10 +120,7 @@ export async function startChild<Ready>(
 }
 
 /** The child side: answers IPC requests with the given handlers; 'stop' runs onStop, answers, exits. */
-export function serveIpc(
-  handlers: Record<string, (args: unknown) => unknown>,
-  onStop: () => Promise<unknown>,
-): void {
+export function serveIpc(handlers: Record<string, (args: unknown) => unknown>, onStop: () => Promise<unknown>): void {
   let stopping = false;
   const stop = (id: number | null) => {
     if (stopping) return;
@@ -149,7 +142,7 @@ export function serveIpc(
       .then(() => handler(args))
       .then(
         (result) => process.send!({ id, result }),
-        (err: unknown) => process.send!({ id, error: err instanceof Error ? err.stack ?? err.message : String(err) }),
+        (err: unknown) => process.send!({ id, error: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
       );
   });
   // If the parent dies, do not linger.

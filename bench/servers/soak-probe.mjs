@@ -29,7 +29,14 @@ if (isMainThread && process.send) {
       const m = process.memoryUsage();
       process.send({
         id,
-        result: { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, gc: Boolean(gc) },
+        result: {
+          rss: m.rss,
+          heapUsed: m.heapUsed,
+          heapTotal: m.heapTotal,
+          external: m.external,
+          arrayBuffers: m.arrayBuffers,
+          gc: Boolean(gc),
+        },
       });
     });
   });

@@ -47,10 +47,14 @@ export async function makeImages(): Promise<ImagePair[]> {
         rgb[o + 1] = (y * 255) / h + rand(-20, 20);
         rgb[o + 2] = 128 + rand(-40, 40);
       }
-    const init = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+    const init = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toBuffer();
     const grey = Buffer.alloc(w * h);
     for (let y = h / 4; y < (3 * h) / 4; y++) for (let x = w / 4; x < (3 * w) / 4; x++) grey[y * w + x] = 255;
-    const mask = await sharp(grey, { raw: { width: w, height: h, channels: 1 } }).png().toBuffer();
+    const mask = await sharp(grey, { raw: { width: w, height: h, channels: 1 } })
+      .png()
+      .toBuffer();
     pairs.push({ init: `data:image/png;base64,${init.toString('base64')}`, mask: `data:image/png;base64,${mask.toString('base64')}` });
   }
   return pairs;

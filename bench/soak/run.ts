@@ -23,7 +23,9 @@ export async function runSoak(options: SoakOptions = soakOptionsFromEnv(), log: 
   try {
     log(
       `  starting src/main.ts: ENGINE=local (tiny models, generated under DATA_DIR), LOCAL_CONCURRENCY=1, LOG_LEVEL=warn, ` +
-        `limits ${Object.entries(LIMITS).map(([k, v]) => `${k}=${v}`).join(' ')}`,
+        `limits ${Object.entries(LIMITS)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ')}`,
     );
     server = await startServer(dataDir);
     const startupMs = performance.now() - t0;
@@ -32,7 +34,9 @@ export async function runSoak(options: SoakOptions = soakOptionsFromEnv(), log: 
     await mem.sample();
 
     const keys = [srv.firstKey, ...(await createKeys(srv.env, options.keys - 1))];
-    log(`  server ready in ${fmt(startupMs / 1000, 1)} s at ${srv.url} (pid ${srv.pid}); ${keys.length} keys (first-start key + ${keys.length - 1} from \`npm run keys -- create\`)`);
+    log(
+      `  server ready in ${fmt(startupMs / 1000, 1)} s at ${srv.url} (pid ${srv.pid}); ${keys.length} keys (first-start key + ${keys.length - 1} from \`npm run keys -- create\`)`,
+    );
     const ctx = (load = createLoad(srv.url, keys, options, await makeImages()));
     const { ledger, control } = ctx;
 
@@ -73,10 +77,14 @@ export async function runSoak(options: SoakOptions = soakOptionsFromEnv(), log: 
     const loadEndCpu = procCpuSeconds(srv.pid);
     mem.phase = 'drain';
     control.drainDeadline = Date.now() + options.drainMs;
-    log(`  load stopped after ${fmt(loadMs / 1000, 1)} s: ${ledger.jobs.size} jobs accepted; waiting for every job to end (at most ${fmt(options.drainMs / 1000)} s)`);
+    log(
+      `  load stopped after ${fmt(loadMs / 1000, 1)} s: ${ledger.jobs.size} jobs accepted; waiting for every job to end (at most ${fmt(options.drainMs / 1000)} s)`,
+    );
 
     const { drained, drainMs } = await drain(ctx, loops, () => srv.hasExited(), log);
-    log(`  drain ${drained ? 'complete' : 'INCOMPLETE'} in ${fmt(drainMs / 1000, 1)} s; verifying ${ledger.jobs.size} jobs and downloading their images`);
+    log(
+      `  drain ${drained ? 'complete' : 'INCOMPLETE'} in ${fmt(drainMs / 1000, 1)} s; verifying ${ledger.jobs.size} jobs and downloading their images`,
+    );
     const verification = await verify(ctx);
     clearInterval(progress);
     mem.stop();

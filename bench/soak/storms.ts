@@ -141,5 +141,6 @@ async function subscriptionStorm({ api, ws, ledger, control, keys }: LoadContext
   ledger.count('storm: 510 subscriptions on one socket');
   ledger.count('storm: subscriptions refused RATE_LIMITED', refused);
   ledger.count('storm: subscriptions completed with the final state', completed);
-  if (completed + refused !== subs.length) ledger.problem('storm subscriptions neither refused nor completed', `${subs.length - completed - refused} of ${subs.length}`);
+  if (completed + refused !== subs.length)
+    ledger.problem('storm subscriptions neither refused nor completed', `${subs.length - completed - refused} of ${subs.length}`);
 }

@@ -48,9 +48,18 @@ export function memoryTrends(samples: MemorySample[], fromS: number) {
   const minutes = window.map((m) => m.atS / 60);
   return {
     window,
-    rss: fit(minutes, window.map((m) => m.rssMb)),
-    heapSlope: fit(minutes, window.map((m) => m.heapMb)).slope,
-    heapExt: fit(minutes, window.map((m) => m.heapMb + m.externalMb)),
+    rss: fit(
+      minutes,
+      window.map((m) => m.rssMb),
+    ),
+    heapSlope: fit(
+      minutes,
+      window.map((m) => m.heapMb),
+    ).slope,
+    heapExt: fit(
+      minutes,
+      window.map((m) => m.heapMb + m.externalMb),
+    ),
   };
 }
 

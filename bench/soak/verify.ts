@@ -105,19 +105,26 @@ export async function verify(ctx: LoadContext): Promise<Verification> {
           if (bytes > 0) {
             images++;
             imageBytes += bytes;
-          }
-          else missing++;
+          } else missing++;
         }
         if (missing) lose('SUCCESS with an image that cannot be downloaded', rec);
       }
       // Consistency of what clients were told along the way.
-      if (rec.cancelAnswered === 'CANCELED' && job.status !== 'CANCELED') ledger.problem('cancelJob answered CANCELED but the job ended otherwise', `${rec.id} ${job.status}`);
-      if (rec.subscriptionFinal && rec.subscriptionFinal !== job.status) ledger.problem('subscription final state differs from the stored one', `${rec.id} ${rec.subscriptionFinal} vs ${job.status}`);
-      if (rec.restFinal && rec.restFinal !== job.status) ledger.problem('REST final status differs from the stored one', `${rec.id} ${rec.restFinal} vs ${job.status}`);
-      if (rec.expectImageUnavailable && (job.status !== 'FAILURE' || job.error?.code !== 'IMAGE_UNAVAILABLE') && job.status !== 'CANCELED') {
+      if (rec.cancelAnswered === 'CANCELED' && job.status !== 'CANCELED')
+        ledger.problem('cancelJob answered CANCELED but the job ended otherwise', `${rec.id} ${job.status}`);
+      if (rec.subscriptionFinal && rec.subscriptionFinal !== job.status)
+        ledger.problem('subscription final state differs from the stored one', `${rec.id} ${rec.subscriptionFinal} vs ${job.status}`);
+      if (rec.restFinal && rec.restFinal !== job.status)
+        ledger.problem('REST final status differs from the stored one', `${rec.id} ${rec.restFinal} vs ${job.status}`);
+      if (
+        rec.expectImageUnavailable &&
+        (job.status !== 'FAILURE' || job.error?.code !== 'IMAGE_UNAVAILABLE') &&
+        job.status !== 'CANCELED'
+      ) {
         ledger.problem('a loopback initImage did not fail IMAGE_UNAVAILABLE', `${rec.id} ${job.status} ${job.error?.code}`);
       }
-      if (job.status === 'FAILURE' && !rec.expectImageUnavailable) ledger.problem(`job FAILURE ${job.error?.code}`, `${rec.id}: ${job.error?.message}`);
+      if (job.status === 'FAILURE' && !rec.expectImageUnavailable)
+        ledger.problem(`job FAILURE ${job.error?.code}`, `${rec.id}: ${job.error?.message}`);
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
@@ -135,7 +142,8 @@ async function checkIsolation({ api, ledger, keys }: LoadContext, recs: JobRec[]
       ledger.error(`REST network ${(err as { code?: string }).code ?? String(err)}`, false, 'isolation check');
       return { status: 404 };
     });
-    if (r.data?.job || st.status !== 404) ledger.problem("another key's job was visible", `${rec.id}: GraphQL ${JSON.stringify(r.data?.job?.id ?? null)}, REST ${st.status}`);
+    if (r.data?.job || st.status !== 404)
+      ledger.problem("another key's job was visible", `${rec.id}: GraphQL ${JSON.stringify(r.data?.job?.id ?? null)}, REST ${st.status}`);
     ledger.count('isolation checks (GraphQL + REST)');
   }
 }

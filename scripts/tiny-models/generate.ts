@@ -8,13 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { encodeModel, setExternalData, type ModelProto } from '../../src/diffusion/onnx/proto.js';
 import { Prng } from './graph.js';
-import {
-  buildTinySafetyChecker,
-  buildTinyTextEncoder,
-  buildTinyUnet,
-  buildTinyVaeDecoder,
-  buildTinyVaeEncoder,
-} from './models.js';
+import { buildTinySafetyChecker, buildTinyTextEncoder, buildTinyUnet, buildTinyVaeDecoder, buildTinyVaeEncoder } from './models.js';
 import { encodeSafetensors } from './safetensors.js';
 import { torchSaveBytes } from './torch-writers.js';
 import { buildTinyTokenizer, specialTokensMapJson, tokenizerConfigJson } from './tokenizer.js';

@@ -43,20 +43,29 @@ export function buildTinyTextEncoder(o: TinyTextEncoderOptions): ModelProto {
   const pos = g.op('Slice', [posEmb, g.constI([0]), seqLen, g.constI([0])]);
   const x = g.op('Add', [tok, pos]);
 
-  const ln1 = g.op('LayerNormalization', [
-    x,
-    g.weight('text_model.encoder.layers.0.layer_norm1.weight', [D], new Float32Array(D).fill(1)),
-    g.weight('text_model.encoder.layers.0.layer_norm1.bias', [D], new Float32Array(D)),
-  ], { axis: -1, epsilon: { float: 1e-5 } });
+  const ln1 = g.op(
+    'LayerNormalization',
+    [
+      x,
+      g.weight('text_model.encoder.layers.0.layer_norm1.weight', [D], new Float32Array(D).fill(1)),
+      g.weight('text_model.encoder.layers.0.layer_norm1.bias', [D], new Float32Array(D)),
+    ],
+    { axis: -1, epsilon: { float: 1e-5 } },
+  );
   const fc = g.op('MatMul', [ln1, g.weight('text_model.encoder.layers.0.mlp.fc1.weight', [D, D], rng.floats(D * D, 1 / Math.sqrt(D)))]);
   const fcb = g.op('Add', [fc, g.weight('text_model.encoder.layers.0.mlp.fc1.bias', [D], rng.floats(D, 0.1))]);
   const act = g.op('Tanh', [fcb]);
   const x2 = g.op('Add', [x, act]);
-  const last = g.op('LayerNormalization', [
-    x2,
-    g.weight('text_model.final_layer_norm.weight', [D], new Float32Array(D).fill(1)),
-    g.weight('text_model.final_layer_norm.bias', [D], new Float32Array(D)),
-  ], { axis: -1, epsilon: { float: 1e-5 } }, 'last_hidden_state');
+  const last = g.op(
+    'LayerNormalization',
+    [
+      x2,
+      g.weight('text_model.final_layer_norm.weight', [D], new Float32Array(D).fill(1)),
+      g.weight('text_model.final_layer_norm.bias', [D], new Float32Array(D)),
+    ],
+    { axis: -1, epsilon: { float: 1e-5 } },
+    'last_hidden_state',
+  );
 
   const idsF = g.op('Cast', [ids], { to: DT.FLOAT });
   const eos = g.op('ArgMax', [idsF], { axis: 1, keepdims: 0 });
@@ -101,7 +110,11 @@ export function buildTinyUnet(o: TinyUnetOptions): ModelProto {
   const conv = (x: string, name: string, cout: number, cin: number, k: number, std: number, out?: string): string =>
     g.op(
       'Conv',
-      [x, g.weight(`${name}.weight`, [cout, cin, k, k], rng.floats(cout * cin * k * k, std)), g.weight(`${name}.bias`, [cout], rng.floats(cout, 0.05))],
+      [
+        x,
+        g.weight(`${name}.weight`, [cout, cin, k, k], rng.floats(cout * cin * k * k, std)),
+        g.weight(`${name}.bias`, [cout], rng.floats(cout, 0.05)),
+      ],
       { kernel_shape: [k, k], pads: [k >> 1, k >> 1, k >> 1, k >> 1] },
       out,
     );
@@ -157,13 +170,30 @@ export function buildTinyVaeEncoder(o: TinyVaeOptions): ModelProto {
   const g = new GraphBuilder();
   const x = g.input('sample', DT.FLOAT, ['batch', 'channels', 'height', 'width']);
   g.output('latent_sample', DT.FLOAT, ['batch', 4, 'latent_height', 'latent_width']);
-  const h = g.op('Conv', [x, g.weight('encoder.conv_in.weight', [C, 3, 8, 8], rng.floats(C * 192, 1 / Math.sqrt(192))), g.weight('encoder.conv_in.bias', [C], rng.floats(C, 0.05))], {
-    kernel_shape: [8, 8],
-    strides: [8, 8],
-  });
+  const h = g.op(
+    'Conv',
+    [
+      x,
+      g.weight('encoder.conv_in.weight', [C, 3, 8, 8], rng.floats(C * 192, 1 / Math.sqrt(192))),
+      g.weight('encoder.conv_in.bias', [C], rng.floats(C, 0.05)),
+    ],
+    {
+      kernel_shape: [8, 8],
+      strides: [8, 8],
+    },
+  );
   const a = g.op('Tanh', [h]);
   // Real SD latents have std ≈ 5 (hence the 0.18215 scaling factor); mimic roughly.
-  g.op('Conv', [a, g.weight('quant_conv.weight', [4, C, 1, 1], rng.floats(4 * C, 4 / Math.sqrt(C))), g.weight('quant_conv.bias', [4], rng.floats(4, 0.05))], { kernel_shape: [1, 1] }, 'latent_sample');
+  g.op(
+    'Conv',
+    [
+      a,
+      g.weight('quant_conv.weight', [4, C, 1, 1], rng.floats(4 * C, 4 / Math.sqrt(C))),
+      g.weight('quant_conv.bias', [4], rng.floats(4, 0.05)),
+    ],
+    { kernel_shape: [1, 1] },
+    'latent_sample',
+  );
   return g.model('vae_encoder', OPSET);
 }
 
@@ -174,12 +204,28 @@ export function buildTinyVaeDecoder(o: TinyVaeOptions): ModelProto {
   const g = new GraphBuilder();
   const z = g.input('latent_sample', DT.FLOAT, ['batch', 'channels', 'height', 'width']);
   g.output('sample', DT.FLOAT, ['batch', 3, 'image_height', 'image_width']);
-  const h = g.op('Conv', [z, g.weight('post_quant_conv.weight', [C, 4, 1, 1], rng.floats(C * 4, 0.15)), g.weight('post_quant_conv.bias', [C], rng.floats(C, 0.05))], { kernel_shape: [1, 1] });
+  const h = g.op(
+    'Conv',
+    [
+      z,
+      g.weight('post_quant_conv.weight', [C, 4, 1, 1], rng.floats(C * 4, 0.15)),
+      g.weight('post_quant_conv.bias', [C], rng.floats(C, 0.05)),
+    ],
+    { kernel_shape: [1, 1] },
+  );
   const a = g.op('Tanh', [h]);
-  const up = g.op('ConvTranspose', [a, g.weight('decoder.conv_out.weight', [C, 3, 8, 8], rng.floats(C * 3 * 64, 1 / Math.sqrt(C))), g.weight('decoder.conv_out.bias', [3], rng.floats(3, 0.05))], {
-    kernel_shape: [8, 8],
-    strides: [8, 8],
-  });
+  const up = g.op(
+    'ConvTranspose',
+    [
+      a,
+      g.weight('decoder.conv_out.weight', [C, 3, 8, 8], rng.floats(C * 3 * 64, 1 / Math.sqrt(C))),
+      g.weight('decoder.conv_out.bias', [3], rng.floats(3, 0.05)),
+    ],
+    {
+      kernel_shape: [8, 8],
+      strides: [8, 8],
+    },
+  );
   g.op('Tanh', [up], {}, 'sample');
   return g.model('vae_decoder', OPSET);
 }
@@ -197,7 +243,10 @@ export function buildTinySafetyChecker(): ModelProto {
   g.output('out_images', DT.FLOAT, ['batch', 'height', 'width', 'channels']);
   g.output('has_nsfw_concepts', DT.BOOL, ['batch']);
   const mean = g.op('ReduceMean', [clip], { axes: [1, 2, 3], keepdims: 0 });
-  const score = g.op('Add', [g.op('Mul', [mean, g.weight('concept_head.weight', [], [SAFETY_WEIGHT])]), g.weight('concept_head.bias', [], [SAFETY_BIAS])]);
+  const score = g.op('Add', [
+    g.op('Mul', [mean, g.weight('concept_head.weight', [], [SAFETY_WEIGHT])]),
+    g.weight('concept_head.bias', [], [SAFETY_BIAS]),
+  ]);
   const flag = g.op('Greater', [score, g.constF([0], [])], {}, 'has_nsfw_concepts');
   const flag4 = g.op('Reshape', [flag, g.constI([-1, 1, 1, 1])]);
   g.op('Where', [flag4, g.constF([0], []), images], {}, 'out_images');

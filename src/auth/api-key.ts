@@ -20,7 +20,10 @@ export function hasScope(principal: Principal, needed: KeyScope): boolean {
 
 /** Reads a comma-separated scope list as operators type it ("read-only" is read). */
 export function parseScopes(text: string): { scopes: KeyScope[]; unknown: string[] } {
-  const names = text.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const names = text
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
   const mapped = names.map((n) => (n === 'read-only' || n === 'readonly' ? 'read' : n));
   const scopes = [...new Set(mapped.filter((n): n is KeyScope => (KEY_SCOPES as readonly string[]).includes(n)))];
   return { scopes, unknown: names.filter((_, i) => !(KEY_SCOPES as readonly string[]).includes(mapped[i]!)) };

@@ -56,9 +56,7 @@ export class SqliteKeyStore {
     const { id, key, hash, prefix } = generateApiKey();
     const createdAt = Date.now();
     this.db
-      .prepare(
-        'INSERT INTO api_keys (id, name, key_hash, key_prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-      )
+      .prepare('INSERT INTO api_keys (id, name, key_hash, key_prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)')
       .run(id, trimmed, hash, prefix, JSON.stringify(scopes), createdAt);
     this.walSync.syncNow();
     return {
@@ -110,7 +108,9 @@ export class SqliteKeyStore {
     // "sdk_" starts every key: a prefix must say more than that, or one slip revokes the last key.
     const told = ref.startsWith(API_KEY_PREFIX) ? ref.length - API_KEY_PREFIX.length : ref.length;
     if (told < MIN_REFERENCE_CHARS) {
-      return { problem: `"${ref}" is too short to name a key: give at least ${MIN_REFERENCE_CHARS} characters of its id, or of the key after "${API_KEY_PREFIX}"` };
+      return {
+        problem: `"${ref}" is too short to name a key: give at least ${MIN_REFERENCE_CHARS} characters of its id, or of the key after "${API_KEY_PREFIX}"`,
+      };
     }
     const all = this.list();
     const hashed = this.db.prepare<[string], { id: string }>('SELECT id FROM api_keys WHERE key_hash = ?').get(hashApiKey(ref));
@@ -132,9 +132,7 @@ export class SqliteKeyStore {
   /** Replaces a live key's scopes; takes effect on its next request. False if it is not live. */
   setScopes(id: string, scopes: readonly KeyScope[]): boolean {
     if (scopes.length === 0) throw new Error('a key needs at least one scope');
-    const result = this.db
-      .prepare('UPDATE api_keys SET scopes = ? WHERE id = ? AND revoked_at IS NULL')
-      .run(JSON.stringify(scopes), id);
+    const result = this.db.prepare('UPDATE api_keys SET scopes = ? WHERE id = ? AND revoked_at IS NULL').run(JSON.stringify(scopes), id);
     this.walSync.syncNow();
     return result.changes > 0;
   }

@@ -15,13 +15,21 @@ export const catalogueEntrySchema = z.object({
   name: z.string().min(1),
   kind: z.enum(MODEL_KINDS),
   baseModel: z.enum(BASE_MODELS).default('SD_1_5'),
-  description: z.string().nullish().transform((v) => v ?? null),
+  description: z
+    .string()
+    .nullish()
+    .transform((v) => v ?? null),
   /** Other ids that name this model; the default checkpoint answers to `sd1.5`. */
   aliases: z.array(z.string().min(1)).default([]),
   /** Embeddings: the words that, written in a prompt, invoke the embedding. */
   triggerWords: z.array(z.string().min(1)).default([]),
   /** Embeddings: how many token vectors the embedding holds. */
-  vectors: z.number().int().positive().nullish().transform((v) => v ?? null),
+  vectors: z
+    .number()
+    .int()
+    .positive()
+    .nullish()
+    .transform((v) => v ?? null),
   /** Checkpoints: true for inpainting checkpoints (9-channel UNet). */
   inpainting: z.boolean().default(false),
 });
@@ -51,9 +59,7 @@ export class Catalogue {
   }
 
   list(filter: ModelFilter = {}): CatalogueEntry[] {
-    return this.entries.filter(
-      (e) => (!filter.kind || e.kind === filter.kind) && (!filter.baseModel || e.baseModel === filter.baseModel),
-    );
+    return this.entries.filter((e) => (!filter.kind || e.kind === filter.kind) && (!filter.baseModel || e.baseModel === filter.baseModel));
   }
 }
 

@@ -66,7 +66,13 @@ const nonNegativeInt = z.number().int().min(0);
 
 /** The FAILURE reply's error: the contract says a message; some services send an object. */
 const errorMessage = z
-  .union([z.string(), z.object({ message: z.string() }).loose().transform((e) => e.message)])
+  .union([
+    z.string(),
+    z
+      .object({ message: z.string() })
+      .loose()
+      .transform((e) => e.message),
+  ])
   .transform((m) => m.trim() || 'the engine reported a failure without a message');
 
 const idSchema = z.union([z.string().min(1), z.number().int()]).transform(String);

@@ -208,7 +208,10 @@ export class Checkpoint {
     // Laid out first, then appended in one copy: the table itself is ~150 MB for SD 1.5.
     const rows = new Map<string, { first: number; vectors: Float32Array }>();
     let size = 0;
-    for (const [key, vectors] of [...kept.map(([key, row]) => [key, row.vectors] as const), ...missing.map((e) => [rowKey(e), e.vectors] as const)]) {
+    for (const [key, vectors] of [
+      ...kept.map(([key, row]) => [key, row.vectors] as const),
+      ...missing.map((e) => [rowKey(e), e.vectors] as const),
+    ]) {
       if (rows.has(key)) continue;
       rows.set(key, { first: this.tokenTable.rows + size, vectors });
       size += vectors.length / this.hiddenSize;
@@ -335,11 +338,14 @@ async function probeUnetChannels(unet: Session, timestep: TimestepInput, hiddenS
   const errors: string[] = [];
   for (const channels of [4, 9] as const) {
     try {
-      await unet.run({
-        sample: new ort.Tensor('float32', new Float32Array(channels * 64), [1, channels, 8, 8]),
-        timestep: timestepTensor(timestep, 500, 1),
-        encoder_hidden_states: new ort.Tensor('float32', new Float32Array(77 * hiddenSize), [1, 77, hiddenSize]),
-      }, { logSeverityLevel: 4 }); // the failing guess is expected: keep it out of the log
+      await unet.run(
+        {
+          sample: new ort.Tensor('float32', new Float32Array(channels * 64), [1, channels, 8, 8]),
+          timestep: timestepTensor(timestep, 500, 1),
+          encoder_hidden_states: new ort.Tensor('float32', new Float32Array(77 * hiddenSize), [1, 77, hiddenSize]),
+        },
+        { logSeverityLevel: 4 },
+      ); // the failing guess is expected: keep it out of the log
       return channels;
     } catch (err) {
       errors.push(`${channels} channels: ${(err as Error).message.split('\n')[0]}`);

@@ -70,10 +70,14 @@ export function tensorToPng(batch: Float32Array, index: number, width: number, h
       rgb[i * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
     }
   }
-  return sharp(rgb, { raw: { width, height, channels: 3 } }).png({ compressionLevel: 6 }).toBuffer();
+  return sharp(rgb, { raw: { width, height, channels: 3 } })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
 }
 
 /** A black PNG: what a sample flagged by the safety checker is replaced with. */
 export function blackPng(width: number, height: number): Promise<Buffer> {
-  return sharp({ create: { width, height, channels: 3, background: '#000000' } }).png().toBuffer();
+  return sharp({ create: { width, height, channels: 3, background: '#000000' } })
+    .png()
+    .toBuffer();
 }

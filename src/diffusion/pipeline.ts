@@ -149,7 +149,11 @@ async function encodePrompts(ckpt: Checkpoint, req: GenerateRequest): Promise<or
   ids.set(cond, length);
   const input =
     ckpt.inputIdsType === 'int64'
-      ? new ort.Tensor('int64', BigInt64Array.from(ids, (v) => BigInt(v)), [2, length])
+      ? new ort.Tensor(
+          'int64',
+          BigInt64Array.from(ids, (v) => BigInt(v)),
+          [2, length],
+        )
       : new ort.Tensor('int32', ids, [2, length]);
   const out = await session.run({ input_ids: input });
   const states = out.last_hidden_state!.data as Float32Array;
@@ -188,7 +192,14 @@ function concatBatch(a: Float32Array, b: Float32Array): Float32Array {
 }
 
 /** [batch, 4 + 1 + 4, h, w]: latents, mask, masked-image latents, per sample. */
-function inpaintingInput(latents: Float32Array, mask: Float32Array, masked: Float32Array, batch: number, h: number, w: number): Float32Array {
+function inpaintingInput(
+  latents: Float32Array,
+  mask: Float32Array,
+  masked: Float32Array,
+  batch: number,
+  h: number,
+  w: number,
+): Float32Array {
   const plane = h * w;
   const out = new Float32Array(batch * 9 * plane);
   for (let b = 0; b < batch; b++) {

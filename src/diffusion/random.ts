@@ -15,7 +15,7 @@ export function assertSeed(seed: number): void {
 }
 
 const TWO_POW_32 = 4294967296;
-const LN2_HI = 6.93147180369123816490e-1; // fdlibm split of ln 2
+const LN2_HI = 6.9314718036912381649e-1; // fdlibm split of ln 2
 const LN2_LO = 1.90821492927058770002e-10;
 const SQRT1_2 = 0.7071067811865476;
 const HALF_PI = 1.5707963267948966;

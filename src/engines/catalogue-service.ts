@@ -13,9 +13,7 @@ export class CatalogueService {
   /** Adds an embedding through the engine, if it takes uploads. */
   uploadEmbedding(upload: EmbeddingUpload): Promise<CatalogueEntry> {
     if (!this.engine.addEmbedding) {
-      return Promise.reject(
-        new ApiError('NOT_SUPPORTED', `the ${this.engine.name} engine does not accept embedding uploads`, 400),
-      );
+      return Promise.reject(new ApiError('NOT_SUPPORTED', `the ${this.engine.name} engine does not accept embedding uploads`, 400));
     }
     return this.engine.addEmbedding(upload);
   }

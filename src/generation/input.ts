@@ -64,7 +64,9 @@ const commonShape = {
     .max(MAX_ID_CHARS, { error: `must be at most ${MAX_ID_CHARS} characters` })
     .default(DEFAULT_MODEL_ALIAS),
   prompt: prompt(true),
-  negativePrompt: prompt(false).nullish().transform((v) => v ?? ''),
+  negativePrompt: prompt(false)
+    .nullish()
+    .transform((v) => v ?? ''),
   numInferenceSteps: intInRange(1, 100).default(30),
   guidanceScale: floatInRange(1, 20).default(7.5),
   samples: intInRange(1, 4).default(1),
@@ -86,7 +88,10 @@ const commonShape = {
         )
         .max(MAX_EMBEDDINGS, { error: `must name at most ${MAX_EMBEDDINGS} embeddings` }),
     ),
-  safetyChecker: z.boolean({ error: 'must be a boolean' }).nullish().transform((v) => v ?? true),
+  safetyChecker: z
+    .boolean({ error: 'must be a boolean' })
+    .nullish()
+    .transform((v) => v ?? true),
   scheduler: z.enum(SCHEDULER_NAMES, { error: `must be one of ${SCHEDULER_NAMES.join(', ')}` }).optional(),
   webhookUrl: z
     .string({ error: 'must be a string' })
@@ -102,7 +107,9 @@ const commonShape = {
     }),
 };
 
-const strength = floatInRange(0, 1).nullish().transform((v) => v ?? 0.8);
+const strength = floatInRange(0, 1)
+  .nullish()
+  .transform((v) => v ?? 0.8);
 
 export const generationInputSchemas = {
   text2image: z.object(commonShape),

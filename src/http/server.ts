@@ -53,7 +53,8 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images }: H
     } else if (url.startsWith(REST_PREFIX)) {
       handleRest(restDeps, req, res).catch((err: unknown) => {
         logger.error({ err }, 'REST request failed');
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"status":"FAILURE","error":"internal server error"}');
+        if (!res.headersSent)
+          res.writeHead(500, { 'content-type': 'application/json' }).end('{"status":"FAILURE","error":"internal server error"}');
       });
     } else if (url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');

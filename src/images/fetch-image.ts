@@ -61,7 +61,6 @@ export async function checkDataUrl(url: string, limits: { maxBytes?: number; max
   }
 }
 
-
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 export class ImageFetcher {

@@ -9,7 +9,14 @@ import { type JobMode } from '../generation/request.js';
 import type { JobEvents } from './job-events.js';
 import { InputValidationError, MAX_SEED, parseGenerationInput, type FieldIssue } from '../generation/input.js';
 import { checkIdempotencyKey, requestFingerprint } from './idempotency.js';
-import { DuplicateIdempotencyKeyError, StorageUnavailableError, type IdempotencyRecord, type JobListQuery, type JobPage, type JobStore } from './job-store.js';
+import {
+  DuplicateIdempotencyKeyError,
+  StorageUnavailableError,
+  type IdempotencyRecord,
+  type JobListQuery,
+  type JobPage,
+  type JobStore,
+} from './job-store.js';
 import { JobStream } from './job-stream.js';
 import type { JobAdmission } from '../limits/job-admission.js';
 import type { JobRunner } from './job-runner.js';
@@ -137,9 +144,7 @@ export class JobService {
 
   list(principal: Principal, query: JobListQuery): Promise<JobPage> {
     if (!Number.isInteger(query.first) || query.first < 1 || query.first > MAX_PAGE_SIZE) {
-      throw new InputValidationError([
-        { path: ['first'], code: 'OUT_OF_RANGE', message: `must be between 1 and ${MAX_PAGE_SIZE}` },
-      ]);
+      throw new InputValidationError([{ path: ['first'], code: 'OUT_OF_RANGE', message: `must be between 1 and ${MAX_PAGE_SIZE}` }]);
     }
     return this.deps.store.listForOwner(principal.keyId, query);
   }

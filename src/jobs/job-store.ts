@@ -108,9 +108,7 @@ function fromRow(row: JobRow): Job {
     engine: row.engine,
     engineHandle: row.engine_handle,
     progress:
-      row.progress_step === null || row.progress_total === null
-        ? null
-        : { step: row.progress_step, totalSteps: row.progress_total },
+      row.progress_step === null || row.progress_total === null ? null : { step: row.progress_step, totalSteps: row.progress_total },
     engineQueuePosition: row.engine_queue_position,
     requeues: row.requeues,
     webhookUrl: row.webhook_url,
@@ -165,13 +163,9 @@ export class SqliteJobStore implements JobStore {
        VALUES (@id, @owner_id, @mode, @status, @params, @engine, @engine_handle, @images, @version, @created_at,
                @idempotency_key, @request_fingerprint, @webhook_url)`,
     );
-    this.byIdempotencyStmt = db.prepare<[string, string], JobRow>(
-      'SELECT * FROM jobs WHERE owner_id = ? AND idempotency_key = ?',
-    );
+    this.byIdempotencyStmt = db.prepare<[string, string], JobRow>('SELECT * FROM jobs WHERE owner_id = ? AND idempotency_key = ?');
     this.getStmt = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?');
-    this.activeStmt = db.prepare<[], JobRow>(
-      `SELECT * FROM jobs WHERE status IN ('PENDING', 'PROCESSING') ORDER BY seq`,
-    );
+    this.activeStmt = db.prepare<[], JobRow>(`SELECT * FROM jobs WHERE status IN ('PENDING', 'PROCESSING') ORDER BY seq`);
   }
 
   async insert(job: Job, idempotency?: IdempotencyRecord): Promise<void> {

@@ -6,11 +6,7 @@ import { JobErrorCode } from '../generation/request.js';
  * Pure rules for how an engine's report changes a job. Returns null when nothing changes, so
  * callers neither write nor publish for a poll that saw no news.
  */
-export function patchFromEngineStatus(
-  job: Job,
-  status: Exclude<EngineStatus, { state: 'SUCCESS' }>,
-  now: Date,
-): JobPatch | null {
+export function patchFromEngineStatus(job: Job, status: Exclude<EngineStatus, { state: 'SUCCESS' }>, now: Date): JobPatch | null {
   switch (status.state) {
     case 'QUEUED':
       if (job.status !== 'PENDING' || job.engineQueuePosition === status.queuePosition) return null;
@@ -73,7 +69,10 @@ const ISSUED_SECRET = /\b(?:sdk|whsec)_[A-Za-z0-9_-]{20,}/g;
 const FILE_PATH = /(?<![\w.:/~-])(?:file:\/\/)?(?:\/[^\s/'"`()<>,;:]+){2,}|(?<!\w)[A-Za-z]:\\(?:[^\s\\'"`()<>,;:]+\\)+[^\s\\'"`()<>,;:]+/g;
 
 function shortPath(path: string): string {
-  const parts = path.replace(/^file:\/\//, '').split(/[\\/]/).filter(Boolean);
+  const parts = path
+    .replace(/^file:\/\//, '')
+    .split(/[\\/]/)
+    .filter(Boolean);
   return `…/${parts.slice(-2).join('/')}`;
 }
 

@@ -53,16 +53,5 @@ export interface Job {
 
 /** A change to a job, as persisted. */
 export type JobPatch = Partial<
-  Pick<
-    Job,
-    | 'status'
-    | 'engineHandle'
-    | 'progress'
-    | 'engineQueuePosition'
-    | 'requeues'
-    | 'images'
-    | 'error'
-    | 'startedAt'
-    | 'finishedAt'
-  >
+  Pick<Job, 'status' | 'engineHandle' | 'progress' | 'engineQueuePosition' | 'requeues' | 'images' | 'error' | 'startedAt' | 'finishedAt'>
 >;

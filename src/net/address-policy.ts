@@ -9,15 +9,7 @@ import { isIP } from 'node:net';
  */
 
 export type AddressClass =
-  | 'public'
-  | 'unspecified'
-  | 'loopback'
-  | 'private'
-  | 'shared'
-  | 'link-local'
-  | 'multicast'
-  | 'broadcast'
-  | 'reserved';
+  'public' | 'unspecified' | 'loopback' | 'private' | 'shared' | 'link-local' | 'multicast' | 'broadcast' | 'reserved';
 
 interface Cidr {
   family: 4 | 6;

@@ -39,7 +39,10 @@ export function createGuardedAgent(allow: AllowList, timeoutMs: number): Agent {
  * What can be refused before connecting: the scheme, and for IP-literal hosts (which the socket
  * connects to without a lookup) the address. Returns the parsed URL, or why not.
  */
-export function checkOutboundUrl(url: string, allow: AllowList): { url: URL } | { refusal: string; kind: 'invalid' | 'scheme' | 'address' } {
+export function checkOutboundUrl(
+  url: string,
+  allow: AllowList,
+): { url: URL } | { refusal: string; kind: 'invalid' | 'scheme' | 'address' } {
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -105,9 +105,7 @@ export class Poller {
     this.timer = null;
     this.timerDueAt = Infinity;
     const now = this.clock();
-    const due = [...this.tracked.values()]
-      .filter((t) => !t.inFlight && t.dueAt <= now)
-      .sort((a, b) => a.dueAt - b.dueAt);
+    const due = [...this.tracked.values()].filter((t) => !t.inFlight && t.dueAt <= now).sort((a, b) => a.dueAt - b.dueAt);
     for (const t of due) {
       if (this.inFlight >= this.options.concurrency) break;
       this.inFlight++;
@@ -137,7 +135,10 @@ export class Poller {
         after = await this.updater.requeue(before);
         this.tracked.delete(before.id);
         if (!isTerminal(after.status) && !after.engineHandle) {
-          this.logger.warn({ jobId: before.id, reason: status.state === 'LOST' ? status.message : '' }, 'job lost by its worker before it started; queued again');
+          this.logger.warn(
+            { jobId: before.id, reason: status.state === 'LOST' ? status.message : '' },
+            'job lost by its worker before it started; queued again',
+          );
           this.resubmit(after);
         }
         return;
@@ -153,9 +154,7 @@ export class Poller {
     if (!this.tracked.has(after.id)) return; // canceled meanwhile
     const changed = after.version !== before.version;
     t.job = after;
-    t.intervalMs = changed
-      ? this.options.minIntervalMs
-      : Math.min(this.options.maxIntervalMs, t.intervalMs * 2);
+    t.intervalMs = changed ? this.options.minIntervalMs : Math.min(this.options.maxIntervalMs, t.intervalMs * 2);
     t.dueAt = this.clock() + t.intervalMs;
   }
 

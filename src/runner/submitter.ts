@@ -149,7 +149,9 @@ export class Submitter {
     }
     let current: Job;
     try {
-      const submission = await this.engine.submit({ id: job.id, mode: job.mode, params: job.params }).finally(() => this.submitting.delete(job.id));
+      const submission = await this.engine
+        .submit({ id: job.id, mode: job.mode, params: job.params })
+        .finally(() => this.submitting.delete(job.id));
       current = submission.handle ? await this.updater.setEngineHandle(job, submission.handle) : job;
       current = await this.updater.applyEngineStatus(current, submission.status);
     } catch (err) {

@@ -26,7 +26,10 @@ export function createErrorMasker(logger: Logger) {
     if (original instanceof InvalidCursorError) {
       return new GraphQLError(original.message, {
         ...at,
-        extensions: { code: 'BAD_USER_INPUT', issues: [{ path: ['after'], field: 'after', code: 'INVALID_CURSOR', message: original.message }] },
+        extensions: {
+          code: 'BAD_USER_INPUT',
+          issues: [{ path: ['after'], field: 'after', code: 'INVALID_CURSOR', message: original.message }],
+        },
       });
     }
     if (original instanceof ApiError) {

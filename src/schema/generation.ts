@@ -33,7 +33,8 @@ const commonFields = (t: Fields) => ({
   safetyChecker: t.boolean({ defaultValue: true, description: 'Check outputs for NSFW content and black out flagged ones.' }),
   scheduler: t.field({
     type: Scheduler,
-    description: "The denoising scheduler; absent: the engine's default (the local engine's is LOCAL_SCHEDULER, DPMPP_2M_KARRAS unless configured).",
+    description:
+      "The denoising scheduler; absent: the engine's default (the local engine's is LOCAL_SCHEDULER, DPMPP_2M_KARRAS unless configured).",
   }),
   refiner: t.boolean({
     defaultValue: false,
@@ -51,8 +52,7 @@ const commonFields = (t: Fields) => ({
 
 const strengthField = (t: Fields) =>
   t.float({ defaultValue: 0.8, description: 'Denoise strength, 0 to 1: 0 keeps the init image, 1 ignores it.' });
-const initImageField = (t: Fields) =>
-  t.string({ description: 'Required: the init image, as an http(s) URL or a data: URL (base64).' });
+const initImageField = (t: Fields) => t.string({ description: 'Required: the init image, as an http(s) URL or a data: URL (base64).' });
 
 const Text2ImageInput = builder.inputType('Text2ImageInput', {
   description: 'A text2image request.',
@@ -82,7 +82,11 @@ async function createJob(ctx: GraphQLContext, mode: JobMode, input: { idempotenc
   const { idempotencyKey: fromInput, ...request } = input;
   if (fromInput && ctx.idempotencyKey && fromInput !== ctx.idempotencyKey) {
     throw new InputValidationError([
-      { path: ['input', 'idempotencyKey'], code: 'INVALID_VALUE', message: 'differs from the Idempotency-Key header; send one or the other' },
+      {
+        path: ['input', 'idempotencyKey'],
+        code: 'INVALID_VALUE',
+        message: 'differs from the Idempotency-Key header; send one or the other',
+      },
     ]);
   }
   try {

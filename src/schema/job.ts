@@ -49,7 +49,9 @@ const JobErrorType = builder.objectRef<JobError>('JobError').implement({
       description:
         "Stable machine-readable code. The request's fault (retrying it unchanged fails again): INVALID_INPUT (it cannot be generated as given, e.g. an embedding that does not fit the checkpoint or an image that cannot be decoded), IMAGE_UNAVAILABLE (an init or mask image that could not be fetched). The engine's or the server's: ENGINE_REJECTED, ENGINE_FAILED, ENGINE_UNREACHABLE, ENGINE_LOST_JOB, ENGINE_BAD_REPLY, IMAGE_STORE_FAILED or INTERNAL.",
     }),
-    message: t.exposeString('message', { description: 'What went wrong, for people: the reason, with file paths shortened and secrets removed.' }),
+    message: t.exposeString('message', {
+      description: 'What went wrong, for people: the reason, with file paths shortened and secrets removed.',
+    }),
   }),
 });
 
@@ -107,7 +109,7 @@ export const JobType = builder.objectRef<Job>('Job').implement({
     queuePosition: t.int({
       nullable: true,
       description:
-        "While PENDING: how many jobs start before this one on its engine (0 = next). Exact and live for the local engine; for a remote engine, what it reported at the last poll, and before it has the job, the jobs this server sends it first. Null once it has started, or when the engine does not say.",
+        'While PENDING: how many jobs start before this one on its engine (0 = next). Exact and live for the local engine; for a remote engine, what it reported at the last poll, and before it has the job, the jobs this server sends it first. Null once it has started, or when the engine does not say.',
       resolve: (j, _, ctx) => ctx.jobs.queuePosition(j),
     }),
     downloadUrls: t.stringList({

@@ -28,8 +28,7 @@ export const Model = builder.objectRef<CatalogueEntry>('Model').implement({
       description: 'Other ids that name this model; the default checkpoint answers to "sd1.5".',
     }),
     triggerWords: t.exposeStringList('triggerWords', {
-      description:
-        'Embeddings: the words that invoke the embedding when written in the prompt or negative prompt. Empty for checkpoints.',
+      description: 'Embeddings: the words that invoke the embedding when written in the prompt or negative prompt. Empty for checkpoints.',
     }),
     vectors: t.exposeInt('vectors', {
       nullable: true,

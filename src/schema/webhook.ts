@@ -4,7 +4,7 @@ import { requireScope } from './context.js';
 builder.queryFields((t) => ({
   webhookSecret: t.string({
     description:
-      "This API key's webhook signing secret: X-Webhook-Signature is \"sha256=\" + hex HMAC-SHA256 of the raw request body with it. Rotate it with the keys command (keys webhook-secret ID --rotate).",
+      'This API key\'s webhook signing secret: X-Webhook-Signature is "sha256=" + hex HMAC-SHA256 of the raw request body with it. Rotate it with the keys command (keys webhook-secret ID --rotate).',
     resolve: (_, __, ctx) => {
       const principal = requireScope(ctx, 'generate');
       return ctx.webhookSecretOf(principal.keyId) ?? '';

@@ -354,7 +354,8 @@ export class Submitter {
     try {
       if (req.via === 'graphql') {
         const input = { ...req.input, ...(req.idempotencyKey && req.keyVia === 'input' ? { idempotencyKey: req.idempotencyKey } : {}) };
-        const headers: Record<string, string> = req.idempotencyKey && req.keyVia !== 'input' ? { 'idempotency-key': req.idempotencyKey } : {};
+        const headers: Record<string, string> =
+          req.idempotencyKey && req.keyVia !== 'input' ? { 'idempotency-key': req.idempotencyKey } : {};
         let res: { httpStatus: number; body: ExecutionResult<Record<string, { id: string; status: string }>> };
         switch (req.mode) {
           case 'text2image':
@@ -369,12 +370,17 @@ export class Submitter {
         }
         const job = res.body.data?.[req.mode];
         if (job?.id) answer = job;
-        else refusal = `graphql ${res.httpStatus} ${res.body.errors?.map((e) => `${(e.extensions?.code as string) ?? ''} ${e.message}`).join('; ') ?? ''}`;
+        else
+          refusal = `graphql ${res.httpStatus} ${res.body.errors?.map((e) => `${(e.extensions?.code as string) ?? ''} ${e.message}`).join('; ') ?? ''}`;
       } else {
         const body = Object.fromEntries(Object.entries(req.input).map(([k, v]) => [SNAKE[k] ?? k, v]));
         const res = await fetch(`${this.server.url}/sd/${req.mode}/v1`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'api-key': this.server.key, ...(req.idempotencyKey ? { 'idempotency-key': req.idempotencyKey } : {}) },
+          headers: {
+            'content-type': 'application/json',
+            'api-key': this.server.key,
+            ...(req.idempotencyKey ? { 'idempotency-key': req.idempotencyKey } : {}),
+          },
           body: JSON.stringify(body),
           signal: AbortSignal.timeout(15_000),
         });

@@ -64,7 +64,7 @@ async function submitGraphql(ctx: LoadContext, k: number): Promise<number | null
     outcome = await api.gql(key, InpaintingDocument, { input });
     job = outcome.data?.inpainting ?? null;
   }
-  if (outcome.transport) return void ledger.error(outcome.transport, false, mode), null;
+  if (outcome.transport) return (void ledger.error(outcome.transport, false, mode), null);
   if (outcome.error) {
     const code = outcome.error.extensions?.code;
     if (invalid && code === 'BAD_USER_INPUT') ledger.count('invalid inputs refused (GraphQL)');
@@ -72,7 +72,8 @@ async function submitGraphql(ctx: LoadContext, k: number): Promise<number | null
     else if (code === 'BAD_USER_INPUT') ledger.problem('valid input refused', `${mode} ${JSON.stringify(outcome.error)}`);
     return ledger.gqlError(outcome.error, EXPECTED_GRAPHQL, mode);
   }
-  if (!job || job.status !== 'PENDING' || !job.id) return void ledger.problem('mutation answered without a PENDING job', JSON.stringify(job)), null;
+  if (!job || job.status !== 'PENDING' || !job.id)
+    return (void ledger.problem('mutation answered without a PENDING job', JSON.stringify(job)), null);
   ledger.acceptLatencies.push(performance.now() - started);
   if (invalid) ledger.problem('invalid input accepted', invalid);
   const rec = ledger.accept(job.id, k, 'graphql', mode, Number(input.samples ?? 1), expectImageUnavailable);

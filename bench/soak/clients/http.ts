@@ -70,7 +70,8 @@ export class HttpApi {
     const u = new URL(url);
     try {
       const res = await this.http('GET', u.pathname, null);
-      const ok = res.status === 200 && String(res.headers['content-type']).startsWith('image/png') && res.body.subarray(0, 8).equals(PNG_SIGNATURE);
+      const ok =
+        res.status === 200 && String(res.headers['content-type']).startsWith('image/png') && res.body.subarray(0, 8).equals(PNG_SIGNATURE);
       return ok ? res.body.length : 0;
     } catch {
       return 0;

@@ -40,18 +40,23 @@ async function restJob(ctx: LoadContext, k: number, key: string): Promise<number
   const reply = parseJson(res.body) as { status?: string; id?: string; code?: string; error?: string; retry_after?: number } | null;
   if (res.status !== 200) {
     const expected = (res.status === 400 && invalid !== null) || res.status === 429;
-    ledger.error(`REST ${res.status}${reply?.code ? ` ${reply.code}${limitKind(reply.error ?? '')}` : ''}`, expected, `${mode}: ${res.body.toString('utf8').slice(0, 200)}`);
+    ledger.error(
+      `REST ${res.status}${reply?.code ? ` ${reply.code}${limitKind(reply.error ?? '')}` : ''}`,
+      expected,
+      `${mode}: ${res.body.toString('utf8').slice(0, 200)}`,
+    );
     if (res.status === 400 && invalid) ledger.count('invalid inputs refused (REST)');
     if (res.status === 400 && !invalid) ledger.problem('valid input refused (REST)', `${mode} ${res.body.toString('utf8').slice(0, 200)}`);
     return res.status === 429 ? Number(res.headers['retry-after'] ?? reply?.retry_after ?? 1) : null;
   }
-  if (reply?.status !== 'PENDING' || !reply.id) return ledger.problem('REST submit answered without a PENDING job', res.body.toString('utf8').slice(0, 200)), null;
+  if (reply?.status !== 'PENDING' || !reply.id)
+    return (ledger.problem('REST submit answered without a PENDING job', res.body.toString('utf8').slice(0, 200)), null);
   ledger.acceptLatencies.push(performance.now() - started);
   if (invalid) ledger.problem('invalid input accepted (REST)', invalid.what);
   const rec = ledger.accept(reply.id, k, 'rest', mode, Number(input.samples ?? 1));
   ledger.count(`accepted ${mode}`);
   if (chance(0.2)) control.follow(subscribeToEnd(ctx, k, rec)); // made over REST, followed over GraphQL
-  if (chance(0.15)) return ledger.count('REST polls abandoned'), null;
+  if (chance(0.15)) return (ledger.count('REST polls abandoned'), null);
 
   // Poll to the end (past the end of the load, up to the drain deadline).
   while (Date.now() < control.drainDeadline) {

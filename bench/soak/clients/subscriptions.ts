@@ -16,9 +16,10 @@ export async function subscribeToEnd({ ws, ledger, control }: LoadContext, k: nu
   const sub = ws.subscribe(entry.client, rec, () => {});
   const end = await control.untilDrainDeadline(sub.done);
   entry.active--;
-  if (!end) return sub.dispose(), ledger.count('subscriptions to the end: still open at the deadline');
-  if (end.how === 'error') return ws.subscriptionError(end.err), ledger.count('subscriptions to the end: ended by an error');
-  if (!end.last || !TERMINAL.has(end.last.status)) return ledger.problem('subscription completed before a terminal state', `${rec.id} ${end.last?.status}`);
+  if (!end) return (sub.dispose(), ledger.count('subscriptions to the end: still open at the deadline'));
+  if (end.how === 'error') return (ws.subscriptionError(end.err), ledger.count('subscriptions to the end: ended by an error'));
+  if (!end.last || !TERMINAL.has(end.last.status))
+    return ledger.problem('subscription completed before a terminal state', `${rec.id} ${end.last?.status}`);
   rec.subscriptionFinal = end.last.status;
   ledger.count('subscriptions to the end: completed with the final state');
 }
@@ -72,8 +73,8 @@ export async function subscribeAndReconnect({ ws, ledger, control }: LoadContext
   } else if (end.how === 'error') {
     ws.subscriptionError(end.err);
     ledger.count('subscriptions reconnecting: ended by an error');
-  }
-  else if (!end.last || !TERMINAL.has(end.last.status)) ledger.problem('subscription completed before a terminal state (after reconnecting)', rec.id);
+  } else if (!end.last || !TERMINAL.has(end.last.status))
+    ledger.problem('subscription completed before a terminal state (after reconnecting)', rec.id);
   else {
     rec.subscriptionFinal = end.last.status;
     ledger.count(reconnected ? 'subscriptions reconnecting: reconnected, completed' : 'subscriptions reconnecting: job ended first');

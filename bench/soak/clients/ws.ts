@@ -92,7 +92,11 @@ export class WsClients {
   }
 
   /** Subscribes and records every value; resolves when the subscription ends, however it ends. */
-  subscribe(client: Client, rec: JobRec, onValue: (job: JobFieldsFragment, n: number) => void): { done: Promise<SubscriptionEnd>; dispose: () => void } {
+  subscribe(
+    client: Client,
+    rec: JobRec,
+    onValue: (job: JobFieldsFragment, n: number) => void,
+  ): { done: Promise<SubscriptionEnd>; dispose: () => void } {
     let dispose = () => {};
     const done = new Promise<SubscriptionEnd>((resolve) => {
       let last: JobFieldsFragment | null = null;
@@ -104,7 +108,8 @@ export class WsClients {
           next: (r) => {
             if (r.errors?.length) return void this.ledger.gqlError(r.errors[0] as GqlError, new Set(['RATE_LIMITED']), 'jobStatus');
             const job = r.data?.jobStatus;
-            if (!job || job.id !== rec.id) return this.ledger.problem('jobStatus value for another job', JSON.stringify(r.data).slice(0, 200));
+            if (!job || job.id !== rec.id)
+              return this.ledger.problem('jobStatus value for another job', JSON.stringify(r.data).slice(0, 200));
             last = job;
             onValue(job, ++n);
           },

@@ -14,7 +14,7 @@ export function halfToFloat(h: number): number {
 }
 
 export function bf16ToFloat(h: number): number {
-  scratch.setUint32(0, (h & 0xffff) << 16 >>> 0);
+  scratch.setUint32(0, ((h & 0xffff) << 16) >>> 0);
   return scratch.getFloat32(0);
 }
 

@@ -154,7 +154,11 @@ function selectTorchTensor(root: PyValue): { tensor: TensorRef; tokenName: strin
 }
 
 function multipleTensors(names: string[]): string {
-  const shown = names.slice(0, 8).map((n) => `"${n}"`).join(', ') + (names.length > 8 ? ', ...' : '');
+  const shown =
+    names
+      .slice(0, 8)
+      .map((n) => `"${n}"`)
+      .join(', ') + (names.length > 8 ? ', ...' : '');
   if (names.includes('clip_l') && names.includes('clip_g')) {
     return `it holds SDXL embeddings (clip_l, clip_g); SD 1.5 needs a single-encoder embedding`;
   }

@@ -13,10 +13,21 @@ export const MAX_SAFETENSORS_HEADER_BYTES = 8 * 1024 * 1024;
 const MAX_DIMS = 8;
 
 const DTYPE_BYTES: Record<string, number> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  I64: 8,
+  U64: 8,
+  F64: 8,
 };
 
 export interface SafetensorsTensor {
@@ -34,8 +45,7 @@ export interface SafetensorsFile {
   data: Uint8Array;
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
@@ -90,9 +100,7 @@ export function parseSafetensors(buf: Uint8Array): SafetensorsFile {
     }
     const [begin, end] = offsets as [number, number];
     if (begin > end || end > data.byteLength) {
-      throw problem(
-        `safetensors tensor "${name}" has data_offsets [${begin}, ${end}] outside the ${data.byteLength}-byte data buffer`,
-      );
+      throw problem(`safetensors tensor "${name}" has data_offsets [${begin}, ${end}] outside the ${data.byteLength}-byte data buffer`);
     }
     // Element count, bounded by what the buffer could hold (so no overflow).
     let elements = 1;

@@ -30,7 +30,9 @@ export function readTorchArchive(buf: Uint8Array): TorchArchive {
     if ([...entries.keys()].some((n) => /^[^/]+\/constants\.pkl$/.test(n))) {
       throw problem('this is a TorchScript archive, not a torch.save file');
     }
-    throw problem(pickles.length === 0 ? 'zip archive has no <dir>/data.pkl (not a torch.save file)' : 'zip archive has several data.pkl files');
+    throw problem(
+      pickles.length === 0 ? 'zip archive has no <dir>/data.pkl (not a torch.save file)' : 'zip archive has several data.pkl files',
+    );
   }
   const prefix = pickles[0]!.slice(0, -'data.pkl'.length);
   const byteorder = entries.get(`${prefix}byteorder`);

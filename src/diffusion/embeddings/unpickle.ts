@@ -59,19 +59,7 @@ export class ModuleRecord {
 }
 
 export type PyValue =
-  | null
-  | boolean
-  | number
-  | bigint
-  | string
-  | PyTuple
-  | PyList
-  | PyDict
-  | PySet
-  | PyGlobal
-  | StorageRef
-  | TensorRef
-  | ModuleRecord;
+  null | boolean | number | bigint | string | PyTuple | PyList | PyDict | PySet | PyGlobal | StorageRef | TensorRef | ModuleRecord;
 
 type GlobalKind =
   | { type: 'OrderedDict' }
@@ -79,7 +67,7 @@ type GlobalKind =
   | { type: 'rebuild_tensor_v2' }
   | { type: 'rebuild_parameter' }
   | { type: 'storage'; dtype: TorchDType }
-  | { type: 'module'; };
+  | { type: 'module' };
 
 const ALLOWED_GLOBALS: ReadonlyMap<string, GlobalKind> = new Map<string, GlobalKind>([
   ['collections.OrderedDict', { type: 'OrderedDict' }],
@@ -100,18 +88,73 @@ const ALLOWED_GLOBALS: ReadonlyMap<string, GlobalKind> = new Map<string, GlobalK
 const MODULE_ALIASES: Record<string, string> = { __builtin__: 'builtins' };
 
 const OPCODE_NAMES: Record<number, string> = {
-  0x28: 'MARK', 0x2e: 'STOP', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x46: 'FLOAT', 0x49: 'INT',
-  0x4a: 'BININT', 0x4b: 'BININT1', 0x4c: 'LONG', 0x4d: 'BININT2', 0x4e: 'NONE', 0x50: 'PERSID',
-  0x51: 'BINPERSID', 0x52: 'REDUCE', 0x53: 'STRING', 0x54: 'BINSTRING', 0x55: 'SHORT_BINSTRING',
-  0x56: 'UNICODE', 0x58: 'BINUNICODE', 0x61: 'APPEND', 0x62: 'BUILD', 0x63: 'GLOBAL', 0x64: 'DICT',
-  0x7d: 'EMPTY_DICT', 0x65: 'APPENDS', 0x67: 'GET', 0x68: 'BINGET', 0x69: 'INST', 0x6a: 'LONG_BINGET',
-  0x6c: 'LIST', 0x5d: 'EMPTY_LIST', 0x6f: 'OBJ', 0x70: 'PUT', 0x71: 'BINPUT', 0x72: 'LONG_BINPUT',
-  0x73: 'SETITEM', 0x74: 'TUPLE', 0x29: 'EMPTY_TUPLE', 0x75: 'SETITEMS', 0x47: 'BINFLOAT',
-  0x80: 'PROTO', 0x81: 'NEWOBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4', 0x85: 'TUPLE1',
-  0x86: 'TUPLE2', 0x87: 'TUPLE3', 0x88: 'NEWTRUE', 0x89: 'NEWFALSE', 0x8a: 'LONG1', 0x8b: 'LONG4',
-  0x42: 'BINBYTES', 0x43: 'SHORT_BINBYTES', 0x8c: 'SHORT_BINUNICODE', 0x8d: 'BINUNICODE8',
-  0x8e: 'BINBYTES8', 0x8f: 'EMPTY_SET', 0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x92: 'NEWOBJ_EX',
-  0x93: 'STACK_GLOBAL', 0x94: 'MEMOIZE', 0x95: 'FRAME', 0x96: 'BYTEARRAY8', 0x97: 'NEXT_BUFFER',
+  0x28: 'MARK',
+  0x2e: 'STOP',
+  0x30: 'POP',
+  0x31: 'POP_MARK',
+  0x32: 'DUP',
+  0x46: 'FLOAT',
+  0x49: 'INT',
+  0x4a: 'BININT',
+  0x4b: 'BININT1',
+  0x4c: 'LONG',
+  0x4d: 'BININT2',
+  0x4e: 'NONE',
+  0x50: 'PERSID',
+  0x51: 'BINPERSID',
+  0x52: 'REDUCE',
+  0x53: 'STRING',
+  0x54: 'BINSTRING',
+  0x55: 'SHORT_BINSTRING',
+  0x56: 'UNICODE',
+  0x58: 'BINUNICODE',
+  0x61: 'APPEND',
+  0x62: 'BUILD',
+  0x63: 'GLOBAL',
+  0x64: 'DICT',
+  0x7d: 'EMPTY_DICT',
+  0x65: 'APPENDS',
+  0x67: 'GET',
+  0x68: 'BINGET',
+  0x69: 'INST',
+  0x6a: 'LONG_BINGET',
+  0x6c: 'LIST',
+  0x5d: 'EMPTY_LIST',
+  0x6f: 'OBJ',
+  0x70: 'PUT',
+  0x71: 'BINPUT',
+  0x72: 'LONG_BINPUT',
+  0x73: 'SETITEM',
+  0x74: 'TUPLE',
+  0x29: 'EMPTY_TUPLE',
+  0x75: 'SETITEMS',
+  0x47: 'BINFLOAT',
+  0x80: 'PROTO',
+  0x81: 'NEWOBJ',
+  0x82: 'EXT1',
+  0x83: 'EXT2',
+  0x84: 'EXT4',
+  0x85: 'TUPLE1',
+  0x86: 'TUPLE2',
+  0x87: 'TUPLE3',
+  0x88: 'NEWTRUE',
+  0x89: 'NEWFALSE',
+  0x8a: 'LONG1',
+  0x8b: 'LONG4',
+  0x42: 'BINBYTES',
+  0x43: 'SHORT_BINBYTES',
+  0x8c: 'SHORT_BINUNICODE',
+  0x8d: 'BINUNICODE8',
+  0x8e: 'BINBYTES8',
+  0x8f: 'EMPTY_SET',
+  0x90: 'ADDITEMS',
+  0x91: 'FROZENSET',
+  0x92: 'NEWOBJ_EX',
+  0x93: 'STACK_GLOBAL',
+  0x94: 'MEMOIZE',
+  0x95: 'FRAME',
+  0x96: 'BYTEARRAY8',
+  0x97: 'NEXT_BUFFER',
   0x98: 'READONLY_BUFFER',
 };
 
@@ -263,7 +306,8 @@ export function unpickle(data: Uint8Array): PyValue {
     const at = pos;
     const op = u8();
     switch (op) {
-      case 0x80: { // PROTO
+      case 0x80: {
+        // PROTO
         const v = u8();
         if (v < 2 || v > 5) throw problem(`pickle protocol ${v} is not supported (torch.save writes protocol 2)`);
         break;
@@ -271,7 +315,8 @@ export function unpickle(data: Uint8Array): PyValue {
       case 0x95: // FRAME (protocol 4): an 8-byte length; framing is advisory
         bytes(8, 'a frame length');
         break;
-      case 0x2e: { // STOP
+      case 0x2e: {
+        // STOP
         const result = pop();
         if (metastack.length !== 0) throw problem('pickle ends inside a MARK');
         return result;
@@ -292,7 +337,8 @@ export function unpickle(data: Uint8Array): PyValue {
       case 0x8f: // EMPTY_SET
         stack.push(new PySet([]));
         break;
-      case 0x90: { // ADDITEMS
+      case 0x90: {
+        // ADDITEMS
         const items = popMark();
         const s = top();
         if (!(s instanceof PySet)) throw problem(`pickle ADDITEMS on a ${describe(s)}`);
@@ -300,34 +346,39 @@ export function unpickle(data: Uint8Array): PyValue {
         stack[stack.length - 1] = new PySet([...s.items, ...items]);
         break;
       }
-      case 0x73: { // SETITEM
+      case 0x73: {
+        // SETITEM
         const v = pop();
         const k = pop();
         setItem(top(), k, v);
         break;
       }
-      case 0x75: { // SETITEMS
+      case 0x75: {
+        // SETITEMS
         const items = popMark();
         if (items.length % 2 !== 0) throw problem('pickle SETITEMS with an odd number of items');
         const target = top();
         for (let i = 0; i < items.length; i += 2) setItem(target, items[i]!, items[i + 1]!);
         break;
       }
-      case 0x61: { // APPEND
+      case 0x61: {
+        // APPEND
         const v = pop();
         const list = top();
         if (!(list instanceof PyList)) throw problem(`pickle APPEND on a ${describe(list)}`);
         list.items.push(v);
         break;
       }
-      case 0x65: { // APPENDS
+      case 0x65: {
+        // APPENDS
         const items = popMark();
         const list = top();
         if (!(list instanceof PyList)) throw problem(`pickle APPENDS on a ${describe(list)}`);
         list.items.push(...items);
         break;
       }
-      case 0x74: { // TUPLE (popMark replaces `stack`, so take the items first)
+      case 0x74: {
+        // TUPLE (popMark replaces `stack`, so take the items first)
         const items = popMark();
         stack.push(new PyTuple(items));
         break;
@@ -335,13 +386,15 @@ export function unpickle(data: Uint8Array): PyValue {
       case 0x85: // TUPLE1
         stack.push(new PyTuple([pop()]));
         break;
-      case 0x86: { // TUPLE2
+      case 0x86: {
+        // TUPLE2
         const b = pop();
         const a = pop();
         stack.push(new PyTuple([a, b]));
         break;
       }
-      case 0x87: { // TUPLE3
+      case 0x87: {
+        // TUPLE3
         const c = pop();
         const b = pop();
         const a = pop();
@@ -357,7 +410,8 @@ export function unpickle(data: Uint8Array): PyValue {
       case 0x89: // NEWFALSE
         stack.push(false);
         break;
-      case 0x4a: { // BININT
+      case 0x4a: {
+        // BININT
         need(4, 'BININT');
         stack.push(view.getInt32(pos, true));
         pos += 4;
@@ -369,7 +423,8 @@ export function unpickle(data: Uint8Array): PyValue {
       case 0x4d: // BININT2
         stack.push(u16());
         break;
-      case 0x8a: { // LONG1: little-endian two's complement
+      case 0x8a: {
+        // LONG1: little-endian two's complement
         const b = bytes(u8(), 'LONG1');
         let v = 0n;
         for (let i = b.byteLength - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
@@ -377,7 +432,8 @@ export function unpickle(data: Uint8Array): PyValue {
         stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
         break;
       }
-      case 0x47: { // BINFLOAT: big-endian double
+      case 0x47: {
+        // BINFLOAT: big-endian double
         need(8, 'BINFLOAT');
         stack.push(view.getFloat64(pos, false));
         pos += 8;
@@ -389,7 +445,8 @@ export function unpickle(data: Uint8Array): PyValue {
       case 0x8c: // SHORT_BINUNICODE
         stack.push(utf8(bytes(u8(), 'SHORT_BINUNICODE')));
         break;
-      case 0x55: { // SHORT_BINSTRING (Python 2 str; torch.load decodes it as ASCII/latin1)
+      case 0x55: {
+        // SHORT_BINSTRING (Python 2 str; torch.load decodes it as ASCII/latin1)
         const b = bytes(u8(), 'SHORT_BINSTRING');
         stack.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1'));
         break;
@@ -404,32 +461,37 @@ export function unpickle(data: Uint8Array): PyValue {
         memo.set(memo.size, top());
         break;
       case 0x68: // BINGET
-      case 0x6a: { // LONG_BINGET
+      case 0x6a: {
+        // LONG_BINGET
         const idx = op === 0x68 ? u8() : u32();
         if (!memo.has(idx)) throw problem(`pickle refers to memo entry ${idx}, which was never stored`);
         stack.push(memo.get(idx)!);
         break;
       }
-      case 0x63: { // GLOBAL "module\nname\n"
+      case 0x63: {
+        // GLOBAL "module\nname\n"
         const module = line();
         const name = line();
         stack.push(resolveGlobal(module, name));
         break;
       }
-      case 0x93: { // STACK_GLOBAL
+      case 0x93: {
+        // STACK_GLOBAL
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') throw problem('pickle STACK_GLOBAL without string names');
         stack.push(resolveGlobal(module, name));
         break;
       }
-      case 0x52: { // REDUCE
+      case 0x52: {
+        // REDUCE
         const args = pop();
         const fn = pop();
         stack.push(reduce(fn, args));
         break;
       }
-      case 0x81: { // NEWOBJ: cls.__new__(cls, *args)
+      case 0x81: {
+        // NEWOBJ: cls.__new__(cls, *args)
         const args = pop();
         const cls = pop();
         if (!(cls instanceof PyGlobal) || cls.kind.type !== 'module') {
@@ -439,19 +501,25 @@ export function unpickle(data: Uint8Array): PyValue {
         stack.push(new ModuleRecord(cls.qualname));
         break;
       }
-      case 0x62: { // BUILD: inst.__setstate__(state) / inst.__dict__.update(state)
+      case 0x62: {
+        // BUILD: inst.__setstate__(state) / inst.__dict__.update(state)
         const state = pop();
         const inst = top();
         if (inst instanceof ModuleRecord && inst.state === null && state instanceof PyDict) {
           inst.state = state;
-        } else if (inst instanceof PyDict && inst.kind === 'collections.OrderedDict' && (state === null || (state instanceof PyDict && state.map.size === 0))) {
+        } else if (
+          inst instanceof PyDict &&
+          inst.kind === 'collections.OrderedDict' &&
+          (state === null || (state instanceof PyDict && state.map.size === 0))
+        ) {
           // OrderedDict with an empty __dict__: nothing to do.
         } else {
           throw problem(`refused BUILD on ${describe(inst)} with ${describe(state)} state`);
         }
         break;
       }
-      case 0x51: { // BINPERSID: ('storage', storage_type, key, location, numel)
+      case 0x51: {
+        // BINPERSID: ('storage', storage_type, key, location, numel)
         const pid = pop();
         if (!(pid instanceof PyTuple) || pid.items.length !== 5 || pid.items[0] !== 'storage') {
           throw problem('refused persistent id: only torch storages are allowed');

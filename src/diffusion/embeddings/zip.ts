@@ -103,7 +103,7 @@ export function readStoredZip(buf: Uint8Array): Map<string, Uint8Array> {
     if (dataStart + size > cdOffset) throw problem(`zip entry "${name}" data runs past the end of the entries (truncated?)`);
     const data = buf.subarray(dataStart, dataStart + size);
     // torch >= 2.6 can skip checksums (config.save.compute_crc32=False) and then writes 0.
-    if (crc !== 0 && (crc32(data) >>> 0) !== crc) throw problem(`zip entry "${name}" fails its CRC-32 check (corrupt)`);
+    if (crc !== 0 && crc32(data) >>> 0 !== crc) throw problem(`zip entry "${name}" fails its CRC-32 check (corrupt)`);
     out.set(name, data);
     p = next;
   }

@@ -3,14 +3,7 @@
  * VP space: x_t = sqrt(a_t) * x0 + sqrt(1 - a_t) * eps; no input scaling.
  */
 import type { SchedulerConfig } from './config.js';
-import {
-  assertSameLength,
-  assertStepIndex,
-  type NoiseSource,
-  type Scheduler,
-  type StrengthTimesteps,
-  strengthTail,
-} from './common.js';
+import { assertSameLength, assertStepIndex, type NoiseSource, type Scheduler, type StrengthTimesteps, strengthTail } from './common.js';
 import { computeAlphasCumprod, spacedTimesteps } from './schedule.js';
 
 export class DDIMScheduler implements Scheduler {

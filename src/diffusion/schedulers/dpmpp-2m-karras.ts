@@ -5,14 +5,7 @@
  * euler_at_final false. The sample lives in VP space (no input scaling).
  */
 import type { SchedulerConfig } from './config.js';
-import {
-  assertSameLength,
-  assertStepIndex,
-  type NoiseSource,
-  type Scheduler,
-  type StrengthTimesteps,
-  strengthTail,
-} from './common.js';
+import { assertSameLength, assertStepIndex, type NoiseSource, type Scheduler, type StrengthTimesteps, strengthTail } from './common.js';
 import {
   assertStepCount,
   computeAlphasCumprod,

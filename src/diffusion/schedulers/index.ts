@@ -11,14 +11,7 @@ import { EulerDiscreteScheduler } from './euler.js';
 
 export * from './common.js';
 export * from './config.js';
-export {
-  computeAlphasCumprod,
-  computeBetas,
-  computeTrainSigmas,
-  karrasSigmas,
-  sigmaToT,
-  spacedTimesteps,
-} from './schedule.js';
+export { computeAlphasCumprod, computeBetas, computeTrainSigmas, karrasSigmas, sigmaToT, spacedTimesteps } from './schedule.js';
 export { DDIMScheduler } from './ddim.js';
 export { DPMSolverMultistepScheduler } from './dpmpp-2m-karras.js';
 export { EulerAncestralDiscreteScheduler } from './euler-ancestral.js';

@@ -95,9 +95,7 @@ export function assertStepCount(numInferenceSteps: number, config: SchedulerConf
     throw new Error(`numInferenceSteps must be a positive integer, got ${numInferenceSteps}`);
   }
   if (numInferenceSteps > config.num_train_timesteps) {
-    throw new Error(
-      `numInferenceSteps (${numInferenceSteps}) cannot exceed num_train_timesteps (${config.num_train_timesteps})`,
-    );
+    throw new Error(`numInferenceSteps (${numInferenceSteps}) cannot exceed num_train_timesteps (${config.num_train_timesteps})`);
   }
 }
 

@@ -14,15 +14,7 @@ import {
   type StrengthTimesteps,
   strengthTail,
 } from './common.js';
-import {
-  computeAlphasCumprod,
-  computeTrainSigmas,
-  interp,
-  karrasSigmas,
-  linspace,
-  sigmaToT,
-  spacedTimesteps,
-} from './schedule.js';
+import { computeAlphasCumprod, computeTrainSigmas, interp, karrasSigmas, linspace, sigmaToT, spacedTimesteps } from './schedule.js';
 
 export interface SigmaSchedulerOptions {
   /** diffusers `use_karras_sigmas` (false for SD 1.5's Euler / Euler a). */

@@ -5,14 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  END_OF_WORD,
-  parseMerges,
-  parseSpecialTokens,
-  type SpecialTokenSettings,
-  TokenizerFileError,
-  validateVocab,
-} from './files.js';
+import { END_OF_WORD, parseMerges, parseSpecialTokens, type SpecialTokenSettings, TokenizerFileError, validateVocab } from './files.js';
 import { BYTE_DECODER, bytesToUnicode, normalizeClipText, preTokenize } from './normalize.js';
 
 export { TokenizerFileError } from './files.js';
@@ -136,7 +129,8 @@ export class ClipTokenizer {
       const token = fromMap[key] ?? fromConfig[key] ?? DEFAULTS[key];
       const id = this.encoder.get(token);
       if (id === undefined) {
-        const file = fromMap[key] !== undefined ? names.specialTokensMap : fromConfig[key] !== undefined ? names.tokenizerConfig : names.vocab;
+        const file =
+          fromMap[key] !== undefined ? names.specialTokensMap : fromConfig[key] !== undefined ? names.tokenizerConfig : names.vocab;
         throw new TokenizerFileError(file, `${key}_token ${JSON.stringify(token)} is not in the vocab`);
       }
       return [token, id] as const;
@@ -147,9 +141,7 @@ export class ClipTokenizer {
     [this.padToken, this.padTokenId] = pick('pad');
     this.modelMaxLength = fromConfig.modelMaxLength ?? DEFAULT_MAX_LENGTH;
     this.htmlUnescape = data.htmlUnescape ?? true;
-    this.specialStrings = [...new Set([this.bosToken, this.eosToken, this.unkToken, this.padToken])].sort(
-      (a, b) => b.length - a.length,
-    );
+    this.specialStrings = [...new Set([this.bosToken, this.eosToken, this.unkToken, this.padToken])].sort((a, b) => b.length - a.length);
   }
 
   /**
@@ -198,7 +190,8 @@ export class ClipTokenizer {
    * The trigger is matched case-insensitively (it is stored lowercased).
    */
   addTriggerTokens(trigger: string, count: number): number[] {
-    if (!Number.isInteger(count) || count < 1) throw new Error(`trigger ${JSON.stringify(trigger)}: vector count must be a positive integer, got ${count}`);
+    if (!Number.isInteger(count) || count < 1)
+      throw new Error(`trigger ${JSON.stringify(trigger)}: vector count must be a positive integer, got ${count}`);
     const ids = Array.from({ length: count }, (_, i) => this.nextId + i);
     this.register(trigger, ids);
     return ids;
@@ -389,7 +382,7 @@ export class ClipTokenizer {
         }
         if (best === Infinity) break;
         const merged: string[] = [];
-        for (let i = 0; i < word.length; ) {
+        for (let i = 0; i < word.length;) {
           if (word[i] === first && i < word.length - 1 && word[i + 1] === second) {
             merged.push(first + second);
             i += 2;

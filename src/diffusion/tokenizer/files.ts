@@ -52,7 +52,10 @@ export function validateVocab(raw: unknown, file: string): Map<string, number> {
   if (missing.length > 0) {
     throw new TokenizerFileError(
       file,
-      `is missing ${missing.length} of the 512 byte-level base tokens (e.g. ${missing.slice(0, 3).map((t) => JSON.stringify(t)).join(', ')})`,
+      `is missing ${missing.length} of the 512 byte-level base tokens (e.g. ${missing
+        .slice(0, 3)
+        .map((t) => JSON.stringify(t))
+        .join(', ')})`,
     );
   }
   return vocab;
@@ -81,7 +84,10 @@ export function parseMerges(raw: string | readonly string[], vocab: ReadonlyMap<
   const count = Math.min(lines.length, MAX_MERGES);
   for (let i = 0; i < count; i++, lineNo++) {
     const line = lines[i]!;
-    const parts = line.trim().split(/\s+/).filter((p) => p !== '');
+    const parts = line
+      .trim()
+      .split(/\s+/)
+      .filter((p) => p !== '');
     if (parts.length !== 2) {
       throw new TokenizerFileError(file, `line ${lineNo}: expected two space-separated tokens "a b", got ${JSON.stringify(line)}`);
     }

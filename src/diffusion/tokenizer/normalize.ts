@@ -5,8 +5,7 @@
  */
 
 /** The CLIP pre-tokenisation pattern (transformers' `self.pat`, compiled with IGNORECASE). */
-export const CLIP_PATTERN =
-  /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
+export const CLIP_PATTERN = /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
 
 /**
  * GPT-2 / CLIP `bytes_to_unicode`: every byte gets a printable code point; the printable Latin-1
@@ -73,7 +72,8 @@ export function htmlUnescape(text: string): string {
 }
 
 /** transformers' `BasicTokenizer._is_chinese_char` ranges (the CJK ideograph blocks). */
-const CJK = /[\u{4E00}-\u{9FFF}\u{3400}-\u{4DBF}\u{20000}-\u{2A6DF}\u{2A700}-\u{2B73F}\u{2B740}-\u{2B81F}\u{2B820}-\u{2CEAF}\u{F900}-\u{FAFF}\u{2F800}-\u{2FA1F}]/gu;
+const CJK =
+  /[\u{4E00}-\u{9FFF}\u{3400}-\u{4DBF}\u{20000}-\u{2A6DF}\u{2A700}-\u{2B73F}\u{2B740}-\u{2B81F}\u{2B820}-\u{2CEAF}\u{F900}-\u{FAFF}\u{2F800}-\u{2FA1F}]/gu;
 
 export interface NormalizeOptions {
   /** Unescape HTML entities twice first, like openai CLIP's `basic_clean` (default true). */

@@ -194,8 +194,7 @@ export class ImagePipelineEngine implements Engine {
         return { state: 'FAILURE', code, message: reply.error };
       }
       case 'PENDING': {
-        const started =
-          reply.state === 'PROCESSING' || (reply.state === undefined && ((reply.step ?? 0) > 0 || (reply.progress ?? 0) > 0));
+        const started = reply.state === 'PROCESSING' || (reply.state === undefined && ((reply.step ?? 0) > 0 || (reply.progress ?? 0) > 0));
         if (!started) return { state: 'QUEUED', queuePosition: reply.queue_position ?? null };
         const totalSteps = reply.total_steps || job.params.numInferenceSteps;
         const step = reply.step ?? Math.round((reply.progress ?? 0) * totalSteps);

@@ -44,9 +44,9 @@ export class ImagePipelineRestClient {
    */
   submit(mode: JobMode, body: RestRequestBody, idempotencyKey?: string): Promise<RestReply> {
     const headers: Record<string, string> = idempotencyKey ? { 'idempotency-key': idempotencyKey } : {};
-    return this.withRetries(`submit ${mode}`, () =>
-      this.call('POST', restPaths.submit(mode), JSON.stringify(body), headers),
-    ).then((r) => r ?? failure('the engine answered 404 to a submission'));
+    return this.withRetries(`submit ${mode}`, () => this.call('POST', restPaths.submit(mode), JSON.stringify(body), headers)).then(
+      (r) => r ?? failure('the engine answered 404 to a submission'),
+    );
   }
 
   /** GET /sd/{mode}/v1/status/{id}; null when the engine does not know the id (404). */
@@ -91,7 +91,12 @@ export class ImagePipelineRestClient {
     return this.agent.close();
   }
 
-  private async call(method: 'GET' | 'POST', path: string, body?: string, extraHeaders: Record<string, string> = {}): Promise<RestReply | null> {
+  private async call(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: string,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<RestReply | null> {
     const res = await this.send(new URL(path, `${this.options.baseUrl}/`), {
       method,
       body,

@@ -27,7 +27,10 @@ interface PendingJob {
 export class GenerationWorkerClient {
   private worker: Worker | null = null;
   private readonly jobs = new Map<string, PendingJob>();
-  private readonly describes = new Map<number, { resolve: (v: { hiddenSize: number; inpainting: boolean }) => void; reject: (e: Error) => void }>();
+  private readonly describes = new Map<
+    number,
+    { resolve: (v: { hiddenSize: number; inpainting: boolean }) => void; reject: (e: Error) => void }
+  >();
   private nextRequest = 1;
 
   constructor(

@@ -49,7 +49,10 @@ function checkpoint(dir: string): Promise<Checkpoint> {
 }
 
 function releaseCheckpoint(promise: Promise<Checkpoint>): void {
-  void promise.then((c) => c.release(), () => undefined);
+  void promise.then(
+    (c) => c.release(),
+    () => undefined,
+  );
 }
 
 /** Runs work on a checkpoint, which stays loaded until the work ends. */
@@ -93,7 +96,10 @@ async function run(msg: GenerateMessage): Promise<void> {
       }
       return pngs;
     });
-    post({ type: 'done', jobId: msg.jobId, images: out }, out.map((o) => o.data.buffer as ArrayBuffer));
+    post(
+      { type: 'done', jobId: msg.jobId, images: out },
+      out.map((o) => o.data.buffer as ArrayBuffer),
+    );
   } catch (err) {
     if (err instanceof GenerationCanceled) {
       post({ type: 'canceled', jobId: msg.jobId });

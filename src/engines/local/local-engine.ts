@@ -134,7 +134,11 @@ export class LocalEngine implements Engine {
       }
     }
     if (checkpoint.inpainting && params.maskImage === undefined) {
-      issues.push({ path: ['modelId'], code: 'INPAINTING_ONLY', message: `"${params.modelId}" is an inpainting checkpoint: use the inpainting mutation` });
+      issues.push({
+        path: ['modelId'],
+        code: 'INPAINTING_ONLY',
+        message: `"${params.modelId}" is an inpainting checkpoint: use the inpainting mutation`,
+      });
     }
     return issues;
   }
@@ -149,13 +153,23 @@ export class LocalEngine implements Engine {
   private async storeEmbedding(upload: EmbeddingUpload): Promise<CatalogueEntry> {
     const issues: FieldIssue[] = [];
     const name = upload.name.trim();
-    if (name.length < 1 || name.length > 100) issues.push({ path: ['name'], code: 'INVALID_LENGTH', message: 'must be 1 to 100 characters' });
+    if (name.length < 1 || name.length > 100)
+      issues.push({ path: ['name'], code: 'INVALID_LENGTH', message: 'must be 1 to 100 characters' });
     const trigger = upload.triggerWord.trim();
     if (!TRIGGER_WORD.test(trigger)) {
-      issues.push({ path: ['triggerWord'], code: 'INVALID_VALUE', message: 'must be one word (letters, digits, _ - < > .), at most 64 characters' });
+      issues.push({
+        path: ['triggerWord'],
+        code: 'INVALID_VALUE',
+        message: 'must be one word (letters, digits, _ - < > .), at most 64 characters',
+      });
     } else {
       const taken = [...this.models.embeddings.values()].find((e) => e.trigger.toLowerCase() === trigger.toLowerCase());
-      if (taken) issues.push({ path: ['triggerWord'], code: 'TRIGGER_TAKEN', message: `"${trigger}" is already the trigger word of embedding "${taken.id}"` });
+      if (taken)
+        issues.push({
+          path: ['triggerWord'],
+          code: 'TRIGGER_TAKEN',
+          message: `"${trigger}" is already the trigger word of embedding "${taken.id}"`,
+        });
     }
     const ext = path.extname(upload.fileName).toLowerCase();
     let parsed: ReturnType<typeof parseEmbedding> | null = null;

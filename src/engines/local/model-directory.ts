@@ -16,7 +16,6 @@ import { EMBEDDING_EXTENSIONS } from '../../diffusion/embeddings/index.js';
  *     "embeddings": { "UnrealisticDream.pt": { "id": "f84133b4-…", "triggerWords": ["UnrealisticDream"] } } }
  */
 
-
 const entryOverrides = z.object({
   id: z.string().min(1).optional(),
   name: z.string().min(1).optional(),
@@ -27,9 +26,7 @@ const entryOverrides = z.object({
 const manifestSchema = z.object({
   defaultCheckpoint: z.string().min(1).optional(),
   checkpoints: z.record(z.string(), entryOverrides).default({}),
-  embeddings: z
-    .record(z.string(), entryOverrides.extend({ triggerWords: z.array(z.string().min(1)).min(1).optional() }))
-    .default({}),
+  embeddings: z.record(z.string(), entryOverrides.extend({ triggerWords: z.array(z.string().min(1)).min(1).optional() })).default({}),
 });
 
 export interface LocalCheckpointInfo {
@@ -73,9 +70,7 @@ export async function scanModelDirectory(
 ): Promise<ModelDirectory> {
   if (!existsSync(dir)) throw new Error(`MODELS_DIR: ${dir} does not exist`);
   const manifestPath = path.join(dir, 'manifest.json');
-  const manifest = existsSync(manifestPath)
-    ? parseManifest(await readFile(manifestPath, 'utf8'), manifestPath)
-    : manifestSchema.parse({});
+  const manifest = existsSync(manifestPath) ? parseManifest(await readFile(manifestPath, 'utf8'), manifestPath) : manifestSchema.parse({});
   const skipped: string[] = [];
   const entries: CatalogueEntry[] = [];
   const checkpoints = new Map<string, LocalCheckpointInfo>();

@@ -7,11 +7,10 @@ import type { GenerateRequest } from '../../diffusion/pipeline.js';
  */
 
 /** A generation request as it crosses to the worker: images still encoded, the checkpoint by folder. */
-export interface GenerateMessage
-  extends Pick<
-    GenerateRequest,
-    'prompt' | 'negativePrompt' | 'steps' | 'guidanceScale' | 'samples' | 'width' | 'height' | 'seed' | 'scheduler' | 'strength'
-  > {
+export interface GenerateMessage extends Pick<
+  GenerateRequest,
+  'prompt' | 'negativePrompt' | 'steps' | 'guidanceScale' | 'samples' | 'width' | 'height' | 'seed' | 'scheduler' | 'strength'
+> {
   type: 'generate';
   jobId: string;
   checkpointDir: string;
@@ -22,10 +21,7 @@ export interface GenerateMessage
   safetyChecker: boolean;
 }
 
-export type ToWorker =
-  | GenerateMessage
-  | { type: 'cancel'; jobId: string }
-  | { type: 'describe'; requestId: number; checkpointDir: string };
+export type ToWorker = GenerateMessage | { type: 'cancel'; jobId: string } | { type: 'describe'; requestId: number; checkpointDir: string };
 
 export type FromWorker =
   | { type: 'progress'; jobId: string; step: number; total: number }
