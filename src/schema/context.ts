@@ -1,5 +1,6 @@
-import { hasScope, type KeyScope, type Principal } from '../auth/api-key.js';
-import { forbidden, unauthenticated } from '../errors.js';
+import type { Principal } from '../auth/api-key.js';
+import { authorize, type Operation } from '../auth/permissions.js';
+import { unauthenticated } from '../errors.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { CatalogueService } from '../engines/catalogue-service.js';
 
@@ -19,12 +20,10 @@ export interface GraphQLContext {
 }
 
 /**
- * The caller's principal, if its key has the scope (the auth plugin has already refused
- * operations without a key): read for looking, generate for creating and canceling jobs,
- * admin for changing the catalogue.
+ * The caller's principal, if its key may do the operation (auth/permissions.ts has the rules;
+ * the auth plugin has already refused operations without a key).
  */
-export function requireScope(ctx: GraphQLContext, scope: KeyScope): Principal {
+export function authorized(ctx: GraphQLContext, operation: Operation): Principal {
   if (!ctx.principal) throw unauthenticated(ctx.authProblem ?? 'an API key is required');
-  if (!hasScope(ctx.principal, scope)) throw forbidden(scope);
-  return ctx.principal;
+  return authorize(ctx.principal, operation);
 }

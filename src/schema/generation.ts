@@ -2,7 +2,7 @@ import type { InputFieldBuilder } from '@pothos/core';
 import { InputValidationError, MAX_SEED } from '../generation/input.js';
 import type { JobMode } from '../generation/request.js';
 import { builder, type BuilderTypes } from './builder.js';
-import { requireScope, type GraphQLContext } from './context.js';
+import { authorized, type GraphQLContext } from './context.js';
 import { JobType } from './job.js';
 import { Scheduler } from './scheduler.js';
 
@@ -78,7 +78,7 @@ const InpaintingInput = builder.inputType('InpaintingInput', {
 
 /** Creates the job; refusals carry paths from the mutation's arguments (input.width, ...). */
 async function createJob(ctx: GraphQLContext, mode: JobMode, input: { idempotencyKey?: string | null }) {
-  const principal = requireScope(ctx, 'generate');
+  const principal = authorized(ctx, 'jobs.create');
   const { idempotencyKey: fromInput, ...request } = input;
   if (fromInput && ctx.idempotencyKey && fromInput !== ctx.idempotencyKey) {
     throw new InputValidationError([

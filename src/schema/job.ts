@@ -2,7 +2,7 @@ import { JOB_STATUSES, type Job, type JobError, type JobImage } from '../jobs/jo
 import { JOB_MODES, type GenerationParams } from '../generation/request.js';
 import type { JobPage } from '../jobs/job-store.js';
 import { builder } from './builder.js';
-import { requireScope } from './context.js';
+import { authorized } from './context.js';
 import { Scheduler } from './scheduler.js';
 
 export const JobStatus = builder.enumType('JobStatus', {
@@ -190,7 +190,7 @@ builder.queryFields((t) => ({
     nullable: true,
     description: "One of the caller's jobs; null if there is no such job (or it is another key's).",
     args: { id: t.arg.id({ required: true, description: 'The job id.' }) },
-    resolve: (_, { id }, ctx) => ctx.jobs.get(requireScope(ctx, 'read'), String(id)),
+    resolve: (_, { id }, ctx) => ctx.jobs.get(authorized(ctx, 'jobs.read'), String(id)),
   }),
   jobs: t.field({
     type: JobConnection,
@@ -201,7 +201,7 @@ builder.queryFields((t) => ({
       filter: t.arg({ type: JobFilter, description: 'Optional filter by status and mode.' }),
     },
     resolve: (_, args, ctx) =>
-      ctx.jobs.list(requireScope(ctx, 'read'), {
+      ctx.jobs.list(authorized(ctx, 'jobs.read'), {
         first: args.first ?? 20,
         after: args.after,
         status: args.filter?.status,
@@ -216,7 +216,7 @@ builder.mutationFields((t) => ({
     description:
       'Cancels one of your jobs that has not finished; returns it CANCELED. Canceling a canceled job returns it unchanged; a finished one is an error (JOB_ALREADY_FINISHED).',
     args: { id: t.arg.id({ required: true, description: 'The job id.' }) },
-    resolve: (_, { id }, ctx) => ctx.jobs.cancel(requireScope(ctx, 'generate'), String(id)),
+    resolve: (_, { id }, ctx) => ctx.jobs.cancel(authorized(ctx, 'jobs.cancel'), String(id)),
   }),
 }));
 
@@ -226,7 +226,7 @@ builder.subscriptionFields((t) => ({
     description:
       'Follows one of your jobs: its current state first, then every status change and progress step, completing after SUCCESS, FAILURE or CANCELED.',
     args: { id: t.arg.id({ required: true, description: 'The job id.' }) },
-    subscribe: (_, { id }, ctx) => ctx.jobs.watch(requireScope(ctx, 'read'), String(id)),
+    subscribe: (_, { id }, ctx) => ctx.jobs.watch(authorized(ctx, 'jobs.read'), String(id)),
     resolve: (job) => job,
   }),
 }));

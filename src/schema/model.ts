@@ -1,7 +1,7 @@
 import { InputValidationError } from '../generation/input.js';
 import { BASE_MODELS, MODEL_KINDS, type CatalogueEntry } from '../catalogue/catalogue.js';
 import { builder } from './builder.js';
-import { requireScope } from './context.js';
+import { authorized } from './context.js';
 
 const ModelKind = builder.enumType('ModelKind', {
   description: 'What a catalogue entry is.',
@@ -54,7 +54,7 @@ builder.queryFields((t) => ({
     description: 'The model catalogue: base checkpoints and textual-inversion embeddings.',
     args: { filter: t.arg({ type: ModelFilter, description: 'Optional filter by kind and base model.' }) },
     resolve: (_, { filter }, ctx) => {
-      requireScope(ctx, 'read');
+      authorized(ctx, 'models.read');
       return ctx.models.list({ kind: filter?.kind, baseModel: filter?.baseModel });
     },
   }),
@@ -64,7 +64,7 @@ builder.queryFields((t) => ({
     description: 'One catalogue entry by id or alias; null if there is none.',
     args: { id: t.arg.id({ required: true, description: 'A model id or alias, such as "sd1.5".' }) },
     resolve: (_, { id }, ctx) => {
-      requireScope(ctx, 'read');
+      authorized(ctx, 'models.read');
       return ctx.models.find(String(id));
     },
   }),
@@ -84,7 +84,7 @@ builder.mutationFields((t) => ({
       triggerWord: t.arg.string({ required: true, description: 'The word that invokes it in a prompt; must not be taken.' }),
     },
     resolve: async (_, { file, name, triggerWord }, ctx) => {
-      requireScope(ctx, 'admin');
+      authorized(ctx, 'embeddings.upload');
       if (file.size > MAX_UPLOAD_BYTES) {
         throw new InputValidationError([{ path: ['file'], code: 'TOO_LARGE', message: `must be at most ${MAX_UPLOAD_BYTES} bytes` }]);
       }

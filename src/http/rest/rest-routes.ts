@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { hasScope, type Principal } from '../../auth/api-key.js';
+import type { Principal } from '../../auth/api-key.js';
+import { authorize } from '../../auth/permissions.js';
 import { apiKeyFromHeaders } from '../../auth/credentials.js';
 import { ApiError } from '../../errors.js';
 import { InputValidationError, type FieldIssue } from '../../generation/input.js';
@@ -41,9 +42,11 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
   if (!key) return send(res, 401, failure('an API key is required: send it in the API-Key header'));
   const principal = deps.authenticate(key);
   if (!principal) return send(res, 401, failure('the API key is not valid'));
-  const scope = submit ? 'generate' : 'read';
-  if (!hasScope(principal, scope)) {
-    return send(res, 403, { ...failure(`this API key lacks the "${scope}" scope needed here`), code: 'FORBIDDEN' });
+  try {
+    authorize(principal, submit ? 'jobs.create' : 'jobs.read');
+  } catch (err) {
+    if (err instanceof ApiError) return send(res, err.httpStatus, { ...failure(err.message), code: err.code });
+    throw err;
   }
 
   try {
