@@ -4,6 +4,7 @@ import { isTerminal, type Job } from '../jobs/job.js';
 import { JobErrorCode } from '../generation/request.js';
 import { errorReason, mayRequeue } from '../jobs/job-transitions.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
+import { backoffDelay } from '../retry/backoff.js';
 
 export interface PollerOptions {
   minIntervalMs: number;
@@ -18,6 +19,8 @@ interface Tracked {
   job: Job;
   dueAt: number;
   intervalMs: number;
+  /** Polls in a row that found no change: the interval doubles with each, up to the maximum. */
+  quietPolls: number;
   inFlight: boolean;
   unreachableSince: number | null;
 }
@@ -70,6 +73,7 @@ export class Poller {
       job,
       dueAt: this.clock() + this.options.minIntervalMs,
       intervalMs: this.options.minIntervalMs,
+      quietPolls: 0,
       inFlight: false,
       unreachableSince: null,
     });
@@ -154,7 +158,8 @@ export class Poller {
     if (!this.tracked.has(after.id)) return; // canceled meanwhile
     const changed = after.version !== before.version;
     t.job = after;
-    t.intervalMs = changed ? this.options.minIntervalMs : Math.min(this.options.maxIntervalMs, t.intervalMs * 2);
+    t.quietPolls = changed ? 0 : t.quietPolls + 1;
+    t.intervalMs = backoffDelay(t.quietPolls, { baseMs: this.options.minIntervalMs, maxMs: this.options.maxIntervalMs });
     t.dueAt = this.clock() + t.intervalMs;
   }
 

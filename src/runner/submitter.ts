@@ -3,6 +3,7 @@ import { EngineProtocolError, EngineUnavailableError, type Engine } from '../eng
 import { isTerminal, type Job } from '../jobs/job.js';
 import { JobErrorCode } from '../generation/request.js';
 import { errorReason } from '../jobs/job-transitions.js';
+import { backoffDelay } from '../retry/backoff.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
 import type { Poller } from './poller.js';
 
@@ -170,7 +171,7 @@ export class Submitter {
   private retryLater(job: Job, err: EngineUnavailableError): void {
     const { count: attempt, since } = this.attempts.get(job.id) ?? { count: 0, since: this.clock() };
     this.attempts.set(job.id, { count: attempt + 1, since });
-    const delay = Math.min(30_000, (this.options.retryDelayMs ?? 1_000) * 2 ** attempt);
+    const delay = backoffDelay(attempt, { baseMs: this.options.retryDelayMs ?? 1_000, maxMs: 30_000 });
     this.logger.warn({ jobId: job.id, err: err.message, retryInMs: delay }, 'engine unavailable; submission will be retried');
     const timer = setTimeout(() => {
       this.retryTimers.delete(timer);

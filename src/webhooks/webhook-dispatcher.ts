@@ -4,6 +4,7 @@ import type { Job } from '../jobs/job.js';
 import { webhookBody } from './webhook-payload.js';
 import type { SendOutcome } from './webhook-sender.js';
 import type { WebhookDelivery, WebhookStore } from './webhook-store.js';
+import { backoffDelay } from '../retry/backoff.js';
 
 export interface WebhookOptions {
   /** Attempts per delivery before it is given up. */
@@ -119,8 +120,7 @@ export class WebhookDispatcher {
       return;
     }
     // Full jitter on an exponential back-off keeps many failing receivers from retrying in step.
-    const ceiling = Math.min(MAX_RETRY_DELAY_MS, this.options.retryBaseMs * 2 ** (attempts - 1));
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    const delay = backoffDelay(attempts - 1, { baseMs: this.options.retryBaseMs, maxMs: MAX_RETRY_DELAY_MS, jitter: 'equal' });
     this.deps.logger.info({ ...log, error: outcome.error, retryInMs: Math.round(delay) }, 'webhook will be retried');
     await this.deps.store.retryLater(d, attempts, this.now() + delay, outcome.error);
   }

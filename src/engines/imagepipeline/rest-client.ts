@@ -4,6 +4,7 @@ import { restPaths, restReplySchema, type RestReply, type RestRequestBody } from
 import type { JobMode } from '../../generation/request.js';
 import { sniffImageType } from '../../images/sniff.js';
 import { EngineProtocolError, EngineUnavailableError } from '../engine.js';
+import { backoffDelay } from '../../retry/backoff.js';
 
 export interface RestClientOptions {
   baseUrl: string;
@@ -158,7 +159,7 @@ export class ImagePipelineRestClient {
       } catch (err) {
         if (!(err instanceof EngineUnavailableError) || i >= this.options.retries) throw err;
         // Full jitter keeps many jobs from retrying in lockstep against a struggling upstream.
-        await sleep(Math.random() * base * 2 ** i);
+        await sleep(backoffDelay(i, { baseMs: base, jitter: 'full' }));
       }
     }
   }
