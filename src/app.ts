@@ -60,7 +60,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     engine,
     store,
     updater,
-    { poller: config.poller, submitConcurrency: config.dispatcher.concurrency },
+    { poller: config.poller, submitConcurrency: config.submitter.concurrency },
     logger,
   );
   const admission = new JobAdmission(config.admission);
@@ -77,7 +77,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     logger,
   });
   updater.onFinished((job) => {
-    webhooks.dispatcher.jobFinished(job).catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
+    webhooks.deliverer.jobFinished(job).catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
   });
   const imageAllow = parseAllowHosts(config.imageFetchAllowHosts);
   // What can be judged when the request arrives (a data: URL's bytes are in it); names that
@@ -110,7 +110,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       listeningUrl = url;
       const active = await runner.start();
       for (const job of active) admission.started(job.ownerId, job.id);
-      await webhooks.dispatcher.start();
+      await webhooks.deliverer.start();
       logger.info({ url: `${url}${GRAPHQL_PATH}`, resumedJobs: active.length, engine: engine.name }, 'server listening');
       return url;
     },
@@ -122,7 +122,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         // Engine calls in flight get the grace period; past it their jobs are simply resumed on the next start.
         let graceTimer: NodeJS.Timeout | undefined;
         await Promise.race([
-          Promise.all([runner.stop(), webhooks.dispatcher.stop()]),
+          Promise.all([runner.stop(), webhooks.deliverer.stop()]),
           new Promise((resolve) => (graceTimer = setTimeout(resolve, config.shutdownGraceMs))),
         ]);
         clearTimeout(graceTimer);

@@ -148,7 +148,7 @@ export interface Config {
     concurrency: number;
     failureBudgetMs: number;
   };
-  dispatcher: { concurrency: number };
+  submitter: { concurrency: number };
   /** Per-key limits on creating jobs (0 turns one off). */
   admission: AdmissionLimits;
   /** Largest HTTP request body (GraphQL, uploads and REST); data: URLs make image requests large. */
@@ -274,7 +274,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       concurrency: e.POLL_CONCURRENCY,
       failureBudgetMs: e.POLL_FAILURE_BUDGET_MS,
     },
-    dispatcher: { concurrency: e.DISPATCH_CONCURRENCY },
+    submitter: { concurrency: e.DISPATCH_CONCURRENCY },
     admission: {
       jobsPerMinute: e.RATE_LIMIT_JOBS_PER_MINUTE,
       burst: e.RATE_LIMIT_JOBS_BURST,

@@ -4,7 +4,7 @@
  * so that src/main.ts runs exactly as operators run it, while the parent can ask, over the IPC
  * channel, for the process's memory after a full GC: { id, cmd: 'mem' } -> { id, result }.
  * Touches nothing of the app. Plain JavaScript, and a no-op outside the main thread: worker
- * threads (the local engine's generation worker) inherit --import but not always tsx's loader.
+ * threads (the local engine's generation threads) inherit --import but not always tsx's loader.
  * The channel is unref'd (it never keeps the server alive) and, if the parent goes away, the
  * server is sent SIGTERM (its own graceful stop) rather than left behind.
  */

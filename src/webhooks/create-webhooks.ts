@@ -6,14 +6,14 @@ import { parseAllowHosts } from '../net/address-policy.js';
 import { checkOutboundUrl, outboundRefusal } from '../net/guarded-agent.js';
 import type { SqliteDatabase, WalSync } from '../storage/sqlite.js';
 import { WriteBatcher } from '../storage/write-batcher.js';
-import { WebhookDispatcher } from './webhook-dispatcher.js';
+import { WebhookDeliverer } from './webhook-deliverer.js';
 import { WebhookSender } from './webhook-sender.js';
 import { WebhookStore } from './webhook-store.js';
 
 /** Deliveries in flight at once: receivers are other people's servers, so few. */
 const CONCURRENCY = 4;
 
-/** Wires the webhook sender, its stored deliveries and the dispatcher that retries them. */
+/** Wires the webhook sender, its stored deliveries and the deliverer that retries them. */
 export function createWebhooks(deps: {
   db: SqliteDatabase;
   walSync: WalSync;
@@ -25,7 +25,7 @@ export function createWebhooks(deps: {
 }) {
   const allow = parseAllowHosts(deps.config.allowHosts);
   const sender = new WebhookSender(allow, deps.config.timeoutMs);
-  const dispatcher = new WebhookDispatcher(
+  const deliverer = new WebhookDeliverer(
     {
       store: new WebhookStore(deps.db, new WriteBatcher(deps.db, deps.walSync)),
       send: async (url, deliveryId, body, ownerId) => {
@@ -40,7 +40,7 @@ export function createWebhooks(deps: {
     { maxAttempts: deps.config.maxAttempts, retryBaseMs: deps.config.retryBaseMs, concurrency: CONCURRENCY },
   );
   return {
-    dispatcher,
+    deliverer,
     /** Why a webhook URL is refused at request time (scheme, private IP literal); null if not. */
     checkUrl: (url: string) => outboundRefusal(checkOutboundUrl(url, allow)),
     close: () => sender.close(),

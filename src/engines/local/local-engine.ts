@@ -9,12 +9,12 @@ import { ImageFetchError, type ImageFetcher } from '../../images/fetch-image.js'
 import type { EmbeddingUpload, Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
 import { EMBEDDING_EXTENSIONS, EmbeddingFileError, parseEmbedding } from '../../diffusion/embeddings/index.js';
 import type { EmbeddingRows } from '../../diffusion/checkpoint.js';
-import { GenerationFailed, GenerationWorkerClient } from './generation-worker-client.js';
+import { GenerationFailed, GenerationThread } from './generation-thread.js';
 import type { ModelDirectory, UploadSidecar } from './model-directory.js';
 import { GenerationCanceled } from '../../diffusion/pipeline.js';
 import { SCHEDULER_NAMES as IMPLEMENTED, type SchedulerName } from '../../diffusion/schedulers/index.js';
 import { ClipTokenizer } from '../../diffusion/tokenizer/clip-tokenizer.js';
-import type { WorkerSettings } from './worker-protocol.js';
+import type { ThreadSettings } from './thread-protocol.js';
 
 export interface LocalEngineOptions {
   /** Fetches init and mask images under the SSRF and size rules (owned, and closed, by the engine). */
@@ -24,8 +24,8 @@ export interface LocalEngineOptions {
   /** Checkpoints kept loaded (least recently used beyond that are released). */
   maxLoadedCheckpoints: number;
   defaultScheduler: SchedulerName;
-  /** ONNX Runtime settings for the generation worker. */
-  worker: Omit<WorkerSettings, 'maxLoadedCheckpoints'>;
+  /** ONNX Runtime settings for the generation thread. */
+  worker: Omit<ThreadSettings, 'maxLoadedCheckpoints'>;
   readEmbedding: (file: string) => Promise<{ vectors: Float32Array; count: number; width: number }>;
   /** Where uploaded embeddings are stored (with a JSON sidecar each). */
   uploadsDir: string;
@@ -84,8 +84,8 @@ export class LocalEngine implements Engine {
   private uploads: Promise<unknown> = Promise.resolve();
 
   /** One generation thread per concurrent job (each holds its own sessions). */
-  private readonly workers: GenerationWorkerClient[];
-  private readonly busy = new Map<string, GenerationWorkerClient>();
+  private readonly workers: GenerationThread[];
+  private readonly busy = new Map<string, GenerationThread>();
 
   constructor(
     private readonly models: ModelDirectory,
@@ -93,7 +93,7 @@ export class LocalEngine implements Engine {
   ) {
     this.workers = Array.from(
       { length: options.concurrency },
-      () => new GenerationWorkerClient({ ...options.worker, maxLoadedCheckpoints: options.maxLoadedCheckpoints }, options.logger),
+      () => new GenerationThread({ ...options.worker, maxLoadedCheckpoints: options.maxLoadedCheckpoints }, options.logger),
     );
   }
 

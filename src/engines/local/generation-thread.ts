@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { GenerationCanceled } from '../../diffusion/pipeline.js';
-import type { FromWorker, GenerateMessage, WorkerSettings } from './worker-protocol.js';
+import type { FromWorker, GenerateMessage, ThreadSettings } from './thread-protocol.js';
 
 /** A generation the worker failed, with the reason and whose fault it was (the request's or the engine's). */
 export class GenerationFailed extends Error {
@@ -21,10 +21,10 @@ interface PendingJob {
 }
 
 /**
- * The main thread's side of the generation worker: starts it on first use, routes its messages,
+ * The main thread's side of the generation thread: starts it on first use, routes its messages,
  * and fails every job in flight (then starts afresh on the next one) if the worker dies.
  */
-export class GenerationWorkerClient {
+export class GenerationThread {
   private worker: Worker | null = null;
   private readonly jobs = new Map<string, PendingJob>();
   private readonly describes = new Map<
@@ -34,7 +34,7 @@ export class GenerationWorkerClient {
   private nextRequest = 1;
 
   constructor(
-    private readonly settings: WorkerSettings,
+    private readonly settings: ThreadSettings,
     private readonly logger: Logger,
   ) {}
 
@@ -66,13 +66,13 @@ export class GenerationWorkerClient {
   private start(): Worker {
     if (this.worker) return this.worker;
     // From TypeScript sources (npm start, tests) a small .mjs entry loads the worker through tsx.
-    const entry = import.meta.url.endsWith('.ts') ? './generation-worker-bootstrap.mjs' : './generation-worker.js';
+    const entry = import.meta.url.endsWith('.ts') ? './thread-bootstrap.mjs' : './thread-main.js';
     const worker = new Worker(new URL(entry, import.meta.url), { workerData: this.settings });
     worker.on('message', (msg: FromWorker) => this.onMessage(msg));
-    worker.on('error', (err) => this.logger.error({ err }, 'generation worker failed'));
+    worker.on('error', (err) => this.logger.error({ err }, 'generation thread failed'));
     worker.on('exit', (code) => {
       if (this.worker === worker) this.worker = null;
-      const failure = new GenerationFailed(`the generation worker stopped (exit code ${code})`, 'engine');
+      const failure = new GenerationFailed(`the generation thread stopped (exit code ${code})`, 'engine');
       for (const job of this.jobs.values()) job.reject(failure);
       for (const d of this.describes.values()) d.reject(failure);
       this.jobs.clear();

@@ -3,14 +3,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GenerationWorkerClient } from '../src/engines/local/generation-worker-client.js';
+import { GenerationThread } from '../src/engines/local/generation-thread.js';
 import { generateTinyPipeline } from '../scripts/tiny-models/generate.js';
-import type { GenerateMessage } from '../src/engines/local/worker-protocol.js';
+import type { GenerateMessage } from '../src/engines/local/thread-protocol.js';
 
-/** The generation worker's own state across jobs: checkpoints it keeps loaded. */
-describe('generation worker', () => {
+/** The generation thread's own state across jobs: checkpoints it keeps loaded. */
+describe('generation thread', () => {
   const root = mkdtempSync(path.join(tmpdir(), 'sd-worker-'));
-  let worker: GenerationWorkerClient;
+  let worker: GenerationThread;
   let jobs = 0;
   const job = (over: Partial<GenerateMessage> = {}): GenerateMessage => ({
     type: 'generate',
@@ -33,10 +33,7 @@ describe('generation worker', () => {
   beforeAll(async () => {
     await generateTinyPipeline(path.join(root, 'tiny'));
     await generateTinyPipeline(path.join(root, 'tiny-inpainting'), { inpainting: true });
-    worker = new GenerationWorkerClient(
-      { maxLoadedCheckpoints: 1, executionProvider: 'cpu', intraOpThreads: 0 },
-      pino({ level: 'silent' }),
-    );
+    worker = new GenerationThread({ maxLoadedCheckpoints: 1, executionProvider: 'cpu', intraOpThreads: 0 }, pino({ level: 'silent' }));
   }, 60_000);
   afterAll(async () => {
     await worker.close();

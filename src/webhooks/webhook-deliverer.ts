@@ -24,7 +24,7 @@ const MIN_TICK_MS = 50;
  * delivery is persisted first and retried with exponential back-off until delivered, refused
  * for good, or out of attempts; the same delivery id goes with every attempt.
  */
-export class WebhookDispatcher {
+export class WebhookDeliverer {
   private readonly inFlight = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private running = false;

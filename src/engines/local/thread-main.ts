@@ -6,14 +6,14 @@ import { generate, GenerationCanceled } from '../../diffusion/pipeline.js';
 import { InvalidRequestError } from '../../diffusion/request-error.js';
 import { checkImages } from '../../diffusion/safety.js';
 import { TokenLimitError } from '../../diffusion/tokenizer/clip-tokenizer.js';
-import type { FromWorker, GenerateMessage, ToWorker, WorkerSettings } from './worker-protocol.js';
+import type { FromWorker, GenerateMessage, ToWorker, ThreadSettings } from './thread-protocol.js';
 
 /**
  * The local engine's generation thread: owns the ONNX Runtime sessions (loaded lazily, least
  * recently used released) and runs one generation at a time per message.
  */
 
-const settings = workerData as WorkerSettings;
+const settings = workerData as ThreadSettings;
 const sessionOptions: ort.InferenceSession.SessionOptions = {
   // auto: CUDA when its libraries and a GPU are there, else the CPU (see createSession).
   executionProviders: { cpu: ['cpu'], cuda: ['cuda'], auto: ['cuda', 'cpu'] }[settings.executionProvider],

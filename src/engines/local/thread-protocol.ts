@@ -2,7 +2,7 @@ import type { EmbeddingRows } from '../../diffusion/checkpoint.js';
 import type { GenerateRequest } from '../../diffusion/pipeline.js';
 
 /**
- * Messages between the local engine (main thread) and its generation worker. onnxruntime-node's
+ * Messages between the local engine (main thread) and its generation thread. onnxruntime-node's
  * session.run is synchronous, so inference must not run on the thread that serves the API.
  */
 
@@ -31,7 +31,7 @@ export type FromWorker =
   | { type: 'canceled'; jobId: string }
   | { type: 'described'; requestId: number; hiddenSize?: number; inpainting?: boolean; error?: string };
 
-export interface WorkerSettings {
+export interface ThreadSettings {
   maxLoadedCheckpoints: number;
   executionProvider: 'auto' | 'cpu' | 'cuda';
   intraOpThreads: number;
