@@ -7,6 +7,7 @@ const LAYERS = [
   'errors.ts', // ApiError, the errors every layer may raise
   'logger.ts',
   'retry', // back-off
+  'concurrency', // bounded background tasks
   'diffusion', // the SD 1.5 core: imports nothing else of src/
   'net',
   'storage',

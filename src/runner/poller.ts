@@ -5,6 +5,7 @@ import { JobErrorCode } from '../generation/request.js';
 import { errorReason, mayRequeue } from '../jobs/job-transitions.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
 import { backoffDelay } from '../retry/backoff.js';
+import { TaskSlots } from '../concurrency/task-slots.js';
 
 export interface PollerOptions {
   minIntervalMs: number;
@@ -35,9 +36,8 @@ export class Poller {
   private readonly tracked = new Map<string, Tracked>();
   private timer: NodeJS.Timeout | null = null;
   private timerDueAt = Infinity;
-  private inFlight = 0;
+  private readonly slots: TaskSlots;
   private running = false;
-  private readonly idle = new Set<() => void>();
 
   /** Where jobs a worker lost before they started go to be submitted again (the submitter). */
   private resubmit: ((job: Job) => void) | null = null;
@@ -48,7 +48,9 @@ export class Poller {
     private readonly options: PollerOptions,
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
-  ) {}
+  ) {
+    this.slots = new TaskSlots(options.concurrency, (err) => logger.error({ err }, 'poll failed'));
+  }
 
   /** Set once at wiring: the submitter needs the poller, so the poller cannot take it in its constructor. */
   onRequeue(resubmit: (job: Job) => void): void {
@@ -64,7 +66,7 @@ export class Poller {
   async stop(): Promise<void> {
     this.running = false;
     this.clearTimer();
-    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
+    await this.slots.idle();
   }
 
   track(job: Job): void {
@@ -89,7 +91,7 @@ export class Poller {
   }
 
   private schedule(): void {
-    if (!this.running || this.inFlight >= this.options.concurrency) return;
+    if (!this.running || this.slots.free === 0) return;
     let next = Infinity;
     for (const t of this.tracked.values()) if (!t.inFlight && t.dueAt < next) next = t.dueAt;
     if (next === Infinity) return this.clearTimer();
@@ -111,20 +113,15 @@ export class Poller {
     const now = this.clock();
     const due = [...this.tracked.values()].filter((t) => !t.inFlight && t.dueAt <= now).sort((a, b) => a.dueAt - b.dueAt);
     for (const t of due) {
-      if (this.inFlight >= this.options.concurrency) break;
-      this.inFlight++;
+      if (this.slots.free === 0) break;
       t.inFlight = true;
-      void this.poll(t)
-        .catch((err: unknown) => this.logger.error({ err, jobId: t.job.id }, 'poll failed'))
-        .finally(() => {
+      this.slots.run(
+        () => this.poll(t).catch((err: unknown) => this.logger.error({ err, jobId: t.job.id }, 'poll failed')),
+        () => {
           t.inFlight = false;
-          this.inFlight--;
-          if (this.inFlight === 0) {
-            for (const resolve of this.idle) resolve();
-            this.idle.clear();
-          }
           this.schedule();
-        });
+        },
+      );
     }
     this.schedule();
   }

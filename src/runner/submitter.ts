@@ -6,6 +6,7 @@ import { errorReason } from '../jobs/job-transitions.js';
 import { backoffDelay } from '../retry/backoff.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
 import type { Poller } from './poller.js';
+import { TaskSlots } from '../concurrency/task-slots.js';
 
 export interface SubmitterOptions {
   concurrency: number;
@@ -39,9 +40,8 @@ export class Submitter {
    * again later (a restart, a worker that lost it) gets a fresh budget.
    */
   private readonly attempts = new Map<string, { count: number; since: number }>();
-  private active = 0;
+  private readonly slots: TaskSlots;
   private running = false;
-  private readonly idle = new Set<() => void>();
 
   constructor(
     private readonly engine: Engine,
@@ -50,7 +50,9 @@ export class Submitter {
     private readonly options: SubmitterOptions,
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
-  ) {}
+  ) {
+    this.slots = new TaskSlots(options.concurrency, (err) => logger.error({ err }, 'submission failed'));
+  }
 
   start(): void {
     this.running = true;
@@ -61,7 +63,7 @@ export class Submitter {
     this.running = false;
     for (const timer of this.retryTimers) clearTimeout(timer);
     this.retryTimers.clear();
-    if (this.active > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
+    await this.slots.idle();
   }
 
   /**
@@ -121,20 +123,13 @@ export class Submitter {
   }
 
   private pump(): void {
-    while (this.running && this.active < this.options.concurrency) {
+    while (this.running && this.slots.free > 0) {
       const job = this.shift();
       if (!job) break;
-      this.active++;
-      void this.submit(job)
-        .catch((err: unknown) => this.logger.error({ err, jobId: job.id }, 'dispatch failed'))
-        .finally(() => {
-          this.active--;
-          if (this.active === 0) {
-            for (const resolve of this.idle) resolve();
-            this.idle.clear();
-          }
-          this.pump();
-        });
+      this.slots.run(
+        () => this.submit(job).catch((err: unknown) => this.logger.error({ err, jobId: job.id }, 'submission failed')),
+        () => this.pump(),
+      );
     }
   }
 

@@ -5,6 +5,7 @@ import { webhookBody } from './webhook-payload.js';
 import type { SendOutcome } from './webhook-sender.js';
 import type { WebhookDelivery, WebhookStore } from './webhook-store.js';
 import { backoffDelay } from '../retry/backoff.js';
+import { TaskSlots } from '../concurrency/task-slots.js';
 
 export interface WebhookOptions {
   /** Attempts per delivery before it is given up. */
@@ -25,10 +26,11 @@ const MIN_TICK_MS = 50;
  * for good, or out of attempts; the same delivery id goes with every attempt.
  */
 export class WebhookDeliverer {
+  /** Deliveries being attempted now, by id (a slot each). */
   private readonly inFlight = new Set<string>();
+  private readonly slots: TaskSlots;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
-  private readonly idle = new Set<() => void>();
 
   constructor(
     private readonly deps: {
@@ -40,7 +42,9 @@ export class WebhookDeliverer {
       clock?: () => number;
     },
     private readonly options: WebhookOptions,
-  ) {}
+  ) {
+    this.slots = new TaskSlots(options.concurrency, (err) => deps.logger.error({ err }, 'webhook delivery failed'));
+  }
 
   private now(): number {
     return (this.deps.clock ?? Date.now)();
@@ -60,7 +64,7 @@ export class WebhookDeliverer {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    if (this.inFlight.size > 0) await new Promise<void>((resolve) => this.idle.add(resolve));
+    await this.slots.idle();
   }
 
   /** Records the delivery for a job that just finished (no-op without a webhook URL). */
@@ -82,21 +86,21 @@ export class WebhookDeliverer {
     if (!this.running) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const free = this.options.concurrency - this.inFlight.size;
+    const free = this.slots.free;
     if (free > 0) {
       const due = this.deps.store.due(this.now(), free + this.inFlight.size).filter((d) => !this.inFlight.has(d.id));
       for (const delivery of due.slice(0, free)) {
         this.inFlight.add(delivery.id);
-        void this.attempt(delivery)
-          .catch((err: unknown) => this.deps.logger.error({ err, deliveryId: delivery.id }, 'webhook delivery failed'))
-          .finally(() => {
+        this.slots.run(
+          () =>
+            this.attempt(delivery).catch((err: unknown) =>
+              this.deps.logger.error({ err, deliveryId: delivery.id }, 'webhook delivery failed'),
+            ),
+          () => {
             this.inFlight.delete(delivery.id);
-            if (this.inFlight.size === 0) {
-              for (const resolve of this.idle) resolve();
-              this.idle.clear();
-            }
             this.pump();
-          });
+          },
+        );
       }
     }
     const next = this.deps.store.nextDueAt();
