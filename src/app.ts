@@ -3,7 +3,6 @@ import { SqliteKeyStore } from './auth/key-store.js';
 import type { Config } from './config.js';
 import { CatalogueService } from './engines/catalogue-service.js';
 import { createEngine } from './engines/create-engine.js';
-import type { Engine } from './engines/engine.js';
 import { createGraphQL, GRAPHQL_PATH } from './http/graphql.js';
 import { createHttpServer } from './http/server.js';
 import { checkDataUrl } from './images/fetch-image.js';
@@ -25,25 +24,19 @@ export interface App {
   start(): Promise<string>;
   /** Graceful: stops accepting, closes sockets, waits for in-flight engine calls, closes the store. */
   stop(): Promise<void>;
+  /** The API keys (main.ts makes the first one). */
   readonly keys: SqliteKeyStore;
-  readonly events: InProcessJobEvents;
-  readonly runner: InProcessRunner;
   readonly logger: Logger;
-  /** Open WebSocket connections. */
-  socketCount(): number;
 }
 
 export interface AppOverrides {
-  /** Use this engine instead of the configured one (tests, benchmarks). */
-  engine?: Engine;
-  logger?: Logger;
-  /** Called with the open database (tests use it to make the disk look full). */
+  /** Called with the open database (a test uses it to make the disk look full; see the notes). */
   onDatabaseOpen?: (db: SqliteDatabase) => void;
 }
 
 /** Wires the whole server. Owns every socket, timer and handle it opens; stop() releases them all. */
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
-  const logger = overrides.logger ?? createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel);
   const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
   const db = openDatabase(dbFile);
   overrides.onDatabaseOpen?.(db);
@@ -53,7 +46,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const events = new InProcessJobEvents();
   const images = new LocalImageStore(config.dataDir);
   await images.init();
-  const engine = overrides.engine ?? (await createEngine(config.engine, logger));
+  const engine = await createEngine(config.engine, logger);
   const upstreamKeys = config.engine.kind === 'imagepipeline' ? config.engine.workers.flatMap((w) => (w.apiKey ? [w.apiKey] : [])) : [];
   const updater = new JobUpdater(store, events, images, logger, upstreamKeys);
   const runner = new InProcessRunner(
@@ -94,16 +87,17 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const models = new CatalogueService(engine);
 
   const yoga = createGraphQL({ config, logger, keys, jobs, models });
-  const http = createHttpServer({ config, logger, yoga, keys, jobs, images });
+  const gauges = [
+    { name: 'sd_jobs_tracked', help: 'Jobs the runner follows on their engine now.', value: () => runner.trackedCount() },
+    { name: 'sd_job_subscriptions', help: 'Open jobStatus subscriptions (job event listeners).', value: () => events.listenerCount() },
+  ];
+  const http = createHttpServer({ config, logger, yoga, keys, jobs, images, gauges });
 
   let stopping: Promise<void> | null = null;
 
   return {
     keys,
-    events,
-    runner,
     logger,
-    socketCount: http.socketCount,
 
     async start() {
       const url = await http.listen();

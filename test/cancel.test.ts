@@ -15,7 +15,7 @@ describe('cancelJob', () => {
     const created = await server.gql(Text2ImageDocument, { input: { prompt: 'a castle' } });
     const id = created.data!.text2image.id;
     const sub = collect(server.ws(), JobStatusDocument, { id });
-    await waitFor(() => server.app.runner.trackedCount() === 1);
+    await waitFor(async () => (await server.metrics()).sd_jobs_tracked === 1);
 
     const canceled = await server.gql(CancelJobDocument, { id });
     expect(canceled.errors).toBeUndefined();
@@ -25,7 +25,7 @@ describe('cancelJob', () => {
 
     const { values } = await sub;
     expect(values.at(-1)!.jobStatus.status).toBe('CANCELED');
-    expect(server.app.runner.trackedCount()).toBe(0);
+    expect((await server.metrics()).sd_jobs_tracked).toBe(0);
 
     // The upstream finishing afterwards changes nothing.
     server.upstream.behaviour.hold = false;

@@ -151,7 +151,7 @@ describe('request and connection limits', () => {
     const client = server.ws();
     const first = collect(client, JobStatusDocument, { id: ids[0]! }, 20_000);
     const second = collect(client, JobStatusDocument, { id: ids[1]! }, 20_000);
-    await waitFor(() => server.app.events.listenerCount() >= 2);
+    await waitFor(async () => (await server.metrics()).sd_job_subscriptions! >= 2);
     const third = await collect(client, JobStatusDocument, { id: ids[2]! });
     expect(third.errors.flat()).toEqual([
       expect.objectContaining({ message: expect.stringMatching(/already has 2 subscriptions open/), extensions: { code: 'RATE_LIMITED' } }),

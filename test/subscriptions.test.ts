@@ -21,7 +21,7 @@ describe('subscriptions and the poller', () => {
 
   it('frees every listener after many subscribe/unsubscribe cycles on one socket and on fresh sockets', async () => {
     const id = await heldJob();
-    const baseline = server.app.events.listenerCount();
+    const baseline = (await server.metrics()).sd_job_subscriptions;
     const client = server.ws();
     for (let i = 0; i < 200; i++) {
       await new Promise<void>((resolve, reject) => {
@@ -31,7 +31,7 @@ describe('subscriptions and the poller', () => {
         );
       });
     }
-    await waitFor(() => server.app.events.listenerCount() === baseline);
+    await waitFor(async () => (await server.metrics()).sd_job_subscriptions === baseline);
 
     for (let i = 0; i < 30; i++) {
       const c = server.ws();
@@ -43,8 +43,11 @@ describe('subscriptions and the poller', () => {
       });
       await c.dispose();
     }
-    await waitFor(() => server.app.events.listenerCount() === baseline && server.app.socketCount() <= 1);
-    expect(server.app.events.listenerCount()).toBe(baseline);
+    await waitFor(async () => {
+      const m = await server.metrics();
+      return m.sd_job_subscriptions === baseline && m.sd_websocket_connections! <= 1;
+    });
+    expect((await server.metrics()).sd_job_subscriptions).toBe(baseline);
   });
 
   it('polls a job at most once per interval however many clients follow it, backing off while it waits', async () => {
@@ -56,7 +59,7 @@ describe('subscriptions and the poller', () => {
     const disposers = subscribers.map((c) =>
       c.subscribe({ query: print(JobStatusDocument), variables: { id: watched } }, { next: () => {}, error: () => {}, complete: () => {} }),
     );
-    await waitFor(() => server.app.events.listenerCount() >= 20);
+    await waitFor(async () => (await server.metrics()).sd_job_subscriptions! >= 20);
     const start = [a.statusCalls, b.statusCalls];
     const t0 = Date.now();
     await new Promise((r) => setTimeout(r, 600));

@@ -8,6 +8,7 @@
  */
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
+import { readMetrics } from '../../test/helpers/metrics.js';
 import { cpuSample, serveIpc } from '../lib/child.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -29,14 +30,15 @@ serveIpc(
       await settle();
       gc();
       const m = process.memoryUsage();
+      const gauges = await readMetrics(url);
       return {
         heapUsed: m.heapUsed,
         external: m.external,
         arrayBuffers: m.arrayBuffers,
         rss: m.rss,
-        listeners: app.events.listenerCount(),
-        sockets: app.socketCount(),
-        tracked: app.runner.trackedCount(),
+        listeners: gauges.sd_job_subscriptions,
+        sockets: gauges.sd_websocket_connections,
+        tracked: gauges.sd_jobs_tracked,
       };
     },
   },

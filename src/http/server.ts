@@ -9,6 +9,7 @@ import { bodyTooLarge } from './body-limit.js';
 import { GRAPHQL_PATH, type GraphQLHandler } from './graphql.js';
 import { createGraphQLWebSocketServer } from './graphql-websocket.js';
 import { IMAGES_PATH, serveImage } from './image-routes.js';
+import { METRICS_PATH, renderMetrics, type Gauge } from './metrics.js';
 import { handleRest, REST_PREFIX } from './rest/rest-routes.js';
 
 export interface HttpDeps {
@@ -18,6 +19,8 @@ export interface HttpDeps {
   keys: SqliteKeyStore;
   jobs: JobService;
   images: LocalImageStore;
+  /** What GET /metrics reports (besides the open WebSocket connections, which this server knows). */
+  gauges: readonly Gauge[];
 }
 
 export interface HttpServer {
@@ -27,12 +30,10 @@ export interface HttpServer {
   closeSockets(): Promise<void>;
   /** Closes idle connections now and the rest after graceMs; resolves once the server is closed. */
   closeConnections(graceMs: number): Promise<void>;
-  /** Open WebSocket connections. */
-  socketCount(): number;
 }
 
 /** One port: GraphQL over HTTP and WebSocket, the contract's REST API, images, /healthz. */
-export function createHttpServer({ config, logger, yoga, keys, jobs, images }: HttpDeps): HttpServer {
+export function createHttpServer({ config, logger, yoga, keys, jobs, images, gauges }: HttpDeps): HttpServer {
   /** Base of absolute image URLs: PUBLIC_URL, or the Host the client used (node requests, and WebSocket upgrades). */
   const baseUrlOf = (req: IncomingMessage) => config.publicUrl ?? `http://${req.headers.host ?? `${config.host}:${config.port}`}`;
 
@@ -58,6 +59,8 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images }: H
       });
     } else if (url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    } else if (url === METRICS_PATH && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(renderMetrics([...gauges, sockets]));
     } else {
       const refusal = bodyTooLarge(req, config.maxRequestBodyBytes);
       if (refusal) {
@@ -77,13 +80,16 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images }: H
     options: { path: GRAPHQL_PATH, ...config.websocket },
     logger,
   });
+  const sockets: Gauge = {
+    name: 'sd_websocket_connections',
+    help: 'Open GraphQL WebSocket connections.',
+    value: () => websocket.socketCount(),
+  };
 
   let listening = false;
   let closed: Promise<void> = Promise.resolve();
 
   return {
-    socketCount: websocket.socketCount,
-
     async listen() {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { buildApp, type App, type AppOverrides } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { FakeImagePipeline } from '../fixtures/fake-imagepipeline.js';
+import { readMetrics } from './metrics.js';
 
 /** Starts this server on loopback against a fake upstream, with a fresh DATA_DIR and one key. */
 export interface TestServer {
@@ -22,6 +23,8 @@ export interface TestServer {
   /** A graphql-ws client; closed by stop(). */
   ws(connectionParams?: Record<string, unknown>): Client;
   newKey(name: string): string;
+  /** GET /metrics, as name → value. */
+  metrics(): Promise<Record<string, number>>;
   /** Stops the app (and, unless keepData, removes DATA_DIR and stops the upstream). */
   stop(opts?: { keepData?: boolean }): Promise<void>;
 }
@@ -74,6 +77,7 @@ export async function startTestServer(
       return client;
     },
     newKey: (name) => app.keys.create(name).key,
+    metrics: () => readMetrics(url),
     async stop({ keepData = false } = {}) {
       await Promise.all(clients.map(async (c) => c.dispose()));
       await app.stop();
