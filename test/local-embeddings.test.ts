@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkWidth, EmbeddingFileError, loadEmbeddingFile, parseEmbedding } from '../src/diffusion/embeddings/index.js';
+import { EmbeddingFileError, loadEmbeddingFile, parseEmbedding, widthHint } from '../src/diffusion/embeddings/index.js';
 import {
   type DictSpec,
   encodeFloats,
@@ -352,11 +352,10 @@ describe('files and widths', () => {
     expect(() => parseEmbedding(new Uint8Array(10), 'noext')).toThrow(/unsupported extension/);
   });
 
-  it('checkWidth refuses a width the text encoder does not have', () => {
-    expect(() => checkWidth({ width: 768 }, 768, 'a.pt')).not.toThrow();
-    expect(() => checkWidth({ width: 1024 }, 768, 'sd2.pt')).toThrow(
-      'embedding "sd2.pt" has vectors of width 1024; this checkpoint needs 768 (is it an SD 2.x embedding?)',
-    );
-    expect(() => checkWidth({ width: 512 }, 768, 'odd.pt')).toThrow(/width 512; this checkpoint needs 768$/);
+  it('names the model family a width that does not fit belongs to, when it is a known one', () => {
+    expect(widthHint(1024, 768)).toBe(' (is it an SD 2.x embedding?)');
+    expect(widthHint(768, 1024)).toBe(' (is it an SD 1.x embedding?)');
+    expect(widthHint(1280, 768)).toBe(' (is it an SDXL embedding?)');
+    expect(widthHint(512, 768)).toBe('');
   });
 });

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { appendInitializerRows, decodeModel, encodeModel, findInitializer, inlineExternalData, tensorDims } from './onnx/proto.js';
+import { widthHint } from './embeddings/index.js';
 import { InvalidRequestError } from './request-error.js';
 import { ClipTokenizer } from './tokenizer/clip-tokenizer.js';
 
@@ -178,7 +179,7 @@ export class Checkpoint {
       if (width !== this.hiddenSize) {
         const name = e.id && e.id !== e.trigger ? `"${e.id}" (trigger word "${e.trigger}")` : `"${e.trigger}"`;
         throw new InvalidRequestError(
-          `the embedding ${name} has vectors of width ${width}; the checkpoint "${path.basename(this.dir)}" needs ${this.hiddenSize}`,
+          `the embedding ${name} has vectors of width ${width}; the checkpoint "${path.basename(this.dir)}" needs ${this.hiddenSize}${widthHint(width, this.hiddenSize)}`,
         );
       }
     }

@@ -60,21 +60,12 @@ export function parseEmbedding(buffer: Uint8Array, fileName: string): Embedding 
   }
 }
 
-/** Refuses an embedding whose vectors do not match the text encoder's hidden size. */
-export function checkWidth(embedding: Pick<Embedding, 'width'>, expectedWidth: number, fileName: string): void {
-  if (embedding.width === expectedWidth) return;
-  const hint =
-    embedding.width === 1024 && expectedWidth === 768
-      ? ' (is it an SD 2.x embedding?)'
-      : embedding.width === 768 && expectedWidth === 1024
-        ? ' (is it an SD 1.x embedding?)'
-        : embedding.width === 1280
-          ? ' (is it an SDXL embedding?)'
-          : '';
-  throw new EmbeddingFileError(
-    fileName,
-    `embedding "${fileName}" has vectors of width ${embedding.width}; this checkpoint needs ${expectedWidth}${hint}`,
-  );
+/** Why an embedding's width may not fit: the model family its width belongs to, when it is a known one. */
+export function widthHint(width: number, expected: number): string {
+  if (width === 1024 && expected === 768) return ' (is it an SD 2.x embedding?)';
+  if (width === 768 && expected === 1024) return ' (is it an SD 1.x embedding?)';
+  if (width === 1280) return ' (is it an SDXL embedding?)';
+  return '';
 }
 
 function checkExtension(fileName: string): string {

@@ -7,7 +7,7 @@ import { JobErrorCode, SCHEDULER_NAMES, type GenerationParams } from '../../gene
 import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../catalogue/catalogue.js';
 import { ImageFetchError, type ImageFetcher } from '../../images/fetch-image.js';
 import type { EmbeddingUpload, Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
-import { EMBEDDING_EXTENSIONS, EmbeddingFileError, parseEmbedding } from '../../diffusion/embeddings/index.js';
+import { EMBEDDING_EXTENSIONS, EmbeddingFileError, parseEmbedding, widthHint } from '../../diffusion/embeddings/index.js';
 import type { EmbeddingRows } from '../../diffusion/checkpoint.js';
 import { GenerationFailed, GenerationThread } from './generation-thread.js';
 import type { ModelDirectory, UploadSidecar } from './model-directory.js';
@@ -190,7 +190,7 @@ export class LocalEngine implements Engine {
         issues.push({
           path: ['file'],
           code: 'INCOMPATIBLE_EMBEDDING',
-          message: `has vectors of width ${parsed.width}; the checkpoints here need ${width} (SD 1.5: 768)`,
+          message: `has vectors of width ${parsed.width}; the checkpoints here need ${width}${widthHint(parsed.width, width) || ' (SD 1.5: 768)'}`,
         });
       }
     }
