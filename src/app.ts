@@ -16,7 +16,7 @@ import { createLogger, type Logger } from './logger.js';
 import { parseAllowHosts } from './net/address-policy.js';
 import { checkOutboundUrl, outboundRefusal } from './net/guarded-agent.js';
 import { InProcessRunner } from './runner/in-process-runner.js';
-import { openDatabase, WalSync, type SqliteDatabase } from './storage/sqlite.js';
+import { openDatabase, WalSync } from './storage/sqlite.js';
 import { createWebhooks } from './webhooks/create-webhooks.js';
 
 export interface App {
@@ -29,17 +29,11 @@ export interface App {
   readonly logger: Logger;
 }
 
-export interface AppOverrides {
-  /** Called with the open database (a test uses it to make the disk look full; see the notes). */
-  onDatabaseOpen?: (db: SqliteDatabase) => void;
-}
-
 /** Wires the whole server. Owns every socket, timer and handle it opens; stop() releases them all. */
-export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
+export async function buildApp(config: Config): Promise<App> {
   const logger = createLogger(config.logLevel);
   const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
   const db = openDatabase(dbFile);
-  overrides.onDatabaseOpen?.(db);
   const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
   const keys = new SqliteKeyStore(db, walSync);
   const store = new SqliteJobStore(db, walSync);

@@ -5,7 +5,7 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print, type ExecutionResult } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { buildApp, type App, type AppOverrides } from '../../src/app.js';
+import { buildApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { FakeImagePipeline } from '../fixtures/fake-imagepipeline.js';
 import { readMetrics } from './metrics.js';
@@ -37,7 +37,7 @@ export const FAST_POLLING = {
 };
 
 export async function startTestServer(
-  options: { upstream?: FakeImagePipeline; dataDir?: string; env?: Record<string, string>; overrides?: AppOverrides } = {},
+  options: { upstream?: FakeImagePipeline; dataDir?: string; env?: Record<string, string> } = {},
 ): Promise<TestServer> {
   const upstream = options.upstream ?? new FakeImagePipeline();
   if (!options.upstream) await upstream.start();
@@ -52,7 +52,7 @@ export async function startTestServer(
     IMAGEPIPELINE_API_KEY: upstream.apiKey,
     ...options.env,
   };
-  const app = await buildApp(loadConfig(env), options.overrides);
+  const app = await buildApp(loadConfig(env));
   const url = await app.start();
   const clients: Client[] = [];
   const key = app.keys.create('test').key;
