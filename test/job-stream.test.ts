@@ -3,38 +3,10 @@ import type { Job, JobStatus } from '../src/jobs/job.js';
 import { InProcessJobEvents } from '../src/jobs/job-events.js';
 import { JobStream } from '../src/jobs/job-stream.js';
 import { patchFromEngineStatus } from '../src/jobs/job-transitions.js';
+import { testJob } from './helpers/jobs.js';
 
-const job = (version: number, status: JobStatus, step = 0): Job => ({
-  id: 'j1',
-  ownerId: 'k1',
-  mode: 'text2image',
-  status,
-  params: {
-    modelId: 'sd1.5',
-    prompt: 'p',
-    negativePrompt: '',
-    numInferenceSteps: 10,
-    guidanceScale: 7.5,
-    samples: 1,
-    width: 512,
-    height: 512,
-    seed: 1,
-    embeddings: [],
-    safetyChecker: true,
-  },
-  engine: 'e',
-  engineHandle: 'h',
-  progress: step ? { step, totalSteps: 10 } : null,
-  engineQueuePosition: null,
-  requeues: 0,
-  webhookUrl: null,
-  images: [],
-  error: null,
-  version,
-  createdAt: new Date(0),
-  startedAt: null,
-  finishedAt: null,
-});
+const job = (version: number, status: JobStatus, step = 0): Job =>
+  testJob({ ownerId: 'k1', status, engine: 'e', engineHandle: 'h', progress: step ? { step, totalSteps: 10 } : null, version });
 
 describe('JobStream', () => {
   it('starts with the snapshot, drops stale versions, keeps transitions, coalesces progress, ends after a terminal state', async () => {

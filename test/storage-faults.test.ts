@@ -10,38 +10,10 @@ import type { Job } from '../src/jobs/job.js';
 import { openDatabase, WalSync, type SqliteDatabase } from '../src/storage/sqlite.js';
 import { FakeImagePipeline } from './fixtures/fake-imagepipeline.js';
 import { startTestServer } from './helpers/test-server.js';
+import { testJob, testParams } from './helpers/jobs.js';
 
-const job = (id: string): Job => ({
-  id,
-  ownerId: 'owner',
-  mode: 'text2image',
-  status: 'PENDING',
-  params: {
-    modelId: 'sd1.5',
-    prompt: 'x'.repeat(2000),
-    negativePrompt: '',
-    numInferenceSteps: 20,
-    guidanceScale: 7.5,
-    samples: 1,
-    width: 512,
-    height: 512,
-    seed: 1,
-    embeddings: [],
-    safetyChecker: true,
-  },
-  engine: 'test',
-  engineHandle: null,
-  progress: null,
-  engineQueuePosition: null,
-  requeues: 0,
-  webhookUrl: null,
-  images: [],
-  error: null,
-  version: 1,
-  createdAt: new Date(),
-  startedAt: null,
-  finishedAt: null,
-});
+const job = (id: string): Job =>
+  testJob({ id, params: testParams({ prompt: 'x'.repeat(2000), numInferenceSteps: 20 }), createdAt: new Date() });
 
 describe('a job store whose disk is full', () => {
   let dir: string;

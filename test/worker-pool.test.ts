@@ -11,24 +11,9 @@ import type { Job } from '../src/jobs/job.js';
 import { JobDocument, JobStatusDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { FakeImagePipeline } from './fixtures/fake-imagepipeline.js';
 import { collect, startTestServer, waitFor } from './helpers/test-server.js';
+import { testParams } from './helpers/jobs.js';
 
-const job = (id: string): EngineJob => ({
-  id,
-  mode: 'text2image',
-  params: {
-    modelId: 'sd1.5',
-    prompt: 'p',
-    negativePrompt: '',
-    numInferenceSteps: 10,
-    guidanceScale: 7.5,
-    samples: 1,
-    width: 512,
-    height: 512,
-    seed: 1,
-    embeddings: [],
-    safetyChecker: true,
-  },
-});
+const job = (id: string): EngineJob => ({ id, mode: 'text2image', params: testParams() });
 
 /** An engine over these workers; probes are driven by hand in the tests (long interval). */
 const engineFor = (
