@@ -4,6 +4,7 @@ import './model.js';
 import './job.js';
 import './generation.js';
 import './webhook.js';
+import './viewer.js';
 
 builder.queryType({ description: 'Reads: jobs and the model catalogue.' });
 builder.mutationType({ description: 'Writes: one mutation per generation mode, and cancelJob.' });

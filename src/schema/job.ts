@@ -28,6 +28,8 @@ export const JobMode = builder.enumType('JobMode', {
 interface ProgressShape {
   step: number;
   totalSteps: number;
+  /** Only on live progress events of a watched job (never stored). */
+  preview?: string | null;
 }
 
 const JobProgress = builder.objectRef<ProgressShape>('JobProgress').implement({
@@ -38,6 +40,12 @@ const JobProgress = builder.objectRef<ProgressShape>('JobProgress').implement({
     fraction: t.float({
       description: 'step / totalSteps, from 0 to 1.',
       resolve: (p) => (p.totalSteps > 0 ? Math.min(1, p.step / p.totalSteps) : 0),
+    }),
+    preview: t.string({
+      nullable: true,
+      description:
+        'A small image of the job as it forms (a data: URL, at most 256 px on the long side), while the engine denoises. Sent only to jobStatus subscribers that select this field, at most about 4 a second; null otherwise, and on engines that cannot make one.',
+      resolve: (p) => p.preview ?? null,
     }),
   }),
 });
