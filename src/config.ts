@@ -113,11 +113,15 @@ const envSchema = z
     GRAPHQL_MAX_ALIASES: z.coerce.number().int().min(0).default(15),
     GRAPHQL_MAX_TOKENS: z.coerce.number().int().min(50).default(2000),
     GRAPHQL_MAX_COST: z.coerce.number().int().min(10).default(5000),
+    /** Introspection's own depth limit: the standard query GraphiQL and codegen send is 15 deep. */
+    GRAPHQL_MAX_INTROSPECTION_DEPTH: z.coerce.number().int().min(15).default(20),
     WS_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().min(0).default(50),
     WS_MAX_SUBSCRIPTIONS_PER_KEY: z.coerce.number().int().min(0).default(500),
     WS_CONNECTION_INIT_TIMEOUT_MS: positiveMs.default(3_000),
 
     GRAPHIQL: bool.default(true),
+    /** The web studio at / (studio/dist). */
+    STUDIO: bool.default(true),
     SHUTDOWN_GRACE_MS: positiveMs.default(10_000),
   })
   .refine((c) => c.POLL_MIN_INTERVAL_MS <= c.POLL_MAX_INTERVAL_MS, {
@@ -140,6 +144,7 @@ export interface Config {
   logLevel: Env['LOG_LEVEL'];
   sqliteSynchronous: Env['SQLITE_SYNCHRONOUS'];
   graphiql: boolean;
+  studio: boolean;
   shutdownGraceMs: number;
   engine: EngineConfig;
   poller: {
@@ -171,6 +176,7 @@ export interface GraphQLLimits {
   maxAliases: number;
   maxTokens: number;
   maxCost: number;
+  maxIntrospectionDepth: number;
 }
 
 export type EngineConfig = LocalEngineConfig | ImagePipelineEngineConfig;
@@ -236,6 +242,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     sqliteSynchronous: e.SQLITE_SYNCHRONOUS,
     graphiql: e.GRAPHIQL,
+    studio: e.STUDIO,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     engine:
       e.ENGINE === 'local'
@@ -293,6 +300,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxAliases: e.GRAPHQL_MAX_ALIASES,
       maxTokens: e.GRAPHQL_MAX_TOKENS,
       maxCost: e.GRAPHQL_MAX_COST,
+      maxIntrospectionDepth: e.GRAPHQL_MAX_INTROSPECTION_DEPTH,
     },
     websocket: {
       maxConnectionsPerKey: e.WS_MAX_CONNECTIONS_PER_KEY,

@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { getIntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { JobStatusDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
@@ -53,6 +54,33 @@ describe('request and connection limits', () => {
     // Ordinary operations and introspection (GraphiQL, codegen) still work.
     expect((await post('{ models { id } }')).status).toBe(200);
     expect((await post('{ __schema { types { name fields { name type { name ofType { name ofType { name } } } } } } }')).status).toBe(200);
+  });
+
+  it("answers the standard introspection query (GraphiQL's and codegen's) and refuses introspection nested much deeper", async () => {
+    const standard = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        query: getIntrospectionQuery({
+          descriptions: true,
+          specifiedByUrl: true,
+          directiveIsRepeatable: true,
+          schemaDescription: true,
+          inputValueDeprecation: true,
+        }),
+      }),
+    });
+    const body = (await standard.json()) as { data?: { __schema: { types: unknown[] } }; errors?: unknown };
+    expect(body.errors).toBeUndefined();
+    expect(body.data!.__schema.types.length).toBeGreaterThan(20);
+
+    const ofTypes = (n: number): string => (n === 0 ? 'name' : `name ofType { ${ofTypes(n - 1)} }`);
+    // __schema types fields type + 17 ofType: 21 levels, over the default limit of 20.
+    const deep = await post(`{ __schema { types { fields { type { ${ofTypes(17)} } } } } }`, { 'api-key': '' });
+    expect(await messageOf(deep)).toMatch(/introspection nested 2\d levels deep; at most 20/);
+    // The same hidden in a fragment.
+    const viaFragment = await post(`{ __schema { types { ...T } } } fragment T on __Type { fields { type { ${ofTypes(17)} } } }`);
+    expect(await messageOf(viaFragment)).toMatch(/introspection nested 2\d levels deep; at most 20/);
   });
 
   it('answers 413 for a body over MAX_REQUEST_BODY_BYTES on GraphQL, uploads and REST, and 411 for a chunked GraphQL body', async () => {

@@ -1,6 +1,11 @@
 /** The operations GraphiQL opens with: run CreateJob, then paste the id into FollowJob. */
-export const GRAPHIQL_EXAMPLE = `# Welcome! Put your key in the Headers tab below: {"API-Key": "sdk_..."}
-# (the server printed one on its first start; create more with: npm run keys -- create --name NAME)
+export const GRAPHIQL_EXAMPLE = `# The Docs pane (top left) is the API reference.
+# To run operations, put your key in the Headers tab below:
+#   {"API-Key": "sdk_..."}
+# The server printed one on its first start; make more with
+#   npm run keys -- create --name NAME
+# Run CreateJob, then paste its id into FollowJob and run that:
+# it streams the job's progress over the WebSocket.
 
 mutation CreateJob {
   text2image(input: {

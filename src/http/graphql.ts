@@ -1,5 +1,4 @@
 import type { IncomingMessage } from 'node:http';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga } from 'graphql-yoga';
 import { apiKeyFromConnectionParams, apiKeyFromHeaders } from '../auth/credentials.js';
 import type { SqliteKeyStore } from '../auth/key-store.js';
@@ -10,7 +9,6 @@ import type { Logger } from '../logger.js';
 import type { GraphQLContext } from '../schema/context.js';
 import { createErrorMasker } from '../schema/errors.js';
 import { schema } from '../schema/index.js';
-import { GRAPHIQL_EXAMPLE } from './graphiql-example.js';
 import { graphqlLimitPlugins } from './graphql-limits.js';
 import { useRequireApiKey } from './require-api-key.js';
 
@@ -42,8 +40,9 @@ export function createGraphQL({ config, logger, keys, jobs, models }: GraphQLDep
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
-    // Bundled GraphiQL: the default page loads its scripts from a CDN, which private networks lack.
-    renderGraphiQL,
+    // The HTTP server serves GraphiQL itself (http/graphiql.ts): compressed, cached, with a fetcher
+    // that puts the key in the WebSocket's connection_init.
+    graphiql: false,
     logging: {
       debug: (...args) => logger.debug(args.map(String).join(' ')),
       info: (...args) => logger.info(args.map(String).join(' ')),
@@ -51,14 +50,6 @@ export function createGraphQL({ config, logger, keys, jobs, models }: GraphQLDep
       // Unexpected errors are logged by the error masker; what yoga reports here is mostly bad requests.
       error: (...args) => logger.debug(args.map(String).join(' ')),
     },
-    graphiql: config.graphiql
-      ? {
-          title: 'SD 1.5 generation API',
-          subscriptionsProtocol: 'WS',
-          defaultQuery: GRAPHIQL_EXAMPLE,
-          headers: JSON.stringify({ 'API-Key': 'paste your key here' }, null, 2),
-        }
-      : false,
     maskedErrors: { maskError: createErrorMasker(logger) },
     plugins: [useRequireApiKey(), ...graphqlLimitPlugins(config.graphqlLimits)],
     context: ({ request, connectionParams, wsBaseUrl }) => ({

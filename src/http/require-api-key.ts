@@ -3,14 +3,14 @@ import type { Plugin } from 'graphql-yoga';
 import type { GraphQLContext } from '../schema/context.js';
 
 /**
- * Refuses every operation without a valid API key, except pure introspection (so GraphiQL's
- * docs and codegen work without one). A key that was sent but is wrong fails everything.
- * Runs for HTTP and WebSocket alike, before any resolver.
+ * Refuses every operation without a valid API key, except pure introspection: GraphiQL's Docs
+ * pane and codegen work whatever key is sent (none, a placeholder, a wrong one), since the schema
+ * is public. Runs for HTTP and WebSocket alike, before any resolver.
  */
 export function useRequireApiKey(): Plugin<GraphQLContext> {
   const check = (document: DocumentNode, operationName: string | null | undefined, ctx: GraphQLContext) => {
     if (ctx.principal) return null;
-    if (!ctx.authProblem && isIntrospectionOnly(document, operationName)) return null;
+    if (isIntrospectionOnly(document, operationName)) return null;
     return new GraphQLError(ctx.authProblem ?? 'an API key is required: send it in the API-Key header', {
       extensions: { code: 'UNAUTHENTICATED', http: { status: 401, headers: { 'WWW-Authenticate': 'API-Key' } } },
     });

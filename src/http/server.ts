@@ -9,8 +9,11 @@ import { bodyTooLarge } from './body-limit.js';
 import { GRAPHQL_PATH, type GraphQLHandler } from './graphql.js';
 import { createGraphQLWebSocketServer } from './graphql-websocket.js';
 import { IMAGES_PATH, serveImage } from './image-routes.js';
+import { createGraphiQLPage } from './graphiql.js';
 import { METRICS_PATH, renderMetrics, type Gauge } from './metrics.js';
 import { handleRest, REST_PREFIX } from './rest/rest-routes.js';
+import type { StaticAsset } from './static-asset.js';
+import { loadStudio } from './studio.js';
 
 export interface HttpDeps {
   config: Config;
@@ -32,7 +35,7 @@ export interface HttpServer {
   closeConnections(graceMs: number): Promise<void>;
 }
 
-/** One port: GraphQL over HTTP and WebSocket, the contract's REST API, images, /healthz. */
+/** One port: GraphQL over HTTP and WebSocket, GraphiQL, the web studio, the contract's REST API, images, /healthz, /metrics. */
 export function createHttpServer({ config, logger, yoga, keys, jobs, images, gauges }: HttpDeps): HttpServer {
   /** Base of absolute image URLs: PUBLIC_URL, or the Host the client used (node requests, and WebSocket upgrades). */
   const baseUrlOf = (req: IncomingMessage) => config.publicUrl ?? `http://${req.headers.host ?? `${config.host}:${config.port}`}`;
@@ -44,9 +47,23 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images, gau
     maxBodyBytes: config.maxRequestBodyBytes,
   };
 
+  const graphiql = config.graphiql ? createGraphiQLPage({ title: 'SD 1.5 generation API' }) : null;
+  const studio = config.studio ? loadStudio() : new Map<string, StaticAsset>();
+  const serveAsset = (asset: StaticAsset, req: IncomingMessage, res: ServerResponse) =>
+    asset.serve(req, res).catch((err: unknown) => {
+      logger.error({ err }, 'serving a file failed');
+      if (!res.headersSent) res.writeHead(500).end();
+    });
+
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
-    if (url.startsWith(IMAGES_PATH)) {
+    const path = url.split('?')[0]!;
+    const asset = studio.get(path);
+    if (asset) {
+      void serveAsset(asset, req, res);
+    } else if (graphiql && path === GRAPHQL_PATH && wantsPage(req)) {
+      void serveAsset(graphiql, req, res);
+    } else if (url.startsWith(IMAGES_PATH)) {
       serveImage(images, req, res).catch((err: unknown) => {
         logger.error({ err }, 'serving an image failed');
         if (!res.headersSent) res.writeHead(500).end();
@@ -116,4 +133,9 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images, gau
       clearTimeout(grace);
     },
   };
+}
+
+/** A browser asking for a page (as yoga decides when to render GraphiQL): GET with text/html accepted. */
+function wantsPage(req: IncomingMessage): boolean {
+  return (req.method === 'GET' || req.method === 'HEAD') && (req.headers.accept ?? '').includes('text/html');
 }
