@@ -84,6 +84,12 @@ export async function buildApp(config: Config): Promise<App> {
   const gauges = [
     { name: 'sd_jobs_tracked', help: 'Jobs the runner follows on their engine now.', value: () => runner.trackedCount() },
     { name: 'sd_job_subscriptions', help: 'Open jobStatus subscriptions (job event listeners).', value: () => events.listenerCount() },
+    {
+      name: 'sd_previews_total',
+      help: 'Live previews made by this engine (only while a jobStatus subscriber selects progress.preview).',
+      type: 'counter' as const,
+      value: () => engine.previewsMade?.() ?? 0,
+    },
   ];
   const http = createHttpServer({ config, logger, yoga, keys, jobs, images, gauges });
 

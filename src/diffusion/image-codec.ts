@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import type { PreviewPixels } from './preview.js';
 
 /**
  * Between images (bytes) and the tensors the pipeline works on. SD's convention: RGB in NCHW,
@@ -80,4 +81,22 @@ export function blackPng(width: number, height: number): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: '#000000' } })
     .png()
     .toBuffer();
+}
+
+/** The long side of a preview, at most: small enough to stream a few a second to every watcher. */
+export const PREVIEW_MAX_SIDE = 256;
+
+/**
+ * A preview (RGB at the latents' size) as a data: URL of a WebP, enlarged to the image's aspect
+ * and at most PREVIEW_MAX_SIDE on its long side (never larger than the image itself).
+ */
+export async function previewDataUrl(pixels: PreviewPixels, imageWidth: number, imageHeight: number): Promise<string> {
+  const scale = Math.min(1, PREVIEW_MAX_SIDE / Math.max(imageWidth, imageHeight));
+  const webp = await sharp(Buffer.from(pixels.rgb.buffer, pixels.rgb.byteOffset, pixels.rgb.byteLength), {
+    raw: { width: pixels.width, height: pixels.height, channels: 3 },
+  })
+    .resize(Math.max(1, Math.round(imageWidth * scale)), Math.max(1, Math.round(imageHeight * scale)), { kernel: 'cubic' })
+    .webp({ quality: 70 })
+    .toBuffer();
+  return `data:image/webp;base64,${webp.toString('base64')}`;
 }

@@ -4,6 +4,7 @@ import { timestepTensor, type Checkpoint, type EmbeddingRows } from './checkpoin
 import { downsampleMask } from './image-codec.js';
 import { createRandom } from './random.js';
 import { InvalidRequestError } from './request-error.js';
+import { previewPixels, type PreviewPixels } from './preview.js';
 import { createScheduler, type SchedulerName } from './schedulers/index.js';
 
 /**
@@ -35,6 +36,8 @@ export interface GenerateRequest {
   /** 0..1; how far the init image is noised (image2image, inpainting). */
   strength?: number;
   onStep?: (step: number, total: number) => void;
+  /** Live previews, asked for after each step; nothing is computed while due() is false. */
+  preview?: { due(): boolean; show(pixels: PreviewPixels, step: number): void };
   signal?: AbortSignal;
   /** Filled in when given: time in the denoising loop, and the part of it inside unet.run (ms). */
   timings?: { loopMs: number; unetMs: number; steps: number };
@@ -123,6 +126,10 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
     if (latentMask && !ckpt.inpainting && initLatents) {
       const known = i + 1 < scheduler.timesteps.length ? scheduler.addNoise(initLatents, noise, i + 1) : initLatents;
       blendLatents(latents, known, latentMask, n, h * w);
+    }
+    if (req.preview?.due()) {
+      const sigma = scheduler.sigmas[i]!;
+      req.preview.show(previewPixels(scaled, guided, sigma, scheduler.config.prediction_type, h, w), i - startIndex + 1);
     }
     req.onStep?.(i - startIndex + 1, total);
   }

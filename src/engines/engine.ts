@@ -29,7 +29,8 @@ export interface GeneratedImage {
 
 export type EngineStatus =
   | { state: 'QUEUED'; queuePosition: number | null }
-  | { state: 'PROCESSING'; step: number; totalSteps: number }
+  /** preview: a data: URL of the job as it forms, when one was asked for (see StatusOptions); each is reported once. */
+  | { state: 'PROCESSING'; step: number; totalSteps: number; preview?: string }
   | { state: 'SUCCESS'; images: GeneratedImage[] }
   | { state: 'FAILURE'; code: string; message: string }
   /**
@@ -38,6 +39,17 @@ export type EngineStatus =
    * worker, if it had not started (the one holding it is gone, not the job refused).
    */
   | { state: 'LOST'; message: string; retryElsewhere?: boolean };
+
+/**
+ * preview: someone is watching the job's preview. Asking is a lease: the engine makes previews
+ * (at a bounded rate) for PREVIEW_LEASE_MS after the last status call that asked, then stops, so
+ * a job nobody watches costs nothing.
+ */
+export interface StatusOptions {
+  preview?: boolean;
+}
+
+export const PREVIEW_LEASE_MS = 10_000;
 
 /** What submit returns: a handle to poll, unless the engine answered with a final state at once. */
 export interface EngineSubmission {
@@ -54,7 +66,7 @@ export interface Engine {
   addEmbedding?(upload: EmbeddingUpload): Promise<CatalogueEntry>;
   /** Starts the work; must not wait for generation to finish. */
   submit(job: EngineJob): Promise<EngineSubmission>;
-  status(handle: string, job: EngineJob): Promise<EngineStatus>;
+  status(handle: string, job: EngineJob, options?: StatusOptions): Promise<EngineStatus>;
   /** Best effort: the job is already CANCELED in the store whatever this does. */
   cancel(handle: string, job: EngineJob): Promise<void>;
   /**
@@ -63,6 +75,8 @@ export interface Engine {
    * before this one, null when it is not waiting there.
    */
   readonly queue?: { waiting(): number; ahead(jobId: string): number | null };
+  /** Previews this engine has made so far (engines that make them): what watching costs, for operators. */
+  previewsMade?(): number;
   close(): Promise<void>;
 }
 

@@ -23,4 +23,9 @@ export interface JobRunner {
   cancel(job: Job): Promise<Job>;
   /** How many jobs start before this PENDING one on its engine; null once started, or unknown. */
   queuePosition(job: Job): Promise<number | null>;
+  /**
+   * Someone follows this job's live preview until they call the returned function: while anyone
+   * does, the engine is asked for previews (which arrive as published progress events).
+   */
+  watchPreview(jobId: string): () => void;
 }

@@ -164,14 +164,19 @@ export class JobService {
     return canceled;
   }
 
-  /** The job's states from now on: current state first, ending after a terminal one. */
-  async watch(principal: Principal, id: string): Promise<AsyncIterableIterator<Job>> {
-    const stream = new JobStream(this.deps.events, id);
+  /**
+   * The job's states from now on: current state first, ending after a terminal one. preview:
+   * the caller wants live previews in the progress (asked of the engine only while someone does).
+   */
+  async watch(principal: Principal, id: string, options: { preview?: boolean } = {}): Promise<AsyncIterableIterator<Job>> {
+    let release: (() => void) | undefined;
+    const stream = new JobStream(this.deps.events, id, () => release?.());
     const job = await this.get(principal, id);
     if (!job) {
       await stream.return();
       throw notFound('job', id);
     }
+    if (options.preview && !isTerminal(job.status)) release = this.deps.runner.watchPreview(id);
     return stream.begin(job);
   }
 

@@ -16,10 +16,15 @@ export class JobStream implements AsyncIterableIterator<Job> {
   private started = false;
   private ended = false;
   private lastVersion = 0;
+  private lastPreview: string | undefined;
   private readonly unsubscribe: () => void;
 
-  /** Subscribes at once, so that nothing published before begin() is missed. */
-  constructor(events: JobEvents, jobId: string) {
+  /** Subscribes at once, so that nothing published before begin() is missed. onClose: called once when the stream ends. */
+  constructor(
+    events: JobEvents,
+    jobId: string,
+    private readonly onClose?: () => void,
+  ) {
     this.unsubscribe = events.subscribe(jobId, (job) => (this.started ? this.offer(job) : this.early.push(job)));
   }
 
@@ -55,8 +60,12 @@ export class JobStream implements AsyncIterableIterator<Job> {
   }
 
   private offer(job: Job): void {
-    if (this.ended || job.version <= this.lastVersion) return;
+    if (this.ended || job.version < this.lastVersion) return;
+    // The same version again is news only when it brings a new preview (previews are not stored).
+    const preview = job.progress?.preview;
+    if (job.version === this.lastVersion && (!preview || preview === this.lastPreview)) return;
     this.lastVersion = job.version;
+    if (preview) this.lastPreview = preview;
     if (this.waiting) {
       const resolve = this.waiting;
       this.waiting = null;
@@ -74,6 +83,7 @@ export class JobStream implements AsyncIterableIterator<Job> {
     if (this.ended) return;
     this.ended = true;
     this.unsubscribe();
+    this.onClose?.();
     if (this.waiting && this.buffer.length === 0) {
       const resolve = this.waiting;
       this.waiting = null;

@@ -29,7 +29,11 @@ export class JobUpdater {
   async applyEngineStatus(job: Job, status: EngineStatus): Promise<Job> {
     if (status.state !== 'SUCCESS') {
       const patch = patchFromEngineStatus(job, status, this.now());
-      return patch ? this.patch(job, patch) : job;
+      const preview = status.state === 'PROCESSING' ? status.preview : undefined;
+      if (patch) return this.patch(job, patch, preview);
+      // A preview alone changes nothing stored: it is published with the job as it stands.
+      if (preview && job.progress) this.events.publish(withPreview(job, preview));
+      return job;
     }
     const stored: JobImage[] = [];
     try {
@@ -69,15 +73,19 @@ export class JobUpdater {
     return this.patch(job, { status: 'CANCELED', finishedAt: this.now(), engineQueuePosition: null });
   }
 
-  private async patch(job: Job, patch: JobPatch): Promise<Job> {
+  private async patch(job: Job, patch: JobPatch, preview?: string): Promise<Job> {
     if (patch.error) patch = { ...patch, error: { ...patch.error, message: cleanErrorMessage(patch.error.message, this.secrets) } };
     const updated = await this.store.update(job.id, patch);
     if (!updated) {
       // Someone else ended the job first (a cancel, usually): theirs stands.
       return (await this.store.get(job.id)) ?? job;
     }
-    this.events.publish(updated);
+    this.events.publish(preview && updated.progress ? withPreview(updated, preview) : updated);
     if (isTerminal(updated.status)) for (const listener of this.finishedListeners) listener(updated);
     return updated;
   }
+}
+
+function withPreview(job: Job, preview: string): Job {
+  return { ...job, progress: { ...job.progress!, preview } };
 }

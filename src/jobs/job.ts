@@ -15,6 +15,8 @@ export interface JobError {
 export interface JobProgress {
   step: number;
   totalSteps: number;
+  /** A data: URL of the job as it forms: only on published events of watched jobs, never stored. */
+  preview?: string;
 }
 
 export interface JobImage {

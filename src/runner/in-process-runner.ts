@@ -87,6 +87,10 @@ export class InProcessRunner implements JobRunner {
     return job.engineHandle ? null : (here ?? 0);
   }
 
+  watchPreview(jobId: string): () => void {
+    return this.poller.watchPreview(jobId);
+  }
+
   /** Jobs followed on the engine now (for /healthz and tests). */
   trackedCount(): number {
     return this.poller.trackedCount();

@@ -34,6 +34,8 @@ interface Tracked {
  */
 export class Poller {
   private readonly tracked = new Map<string, Tracked>();
+  /** Jobs whose preview someone follows, and how many follow it. */
+  private readonly previewWatchers = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private timerDueAt = Infinity;
   private readonly slots: TaskSlots;
@@ -86,6 +88,30 @@ export class Poller {
     this.tracked.delete(jobId);
   }
 
+  /**
+   * Asks the engine for previews of this job until the returned function is called. A job
+   * followed from now on is polled at once, at the shortest interval, so the first preview
+   * does not wait for a long back-off to end.
+   */
+  watchPreview(jobId: string): () => void {
+    this.previewWatchers.set(jobId, (this.previewWatchers.get(jobId) ?? 0) + 1);
+    const t = this.tracked.get(jobId);
+    if (t && !t.inFlight) {
+      t.quietPolls = 0;
+      t.intervalMs = this.options.minIntervalMs;
+      t.dueAt = Math.min(t.dueAt, this.clock());
+      this.schedule();
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.previewWatchers.get(jobId) ?? 1) - 1;
+      if (left > 0) this.previewWatchers.set(jobId, left);
+      else this.previewWatchers.delete(jobId);
+    };
+  }
+
   trackedCount(): number {
     return this.tracked.size;
   }
@@ -130,7 +156,7 @@ export class Poller {
     const before = t.job;
     let after: Job;
     try {
-      const status = await this.engine.status(before.engineHandle ?? '', before);
+      const status = await this.engine.status(before.engineHandle ?? '', before, { preview: this.previewWatchers.has(before.id) });
       t.unreachableSince = null;
       if (this.resubmit && mayRequeue(before, status)) {
         after = await this.updater.requeue(before);

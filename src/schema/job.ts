@@ -4,6 +4,7 @@ import type { JobPage } from '../jobs/job-store.js';
 import { builder } from './builder.js';
 import { authorized } from './context.js';
 import { Scheduler } from './scheduler.js';
+import { selects } from './selection.js';
 
 export const JobStatus = builder.enumType('JobStatus', {
   description: 'Where a job is in its life. SUCCESS, FAILURE and CANCELED are final.',
@@ -234,7 +235,9 @@ builder.subscriptionFields((t) => ({
     description:
       'Follows one of your jobs: its current state first, then every status change and progress step, completing after SUCCESS, FAILURE or CANCELED.',
     args: { id: t.arg.id({ required: true, description: 'The job id.' }) },
-    subscribe: (_, { id }, ctx) => ctx.jobs.watch(authorized(ctx, 'jobs.read'), String(id)),
+    // Selecting progress.preview is what asks the engine for previews: nobody else pays for them.
+    subscribe: (_, { id }, ctx, info) =>
+      ctx.jobs.watch(authorized(ctx, 'jobs.read'), String(id), { preview: selects(info, ['progress', 'preview']) }),
     resolve: (job) => job,
   }),
 }));

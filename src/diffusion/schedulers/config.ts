@@ -8,6 +8,7 @@ import { z } from 'zod';
 export const BETA_SCHEDULES = ['scaled_linear', 'linear'] as const;
 export const TIMESTEP_SPACINGS = ['leading', 'trailing', 'linspace'] as const;
 export const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
+export type PredictionType = (typeof PREDICTION_TYPES)[number];
 
 export const schedulerConfigSchema = z
   .object({

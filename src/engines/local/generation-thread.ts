@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { GenerationCanceled } from '../../diffusion/pipeline.js';
+import type { PreviewPixels } from '../../diffusion/preview.js';
 import type { FromWorker, GenerateMessage, ThreadSettings } from './thread-protocol.js';
 
 /** A generation the worker failed, with the reason and whose fault it was (the request's or the engine's). */
@@ -15,7 +16,7 @@ export class GenerationFailed extends Error {
 }
 
 interface PendingJob {
-  onProgress: (step: number, total: number) => void;
+  onProgress: (step: number, total: number, preview?: PreviewPixels) => void;
   resolve: (images: { data: Buffer; nsfw: boolean | null }[]) => void;
   reject: (err: Error) => void;
 }
@@ -47,6 +48,11 @@ export class GenerationThread {
 
   cancel(jobId: string): void {
     this.worker?.postMessage({ type: 'cancel', jobId });
+  }
+
+  /** Previews of a job this thread runs, until this time (ms since the epoch). */
+  previewUntil(jobId: string, until: number): void {
+    this.worker?.postMessage({ type: 'preview', jobId, until });
   }
 
   describe(checkpointDir: string): Promise<{ hiddenSize: number; inpainting: boolean }> {
@@ -94,7 +100,7 @@ export class GenerationThread {
     if (!job) return;
     switch (msg.type) {
       case 'progress':
-        job.onProgress(msg.step, msg.total);
+        job.onProgress(msg.step, msg.total, msg.preview);
         return;
       case 'done':
         job.resolve(msg.images.map((i) => ({ data: Buffer.from(i.data), nsfw: i.nsfw })));

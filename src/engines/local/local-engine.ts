@@ -6,7 +6,17 @@ import { InputValidationError, type FieldIssue } from '../../generation/input.js
 import { JobErrorCode, SCHEDULER_NAMES, type GenerationParams } from '../../generation/request.js';
 import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../catalogue/catalogue.js';
 import { ImageFetchError, type ImageFetcher } from '../../images/fetch-image.js';
-import type { EmbeddingUpload, Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
+import {
+  PREVIEW_LEASE_MS,
+  type EmbeddingUpload,
+  type Engine,
+  type EngineJob,
+  type EngineStatus,
+  type EngineSubmission,
+  type GeneratedImage,
+  type StatusOptions,
+} from '../engine.js';
+import { previewDataUrl } from '../../diffusion/image-codec.js';
 import { EMBEDDING_EXTENSIONS, EmbeddingFileError, parseEmbedding, widthHint } from '../../diffusion/embeddings/index.js';
 import type { EmbeddingRows } from '../../diffusion/checkpoint.js';
 import { GenerationFailed, GenerationThread } from './generation-thread.js';
@@ -40,7 +50,8 @@ const TRIGGER_WORD = /^[\p{L}\p{N}_<>.-]{1,64}$/u;
 
 type State =
   | { state: 'QUEUED'; job: EngineJob }
-  | { state: 'PROCESSING'; job: EngineJob; step: number; totalSteps: number }
+  /** preview: made since the last status call, reported by the next one. */
+  | { state: 'PROCESSING'; job: EngineJob; step: number; totalSteps: number; preview?: string }
   | { state: 'SUCCESS'; images: GeneratedImage[] }
   | { state: 'FAILURE'; code: string; message: string }
   | { state: 'CANCELED' };
@@ -86,6 +97,9 @@ export class LocalEngine implements Engine {
   /** One generation thread per concurrent job (each holds its own sessions). */
   private readonly workers: GenerationThread[];
   private readonly busy = new Map<string, GenerationThread>();
+  /** Jobs someone watches: make previews until this time (see StatusOptions). */
+  private readonly previewLeases = new Map<string, number>();
+  private previews = 0;
 
   constructor(
     private readonly models: ModelDirectory,
@@ -221,9 +235,23 @@ export class LocalEngine implements Engine {
     return { handle: job.id, status: this.toStatus(job.id, job) };
   }
 
-  async status(handle: string, job: EngineJob): Promise<EngineStatus> {
+  async status(handle: string, job: EngineJob, options?: StatusOptions): Promise<EngineStatus> {
     if (!this.states.has(handle)) this.enqueue(job); // resumed after a restart
+    if (options?.preview) this.leasePreview(handle);
     return this.toStatus(handle, job);
+  }
+
+  previewsMade(): number {
+    return this.previews;
+  }
+
+  /** Renews a job's preview lease; the thread running it hears only of renewals past half the lease. */
+  private leasePreview(handle: string): void {
+    const now = Date.now();
+    if ((this.previewLeases.get(handle) ?? 0) - now > PREVIEW_LEASE_MS / 2) return;
+    const until = now + PREVIEW_LEASE_MS;
+    this.previewLeases.set(handle, until);
+    this.busy.get(handle)?.previewUntil(handle, until);
   }
 
   async cancel(handle: string): Promise<void> {
@@ -257,8 +285,11 @@ export class LocalEngine implements Engine {
     switch (s?.state) {
       case 'QUEUED':
         return { state: 'QUEUED', queuePosition: this.waiting.indexOf(handle) };
-      case 'PROCESSING':
-        return { state: 'PROCESSING', step: s.step, totalSteps: s.totalSteps };
+      case 'PROCESSING': {
+        const preview = s.preview;
+        s.preview = undefined; // each preview is reported once
+        return { state: 'PROCESSING', step: s.step, totalSteps: s.totalSteps, ...(preview ? { preview } : {}) };
+      }
       case 'SUCCESS':
         this.forgetLater(handle, READ_RESULT_TTL_MS);
         return { state: 'SUCCESS', images: s.images };
@@ -314,7 +345,7 @@ export class LocalEngine implements Engine {
       // pump() never runs more jobs than workers, so one of them is free.
       const worker = this.workers.find((w) => ![...this.busy.values()].includes(w))!;
       this.busy.set(job.id, worker);
-      const images = await worker.generate(
+      const generating = worker.generate(
         {
           type: 'generate',
           jobId: job.id,
@@ -334,11 +365,20 @@ export class LocalEngine implements Engine {
           strength: p.strength,
           safetyChecker: p.safetyChecker,
         },
-        (step, total) => {
+        (step, total, pixels) => {
           processing.step = step;
           processing.totalSteps = total;
+          if (!pixels) return;
+          this.previews++;
+          previewDataUrl(pixels, p.width, p.height).then(
+            (url) => (processing.preview = url),
+            (err: unknown) => this.options.logger.warn({ err, jobId: job.id }, 'a preview could not be encoded'),
+          );
         },
       );
+      const lease = this.previewLeases.get(job.id);
+      if (lease) worker.previewUntil(job.id, lease);
+      const images = await generating;
       this.states.set(job.id, {
         state: 'SUCCESS',
         images: images.map((i) => ({ data: i.data, contentType: 'image/png', nsfw: i.nsfw })),
@@ -357,6 +397,7 @@ export class LocalEngine implements Engine {
       }
     } finally {
       this.busy.delete(job.id);
+      this.previewLeases.delete(job.id);
       this.forgetLater(job.id, UNREAD_RESULT_TTL_MS);
     }
   }

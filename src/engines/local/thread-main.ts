@@ -6,7 +6,8 @@ import { generate, GenerationCanceled } from '../../diffusion/pipeline.js';
 import { InvalidRequestError } from '../../diffusion/request-error.js';
 import { checkImages } from '../../diffusion/safety.js';
 import { TokenLimitError } from '../../diffusion/tokenizer/clip-tokenizer.js';
-import type { FromWorker, GenerateMessage, ToWorker, ThreadSettings } from './thread-protocol.js';
+import type { PreviewPixels } from '../../diffusion/preview.js';
+import { PREVIEW_INTERVAL_MS, type FromWorker, type GenerateMessage, type ToWorker, type ThreadSettings } from './thread-protocol.js';
 
 /**
  * The local engine's generation thread: owns the ONNX Runtime sessions (loaded lazily, least
@@ -24,6 +25,8 @@ const loaded = new Map<string, Promise<Checkpoint>>();
 const users = new Map<Promise<Checkpoint>, number>();
 const evicted = new Set<Promise<Checkpoint>>();
 const aborts = new Map<string, AbortController>();
+/** Jobs someone watches: previews until this time. */
+const previewUntil = new Map<string, number>();
 const port = parentPort!;
 const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
@@ -80,12 +83,28 @@ async function run(msg: GenerateMessage): Promise<void> {
         ? await decoded('initImage', imageToTensor(Buffer.from(msg.initImage), msg.width, msg.height))
         : undefined;
       const mask = msg.maskImage ? await decoded('maskImage', maskToTensor(Buffer.from(msg.maskImage), msg.width, msg.height)) : undefined;
+      let lastPreviewAt = 0;
+      let preview: PreviewPixels | undefined;
       const images = await generate(ckpt, {
         ...msg,
         initImage,
         mask,
         signal: abort.signal,
-        onStep: (step, total) => post({ type: 'progress', jobId: msg.jobId, step, total }),
+        preview: {
+          due: () => {
+            const now = Date.now();
+            return now < (previewUntil.get(msg.jobId) ?? 0) && now - lastPreviewAt >= PREVIEW_INTERVAL_MS;
+          },
+          show: (pixels) => {
+            lastPreviewAt = Date.now();
+            preview = pixels;
+          },
+        },
+        onStep: (step, total) => {
+          // The preview travels with the step it shows, its pixels moved rather than copied.
+          post({ type: 'progress', jobId: msg.jobId, step, total, preview }, preview ? [preview.rgb.buffer as ArrayBuffer] : []);
+          preview = undefined;
+        },
       });
       const flags = msg.safetyChecker ? await checkImages(ckpt, images, msg.samples, msg.width, msg.height) : null;
       const pngs: { data: Uint8Array; nsfw: boolean | null }[] = [];
@@ -110,6 +129,7 @@ async function run(msg: GenerateMessage): Promise<void> {
     post({ type: 'failed', jobId: msg.jobId, message: err instanceof Error ? err.message : String(err), fault });
   } finally {
     aborts.delete(msg.jobId);
+    previewUntil.delete(msg.jobId);
   }
 }
 
@@ -129,6 +149,9 @@ port.on('message', (msg: ToWorker) => {
       break;
     case 'cancel':
       aborts.get(msg.jobId)?.abort();
+      break;
+    case 'preview':
+      if (aborts.has(msg.jobId)) previewUntil.set(msg.jobId, msg.until); // running here (not finished)
       break;
     case 'describe':
       checkpoint(msg.checkpointDir).then(

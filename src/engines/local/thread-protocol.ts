@@ -1,5 +1,6 @@
 import type { EmbeddingRows } from '../../diffusion/checkpoint.js';
 import type { GenerateRequest } from '../../diffusion/pipeline.js';
+import type { PreviewPixels } from '../../diffusion/preview.js';
 
 /**
  * Messages between the local engine (main thread) and its generation thread. onnxruntime-node's
@@ -21,10 +22,19 @@ export interface GenerateMessage extends Pick<
   safetyChecker: boolean;
 }
 
-export type ToWorker = GenerateMessage | { type: 'cancel'; jobId: string } | { type: 'describe'; requestId: number; checkpointDir: string };
+export type ToWorker =
+  | GenerateMessage
+  | { type: 'cancel'; jobId: string }
+  | { type: 'describe'; requestId: number; checkpointDir: string }
+  /** Make previews of this job until this time (ms since the epoch), at most one per PREVIEW_INTERVAL_MS. */
+  | { type: 'preview'; jobId: string; until: number };
+
+/** The least time between two previews of one job. */
+export const PREVIEW_INTERVAL_MS = 250;
 
 export type FromWorker =
-  | { type: 'progress'; jobId: string; step: number; total: number }
+  /** preview: the first sample as it stands after this step, when previews were asked for and due. */
+  | { type: 'progress'; jobId: string; step: number; total: number; preview?: PreviewPixels }
   | { type: 'done'; jobId: string; images: { data: Uint8Array; nsfw: boolean | null }[] }
   /** request: the job cannot run as asked (INVALID_INPUT); engine: something here went wrong. */
   | { type: 'failed'; jobId: string; message: string; fault: 'request' | 'engine' }
