@@ -52,10 +52,10 @@ describe('live previews in jobStatus', () => {
   afterAll(() => server.stop());
 
   const previewsMade = async () => (await server.metrics()).sd_previews_total ?? NaN;
-  // Long enough on the tiny models (about a second) for several previews 250 ms apart.
+  // Long enough on the tiny models (a second or more) for several previews 250 ms apart.
   const create = async () => {
     const created = await server.gql(Text2ImageDocument, {
-      input: { prompt: 'a harbour at dusk', width: 256, height: 192, numInferenceSteps: 60, safetyChecker: false },
+      input: { prompt: 'a harbour at dusk', width: 512, height: 384, numInferenceSteps: 100, safetyChecker: false },
     });
     expect(created.errors).toBeUndefined();
     return created.data!.text2image.id;
@@ -77,7 +77,7 @@ describe('live previews in jobStatus', () => {
     expect(url).toMatch(/^data:image\/webp;base64,/);
     const meta = await sharp(Buffer.from(url.split(',')[1]!, 'base64')).metadata();
     expect(meta.format).toBe('webp');
-    expect([meta.width, meta.height]).toEqual([256, 192]);
+    expect([meta.width, meta.height]).toEqual([256, 192]); // 512 x 384, scaled to 256 on the long side
 
     // At most one every 250 ms: a job of about a second cannot have made many.
     const made = (await previewsMade()) - before;
@@ -92,7 +92,56 @@ describe('live previews in jobStatus', () => {
     const { values, errors } = await collect(server.ws(), JobStatusDocument, { id }, 60_000);
     expect(errors).toEqual([]);
     expect(values.at(-1)!.jobStatus.status).toBe('SUCCESS');
-    expect(values.some((v) => v.jobStatus.progress.step > 0 && v.jobStatus.progress.step < 60)).toBe(true);
+    expect(values.some((v) => v.jobStatus.progress.step > 0 && v.jobStatus.progress.step < 100)).toBe(true);
     expect(await previewsMade()).toBe(before);
+  });
+});
+
+/** A gateway (ENGINE=imagepipeline) in front of a worker running the local engine: previews pass along. */
+describe('live previews through a gateway', () => {
+  let worker: TestServer;
+  let gateway: TestServer;
+
+  beforeAll(async () => {
+    worker = await startTestServer({
+      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', RATE_LIMIT_JOBS_BURST: '1000' },
+    });
+    gateway = await startTestServer({
+      env: {
+        ENGINE: 'imagepipeline',
+        IMAGEPIPELINE_URL: worker.url,
+        IMAGEPIPELINE_API_KEY: worker.key,
+        POLL_MIN_INTERVAL_MS: '5',
+        POLL_MAX_INTERVAL_MS: '20',
+      },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await gateway?.stop();
+    await worker?.stop();
+  });
+
+  it("streams the worker's previews to a gateway subscriber who selects them, and the worker makes none otherwise", async () => {
+    const create = async () =>
+      (
+        await gateway.gql(Text2ImageDocument, {
+          input: { prompt: 'a harbour at dusk', width: 256, height: 192, numInferenceSteps: 60, safetyChecker: false },
+        })
+      ).data!.text2image.id;
+    const before = (await worker.metrics()).sd_previews_total!;
+    const watched = await collect(gateway.ws(), WatchJobDocument, { id: await create() }, 60_000);
+    expect(watched.errors).toEqual([]);
+    expect(watched.values.at(-1)!.jobStatus.status).toBe('SUCCESS');
+    const previews = watched.values.flatMap((v) => (v.jobStatus.progress.preview ? [v.jobStatus.progress.preview] : []));
+    expect(previews.length).toBeGreaterThan(0);
+    expect(previews[0]).toMatch(/^data:image\/webp;base64,/);
+    const made = (await worker.metrics()).sd_previews_total!;
+    expect(made).toBeGreaterThan(before);
+
+    // Nobody watches this one on the gateway: the worker is never asked, so it makes none.
+    await new Promise((r) => setTimeout(r, 50));
+    const plain = await collect(gateway.ws(), JobStatusDocument, { id: await create() }, 60_000);
+    expect(plain.values.at(-1)!.jobStatus.status).toBe('SUCCESS');
+    expect((await worker.metrics()).sd_previews_total).toBe(made);
   });
 });

@@ -9,12 +9,13 @@ import type { GenerationParams, JobMode } from '../generation/request.js';
  * Replies may carry extra fields beyond the contract. The ones understood here, all optional,
  * are what this server itself adds when it acts as a worker:
  *   state: "QUEUED" | "PROCESSING", step, total_steps, progress (0..1), queue_position, seed,
- *   nsfw (one boolean per sample, on SUCCESS).
+ *   nsfw (one boolean per sample, on SUCCESS), preview (a data: URL of the job as it forms, on
+ *   PENDING, when the status request asked with ?preview=1).
  */
 
 export const restPaths = {
   submit: (mode: JobMode) => `/sd/${mode}/v1`,
-  status: (mode: JobMode, id: string) => `/sd/${mode}/v1/status/${encodeURIComponent(id)}`,
+  status: (mode: JobMode, id: string, preview = false) => `/sd/${mode}/v1/status/${encodeURIComponent(id)}${preview ? '?preview=1' : ''}`,
 };
 
 export interface RestRequestBody {
@@ -96,6 +97,13 @@ export const restReplySchema = z.discriminatedUnion('status', [
       total_steps: nonNegativeInt.optional(),
       progress: z.number().min(0).max(1).optional(),
       queue_position: nonNegativeInt.optional(),
+      // An image of the job as it forms; one that is not a small image data: URL is ignored, never fatal.
+      preview: z
+        .string()
+        .max(1_000_000)
+        .regex(/^data:image\/(webp|jpeg|png);base64,[A-Za-z0-9+/=]+$/)
+        .optional()
+        .catch(undefined),
     })
     .loose(),
   z

@@ -1,7 +1,7 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/api-key.js';
-import type { Engine } from '../engines/engine.js';
+import { PREVIEW_LEASE_MS, type Engine } from '../engines/engine.js';
 import { ApiError, notFound } from '../errors.js';
 import { checkAgainstCatalogue } from '../catalogue/catalogue.js';
 import { isTerminal, type Job } from './job.js';
@@ -18,6 +18,7 @@ import {
   type JobStore,
 } from './job-store.js';
 import { JobStream } from './job-stream.js';
+import { PreviewLeases } from './preview-leases.js';
 import type { JobAdmission } from '../limits/job-admission.js';
 import type { JobRunner } from './job-runner.js';
 
@@ -28,6 +29,8 @@ export const MAX_PAGE_SIZE = 100;
  * caller's principal; another caller's job behaves exactly like one that does not exist.
  */
 export class JobService {
+  private readonly previews: PreviewLeases;
+
   constructor(
     private readonly deps: {
       store: JobStore;
@@ -39,7 +42,9 @@ export class JobService {
       outboundUrls: { webhook: (url: string) => string | null; image: (url: string) => Promise<string | null> };
       logger: Logger;
     },
-  ) {}
+  ) {
+    this.previews = new PreviewLeases(deps.runner, deps.events, PREVIEW_LEASE_MS);
+  }
 
   /**
    * Validates, persists (committed before this resolves) and queues a job; never waits for
@@ -178,6 +183,15 @@ export class JobService {
     }
     if (options.preview && !isTerminal(job.status)) release = this.deps.runner.watchPreview(id);
     return stream.begin(job);
+  }
+
+  /**
+   * For callers that poll rather than subscribe (the REST status endpoint with preview=1): keeps
+   * previews of this unfinished job coming for a while, and returns the newest one not yet taken.
+   * The job must come from get(), which checked its owner.
+   */
+  pollPreview(job: Job): string | undefined {
+    return isTerminal(job.status) ? undefined : this.previews.take(job.id);
   }
 
   /** How many jobs start before this PENDING one on its engine; null once started, or unknown. */

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { toRestRequestBody, type RestReply } from '../../contract/rest-protocol.js';
 import { JobErrorCode } from '../../generation/request.js';
 import type { Catalogue } from '../../catalogue/catalogue.js';
-import type { Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage } from '../engine.js';
+import type { Engine, EngineJob, EngineStatus, EngineSubmission, GeneratedImage, StatusOptions } from '../engine.js';
 import { EngineProtocolError, EngineUnavailableError } from '../engine.js';
 import { ImagePipelineRestClient, type RestClientOptions } from './rest-client.js';
 import { decodeWorkerHandle, encodeWorkerHandle } from './worker-handle.js';
@@ -110,7 +110,7 @@ export class ImagePipelineEngine implements Engine {
     }
   }
 
-  async status(handle: string, job: EngineJob): Promise<EngineStatus> {
+  async status(handle: string, job: EngineJob, options?: StatusOptions): Promise<EngineStatus> {
     const { worker: url, id } = decodeWorkerHandle(handle, this.pool.first.url);
     if (!id) return { state: 'LOST', message: 'the engine gave this job no id to poll' };
     const worker = this.pool.get(url);
@@ -132,7 +132,8 @@ export class ImagePipelineEngine implements Engine {
     }
     let status: EngineStatus;
     try {
-      const reply = await worker.client.status(job.mode, id);
+      // A worker that is this server passes its engine's previews along when asked.
+      const reply = await worker.client.status(job.mode, id, { preview: options?.preview });
       this.pool.observe(worker, undefined);
       status = reply ? await this.toStatus(reply, job, worker) : { state: 'LOST', message: `the worker ${url} no longer knows job ${id}` };
     } catch (err) {
@@ -198,7 +199,7 @@ export class ImagePipelineEngine implements Engine {
         if (!started) return { state: 'QUEUED', queuePosition: reply.queue_position ?? null };
         const totalSteps = reply.total_steps || job.params.numInferenceSteps;
         const step = reply.step ?? Math.round((reply.progress ?? 0) * totalSteps);
-        return { state: 'PROCESSING', step: Math.min(step, totalSteps), totalSteps };
+        return { state: 'PROCESSING', step: Math.min(step, totalSteps), totalSteps, ...(reply.preview ? { preview: reply.preview } : {}) };
       }
       case 'SUCCESS': {
         if (reply.nsfw && reply.nsfw.length !== reply.download_urls.length) {

@@ -50,9 +50,9 @@ export class ImagePipelineRestClient {
     );
   }
 
-  /** GET /sd/{mode}/v1/status/{id}; null when the engine does not know the id (404). */
-  status(mode: JobMode, id: string): Promise<RestReply | null> {
-    return this.withRetries(`status ${id}`, () => this.call('GET', restPaths.status(mode, id)));
+  /** GET /sd/{mode}/v1/status/{id}; null when the engine does not know the id (404). preview: ask for the newest live preview. */
+  status(mode: JobMode, id: string, options: { preview?: boolean } = {}): Promise<RestReply | null> {
+    return this.withRetries(`status ${id}`, () => this.call('GET', restPaths.status(mode, id, options.preview)));
   }
 
   /** Fetches one result image, resolving relative URLs against the engine's base URL. */

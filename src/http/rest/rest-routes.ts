@@ -20,6 +20,7 @@ import { fromRestRequestBody, toRestFieldName } from './rest-mapping.js';
 
 export const REST_PREFIX = '/sd/';
 const SUBMIT = /^\/sd\/(text2image|image2image|inpainting)\/v1\/?$/;
+const PREVIEW_ASKED = /^(1|true|yes)$/i;
 const STATUS = /^\/sd\/(text2image|image2image|inpainting)\/v1\/status\/([^/]+)\/?$/;
 
 export interface RestDeps {
@@ -62,7 +63,12 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
     // A malformed escape cannot name any job: the same answer as an unknown id.
     const job = id === null ? null : await deps.jobs.get(principal, id);
     if (!job) return send(res, 404, failure(`job "${id ?? status![2]!}" was not found`));
-    return send(res, 200, describe(job, deps.publicBaseUrl(req), await deps.jobs.queuePosition(job)));
+    // preview=1 (an extension, for gateways): the newest live preview since the last such poll.
+    const preview = PREVIEW_ASKED.test(url.searchParams.get('preview') ?? '') ? deps.jobs.pollPreview(job) : undefined;
+    return send(res, 200, {
+      ...describe(job, deps.publicBaseUrl(req), await deps.jobs.queuePosition(job)),
+      ...(preview ? { preview } : {}),
+    });
   } catch (err) {
     if (err instanceof InputValidationError) return send(res, 400, validationFailure(err.issues));
     if (err instanceof BodyError) return send(res, err.status, failure(err.message));
