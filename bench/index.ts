@@ -31,7 +31,8 @@
  *    100 subscriptions (multiplexed). After closing, the server's listener and socket counts must
  *    return to 0.
  *
- * 3. The local engine on its models: seconds per step, share outside session.run, peak memory.
+ * 3. The local engine on its models: seconds per step, share outside session.run, peak memory, and
+ *    the cost of a watched live preview (per step in the loop, and encoding one).
  *
  * 4. Soak (bench/soak/, also runnable alone: npx tsx bench/soak/index.ts): BENCH_SOAK_MS (default
  *    180 s) of mixed GraphQL / REST / WebSocket load from 20 keys against src/main.ts with the local
@@ -265,6 +266,18 @@ for (const f of local) {
     verdict(f.outsideRunShare < 0.05),
   ]);
   rows.push([`  peak RSS of the process`, `${fmt(f.peakRssMb, 0)} MB`, '', '(info)']);
+  rows.push([
+    `  a watched preview: made in the loop / encoded`,
+    `${fmt(f.previewMakeMs, 3)} ms / ${fmt(f.previewEncodeMs, 2)} ms`,
+    '',
+    '(info)',
+  ]);
+  rows.push([
+    `  ms/step, a preview every step vs unwatched`,
+    `${fmt(f.stepMsWatched, 2)} vs ${fmt(f.stepMsUnwatched, 2)} (ratio ${fmt(f.stepMsWatched / f.stepMsUnwatched, 3)})`,
+    '',
+    '(info)',
+  ]);
 }
 
 // 4. Soak: many keys at once against src/main.ts with the local engine; its rows join the summary.

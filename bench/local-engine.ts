@@ -1,14 +1,20 @@
 /**
  * Local engine figures: seconds per denoising step, the share of a step spent outside ONNX
- * Runtime's session.run (our JS: scheduler maths, guidance, copies; target < 5%), and the
- * process's peak memory during a generation. Runs on the tiny generated models unless
+ * Runtime's session.run (our JS: scheduler maths, guidance, copies; target < 5%), the process's
+ * peak memory during a generation, and what a watched live preview costs: making one in the loop
+ * (the x0 estimate and RGB map, timed alone: the loop's own time varies more than that between
+ * runs), the loop's time per step with a preview at every step against none (the worst case: the
+ * engine makes at most one per 250 ms), and encoding one (on the main thread's libvips pool).
+ * Without a watcher the loop only asks preview.due(), which is false. Runs on the tiny generated models unless
  * SD_MODEL_DIR points at a real SD 1.5 ONNX export (then the figures mean something for real use).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Checkpoint } from '../src/diffusion/checkpoint.js';
+import { previewDataUrl } from '../src/diffusion/image-codec.js';
 import { generate } from '../src/diffusion/pipeline.js';
+import { previewPixels, type PreviewPixels } from '../src/diffusion/preview.js';
 import { generateTinyPipeline } from '../scripts/tiny-models/generate.js';
 
 export interface LocalEngineFigures {
@@ -18,6 +24,13 @@ export interface LocalEngineFigures {
   secondsPerStep: number;
   outsideRunShare: number;
   peakRssMb: number;
+  /** Making one preview in the loop (ms, mean of 200): the x0 estimate and the RGB map. */
+  previewMakeMs: number;
+  /** Loop time per step with a preview at every step, and without (ms). */
+  stepMsWatched: number;
+  stepMsUnwatched: number;
+  /** Encoding one preview to a WebP data: URL (ms, mean of 20). */
+  previewEncodeMs: number;
 }
 
 export async function runLocalEngineBench(): Promise<LocalEngineFigures[]> {
@@ -38,12 +51,27 @@ export async function runLocalEngineBench(): Promise<LocalEngineFigures[]> {
       let loop = 0;
       let unet = 0;
       let count = 0;
+      let watchedLoop = 0;
+      let watchedCount = 0;
+      let pixels: PreviewPixels | undefined;
+      const everyStep = { due: () => true, show: (p: PreviewPixels) => (pixels = p) };
+      // Alternated, so that drift in the machine's speed falls on both.
       for (let r = 0; r < 3; r++) {
         await generate(ckpt, { ...request(width, height, steps), timings });
         loop += timings.loopMs;
         unet += timings.unetMs;
         count += timings.steps;
+        await generate(ckpt, { ...request(width, height, steps), timings, preview: everyStep });
+        watchedLoop += timings.loopMs;
+        watchedCount += timings.steps;
       }
+      const encodeStart = performance.now();
+      for (let i = 0; i < 20; i++) await previewDataUrl(pixels!, width, height);
+      const previewEncodeMs = (performance.now() - encodeStart) / 20;
+      const latents = new Float32Array(4 * (width / 8) * (height / 8)).map(() => Math.random() - 0.5);
+      const makeStart = performance.now();
+      for (let i = 0; i < 200; i++) previewPixels(latents, latents, 3, 'epsilon', height / 8, width / 8);
+      const previewMakeMs = (performance.now() - makeStart) / 200;
       figures.push({
         model: real ? path.basename(real) : 'tiny (random weights)',
         size: `${width}x${height}`,
@@ -51,6 +79,10 @@ export async function runLocalEngineBench(): Promise<LocalEngineFigures[]> {
         secondsPerStep: loop / count / 1000,
         outsideRunShare: (loop - unet) / loop,
         peakRssMb: process.resourceUsage().maxRSS / 1024,
+        previewMakeMs,
+        stepMsWatched: watchedLoop / watchedCount,
+        stepMsUnwatched: loop / count,
+        previewEncodeMs,
       });
     }
   } finally {

@@ -61,7 +61,7 @@ describe('live previews in jobStatus', () => {
     return created.data!.text2image.id;
   };
 
-  it('streams WebP previews, at most 256 px and the image aspect, while someone selects progress.preview', async () => {
+  it('streams JPEG previews, at most 256 px and the image aspect, while someone selects progress.preview', async () => {
     const before = await previewsMade();
     const id = await create();
     const { values, errors } = await collect(server.ws(), WatchJobDocument, { id }, 60_000);
@@ -74,9 +74,9 @@ describe('live previews in jobStatus', () => {
     expect(first.status).toBe('PROCESSING');
     expect(first.progress.step).toBeLessThan(first.progress.totalSteps);
     const url = first.progress.preview!;
-    expect(url).toMatch(/^data:image\/webp;base64,/);
+    expect(url).toMatch(/^data:image\/jpeg;base64,/);
     const meta = await sharp(Buffer.from(url.split(',')[1]!, 'base64')).metadata();
-    expect(meta.format).toBe('webp');
+    expect(meta.format).toBe('jpeg');
     expect([meta.width, meta.height]).toEqual([256, 192]); // 512 x 384, scaled to 256 on the long side
 
     // At most one every 250 ms: a job of about a second cannot have made many.
@@ -134,7 +134,7 @@ describe('live previews through a gateway', () => {
     expect(watched.values.at(-1)!.jobStatus.status).toBe('SUCCESS');
     const previews = watched.values.flatMap((v) => (v.jobStatus.progress.preview ? [v.jobStatus.progress.preview] : []));
     expect(previews.length).toBeGreaterThan(0);
-    expect(previews[0]).toMatch(/^data:image\/webp;base64,/);
+    expect(previews[0]).toMatch(/^data:image\/jpeg;base64,/);
     const made = (await worker.metrics()).sd_previews_total!;
     expect(made).toBeGreaterThan(before);
 

@@ -87,16 +87,17 @@ export function blackPng(width: number, height: number): Promise<Buffer> {
 export const PREVIEW_MAX_SIDE = 256;
 
 /**
- * A preview (RGB at the latents' size) as a data: URL of a WebP, enlarged to the image's aspect
- * and at most PREVIEW_MAX_SIDE on its long side (never larger than the image itself).
+ * A preview (RGB at the latents' size) as a data: URL of a JPEG, enlarged to the image's aspect
+ * and at most PREVIEW_MAX_SIDE on its long side (never larger than the image itself). JPEG: about
+ * 5 ms for 256 x 256 here, where WebP takes 9 to 26 ms for the same size.
  */
 export async function previewDataUrl(pixels: PreviewPixels, imageWidth: number, imageHeight: number): Promise<string> {
   const scale = Math.min(1, PREVIEW_MAX_SIDE / Math.max(imageWidth, imageHeight));
-  const webp = await sharp(Buffer.from(pixels.rgb.buffer, pixels.rgb.byteOffset, pixels.rgb.byteLength), {
+  const jpeg = await sharp(Buffer.from(pixels.rgb.buffer, pixels.rgb.byteOffset, pixels.rgb.byteLength), {
     raw: { width: pixels.width, height: pixels.height, channels: 3 },
   })
     .resize(Math.max(1, Math.round(imageWidth * scale)), Math.max(1, Math.round(imageHeight * scale)), { kernel: 'cubic' })
-    .webp({ quality: 70 })
+    .jpeg({ quality: 75 })
     .toBuffer();
-  return `data:image/webp;base64,${webp.toString('base64')}`;
+  return `data:image/jpeg;base64,${jpeg.toString('base64')}`;
 }

@@ -45,7 +45,7 @@ const JobProgress = builder.objectRef<ProgressShape>('JobProgress').implement({
     preview: t.string({
       nullable: true,
       description:
-        'A small image of the job as it forms (a data: URL, at most 256 px on the long side), while the engine denoises. Sent only to jobStatus subscribers that select this field, at most about 4 a second; null otherwise, and on engines that cannot make one.',
+        'A small image of the job as it forms (a data: URL of a JPEG, at most 256 px on the long side), while the engine denoises. Sent only to jobStatus subscribers that select this field, at most about 4 a second; null otherwise, and on engines that cannot make one.',
       resolve: (p) => p.preview ?? null,
     }),
   }),
