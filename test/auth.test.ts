@@ -12,7 +12,14 @@ import { print, type ExecutionResult } from 'graphql';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { CancelJobDocument, JobDocument, JobsDocument, JobStatusDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
+import {
+  CancelJobDocument,
+  JobDocument,
+  JobsDocument,
+  JobStatusDocument,
+  Text2ImageDocument,
+  ViewerDocument,
+} from '../src/client/generated/graphql.js';
 import { SqliteKeyStore } from '../src/auth/key-store.js';
 import { openDatabase, WalSync } from '../src/storage/sqlite.js';
 import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
@@ -341,6 +348,7 @@ describe('authentication and isolation', () => {
       expect(created[0]).toContain('scopes: read');
 
       // read-only: may look, may not create (GraphQL FORBIDDEN, REST 403), may not upload.
+      expect((await post(ViewerDocument, { 'API-Key': key }, {})).body.data).toEqual({ viewer: { id, name: 'reader', scopes: ['READ'] } });
       expect((await post(JobsDocument, { 'API-Key': key }, { first: 5 })).body.errors).toBeUndefined();
       const refused = await post(Text2ImageDocument, { 'API-Key': key }, { input: { prompt: 'not allowed' } });
       expect(refused.body.errors![0]!.extensions!.code).toBe('FORBIDDEN');
@@ -353,6 +361,9 @@ describe('authentication and isolation', () => {
 
       // generate: may create and cancel, still may not change the catalogue.
       expect(await keysCli('scopes', id, '--scopes', 'generate')).toContain('now has scopes: generate');
+      expect((await post(ViewerDocument, { 'API-Key': key }, {})).body.data).toEqual({
+        viewer: { id, name: 'reader', scopes: ['GENERATE'] },
+      });
       expect((await post(Text2ImageDocument, { 'API-Key': key }, { input: { prompt: 'allowed now' } })).body.errors).toBeUndefined();
       const form = new FormData();
       form.set(
