@@ -13,6 +13,7 @@ const LAYERS = [
   'storage',
   'generation', // what a request is
   'client', // generated typed GraphQL operations
+  'cli', // the sd15 command: a client of the API, built on client/ (and generation/) only
   'limits',
   'catalogue',
   'contract', // the REST wire format
