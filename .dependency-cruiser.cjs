@@ -42,6 +42,13 @@ module.exports = {
       to: { path: LAYERS.slice(i + 1).map(path) },
     })),
     {
+      name: 'cli-is-a-client',
+      comment: 'the sd15 command reaches the server only through its API: of src/ it imports client/ and generation/',
+      severity: 'error',
+      from: { path: '^src/cli/' },
+      to: { path: '^src/', pathNot: ['^src/cli/', '^src/client/', '^src/generation/'] },
+    },
+    {
       name: 'unlisted-folder',
       comment: 'every folder and root file of src/ has its place in LAYERS',
       severity: 'error',
