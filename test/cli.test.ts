@@ -76,7 +76,8 @@ const savedPaths = (stdout: string) => stdout.split('\n').filter((line) => line.
 
 afterAll(() => tempDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
-describe('sd15 against the local engine (tiny models, real PNGs)', () => {
+// Each run starts a Node process that compiles the CLI with tsx: seconds apiece on a loaded machine.
+describe('sd15 against the local engine (tiny models, real PNGs)', { timeout: 90_000 }, () => {
   let server: TestServer;
 
   beforeAll(async () => {
@@ -90,7 +91,19 @@ describe('sd15 against the local engine (tiny models, real PNGs)', () => {
     const out = path.join(tempDir(), 'nested', 'out');
     // Enough steps that the poller sees the job mid-run.
     const args = ['generate', 'a lighthouse at dusk', '--negative', 'blurry', '--steps', '100', '--width', '128', '--height', '96'];
-    const run = await sd15([...args, '--samples', '2', '--seed', '5', '--out', out], envFor(server));
+    const choices = [
+      '--model',
+      'tiny',
+      '--embedding',
+      'tiny-single',
+      '--embedding',
+      'tiny-multi',
+      '--scheduler',
+      'euler_a',
+      '--guidance',
+      '9',
+    ];
+    const run = await sd15([...args, ...choices, '--samples', '2', '--seed', '5', '--out', out], envFor(server));
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
 
@@ -115,7 +128,17 @@ describe('sd15 against the local engine (tiny models, real PNGs)', () => {
     const { data } = await server.gql(JobDocument, { id });
     const job = data!.job!;
     expect(job.status).toBe('SUCCESS');
-    expect(job.parameters).toMatchObject({ prompt: 'a lighthouse at dusk', negativePrompt: 'blurry', numInferenceSteps: 100, samples: 2 });
+    expect(job.parameters).toMatchObject({
+      modelId: 'tiny',
+      prompt: 'a lighthouse at dusk',
+      negativePrompt: 'blurry',
+      numInferenceSteps: 100,
+      guidanceScale: 9,
+      samples: 2,
+      seed: 5,
+      embeddings: ['tiny-single', 'tiny-multi'],
+      scheduler: 'EULER_A',
+    });
     for (const [i, file] of files.entries()) {
       const bytes = readFileSync(file);
       const meta = await sharp(bytes).metadata();
@@ -123,7 +146,7 @@ describe('sd15 against the local engine (tiny models, real PNGs)', () => {
       // <jobId>-<n> is the job's n-th image, byte for byte.
       expect(bytes.equals(Buffer.from(await (await fetch(job.downloadUrls[i]!)).arrayBuffer()))).toBe(true);
     }
-  }, 60_000);
+  });
 
   it('generate image2image with --init a local PNG file: sent inline, image saved', async () => {
     const dir = tempDir();
@@ -164,7 +187,7 @@ describe('sd15 against the local engine (tiny models, real PNGs)', () => {
     const initImage = job.parameters.initImage!;
     expect(initImage.startsWith('data:image/png;base64,')).toBe(true);
     expect(Buffer.from(initImage.split(',')[1]!, 'base64').equals(readFileSync(init))).toBe(true);
-  }, 60_000);
+  });
 
   it('generate inpainting with --init and --mask files (the mode follows from --mask), image saved', async () => {
     const dir = tempDir();
@@ -184,7 +207,7 @@ describe('sd15 against the local engine (tiny models, real PNGs)', () => {
     const job = (await server.gql(JobDocument, { id })).data!.job!;
     expect(job.mode).toBe('INPAINTING');
     expect(Buffer.from(job.parameters.maskImage!.split(',')[1]!, 'base64').equals(readFileSync(mask))).toBe(true);
-  }, 60_000);
+  });
 
   it("exits 2 printing the server's field errors (field, option, reason), and creates no job", async () => {
     const key = server.newKey('cli-refused');
@@ -221,7 +244,7 @@ describe('sd15 against the local engine (tiny models, real PNGs)', () => {
     expect(bare.code).toBe(2);
     expect(bare.stderr).toContain('Usage:');
     expect((await server.gql(JobsDocument, {}, key)).data!.jobs.edges).toEqual([]);
-  }, 60_000);
+  });
 
   it('--help and help print the usage on stdout with the exit codes, exit 0', async () => {
     for (const args of [['--help'], ['help'], ['generate', '--help']]) {
@@ -279,42 +302,38 @@ describe('sd15 against the local engine (tiny models, real PNGs)', () => {
     const foreign = await sd15(['watch', id], envFor(server, server.newKey('cli-other')));
     expect(foreign.code).toBe(2);
     expect(foreign.stderr).toContain(`no job ${id}`);
-  }, 60_000);
+  });
 
-  it.skipIf(!HAS_SCRIPT)(
-    'on a terminal (script from util-linux; skipped where it is missing) shows a bar with steps and ETA',
-    async () => {
-      const out = tempDir();
-      const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-      const command = [
-        process.execPath,
-        BIN,
-        'generate',
-        'a lighthouse',
-        '--steps',
-        '100',
-        '--width',
-        '128',
-        '--height',
-        '128',
-        '--out',
-        out,
-      ];
-      // script runs the command on a pseudo-terminal, so its stdout is a TTY; -e passes its exit code on.
-      const run = await start('script', ['-qfec', command.map(quote).join(' '), '/dev/null'], envFor(server)).done;
-      expect(run.code).toBe(0);
-      const screen = run.stdout;
-      expect(screen).toMatch(/generating \S+ \d+\/100 steps \| \d+% \| ETA \S+/);
-      expect(screen).toContain('100/100 steps | 100%');
-      expect(screen).toMatch(/SUCCESS after \d/);
-      // The bar, not the lines meant for logs.
-      expect(screen).not.toMatch(/^processing \d+\/\d+/m);
-      const id = jobIdOf(screen)!;
-      expect(screen).toContain(path.join(out, `${id}-1.png`));
-      expect(existsSync(path.join(out, `${id}-1.png`))).toBe(true);
-    },
-    60_000,
-  );
+  it.skipIf(!HAS_SCRIPT)('on a terminal (script from util-linux; skipped where it is missing) shows a bar with steps and ETA', async () => {
+    const out = tempDir();
+    const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+    const command = [
+      process.execPath,
+      BIN,
+      'generate',
+      'a lighthouse',
+      '--steps',
+      '100',
+      '--width',
+      '128',
+      '--height',
+      '128',
+      '--out',
+      out,
+    ];
+    // script runs the command on a pseudo-terminal, so its stdout is a TTY; -e passes its exit code on.
+    const run = await start('script', ['-qfec', command.map(quote).join(' '), '/dev/null'], envFor(server)).done;
+    expect(run.code).toBe(0);
+    const screen = run.stdout;
+    expect(screen).toMatch(/generating \S+ \d+\/100 steps \| \d+% \| ETA \S+/);
+    expect(screen).toContain('100/100 steps | 100%');
+    expect(screen).toMatch(/SUCCESS after \d/);
+    // The bar, not the lines meant for logs.
+    expect(screen).not.toMatch(/^processing \d+\/\d+/m);
+    const id = jobIdOf(screen)!;
+    expect(screen).toContain(path.join(out, `${id}-1.png`));
+    expect(existsSync(path.join(out, `${id}-1.png`))).toBe(true);
+  });
 
   it('a refused key exits 2; a server that does not answer exits 1 naming its URL', async () => {
     const refused = await sd15(['models'], envFor(server, `sdk_${'x'.repeat(43)}`));
@@ -335,7 +354,7 @@ describe('sd15 against the local engine (tiny models, real PNGs)', () => {
   });
 });
 
-describe('sd15 against the fake upstream (failures, held jobs)', () => {
+describe('sd15 against the fake upstream (failures, held jobs)', { timeout: 90_000 }, () => {
   let server: TestServer;
 
   beforeAll(async () => {
