@@ -1,6 +1,6 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { JobFieldsFragment } from '../client/generated/graphql.js';
+import type { JobStateFragment } from '../client/generated/graphql.js';
 import type { ApiClient } from './client.js';
 import { CliError, ExitCode } from './errors.js';
 
@@ -22,7 +22,7 @@ export function extensionFor(contentType: string | null | undefined): string {
  */
 export async function saveImages(
   client: ApiClient,
-  job: Pick<JobFieldsFragment, 'id' | 'downloadUrls' | 'images'>,
+  job: Pick<JobStateFragment, 'id' | 'downloadUrls' | 'images'>,
   outDir: string,
 ): Promise<string[]> {
   const dir = path.resolve(outDir);

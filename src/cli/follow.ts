@@ -1,8 +1,9 @@
-import { JobDocument, JobStatusDocument, type JobFieldsFragment } from '../client/generated/graphql.js';
+import { FollowJobDocument, JobSummaryDocument, type JobStateFragment } from '../client/generated/graphql.js';
 import type { ApiClient } from './client.js';
 import { CliError, ExitCode } from './errors.js';
 
-export type Job = JobFieldsFragment;
+/** A job's state, without its request (see the JobState fragment). */
+export type Job = JobStateFragment;
 
 export type FollowOutcome = { kind: 'finished'; job: Job } | { kind: 'interrupted' };
 
@@ -27,7 +28,7 @@ export async function followJob(client: ApiClient, id: string, onUpdate: (job: J
     };
     const onAbort = () => settle(() => resolve({ kind: 'interrupted' }));
     const dispose = client.subscribe(
-      JobStatusDocument,
+      FollowJobDocument,
       { id },
       {
         next: ({ jobStatus }) => {
@@ -45,7 +46,7 @@ export async function followJob(client: ApiClient, id: string, onUpdate: (job: J
 
   // The subscription completes only after a final state; if it ended early (a server going
   // away between retries), ask once more rather than guess.
-  const { job } = await client.request(JobDocument, { id });
+  const { job } = await client.request(JobSummaryDocument, { id });
   if (job && isFinal(job)) {
     onUpdate(job);
     return { kind: 'finished', job };

@@ -1,9 +1,9 @@
 import cliProgress from 'cli-progress';
-import type { JobFieldsFragment } from '../client/generated/graphql.js';
+import type { JobStateFragment } from '../client/generated/graphql.js';
 import type { Output } from './context.js';
 
 /** What the progress display reads of a job. */
-export type JobProgressView = Pick<JobFieldsFragment, 'status' | 'queuePosition' | 'progress'>;
+export type JobProgressView = Pick<JobStateFragment, 'status' | 'queuePosition' | 'progress'>;
 
 export interface ProgressReporter {
   /** Each state of the job as it arrives, the current one first. */

@@ -13,23 +13,23 @@ export interface FollowOptions {
 }
 
 /** The line that opens generate's and watch's output: the id to watch or cancel it by later. */
-export function jobHeader(job: Pick<Job, 'id' | 'mode' | 'seed'>): string {
-  return `job ${job.id} (${job.mode.toLowerCase()}, seed ${job.seed})\n`;
+export function jobHeader(id: string, mode: string, seed: number): string {
+  return `job ${id} (${mode.toLowerCase()}, seed ${seed})\n`;
 }
 
 /**
  * generate's and watch's common end: follows the job with a progress display, saves its images
  * on SUCCESS, reports a failure, or cancels the job on Ctrl-C. Returns the exit code.
  */
-export async function followToEnd(ctx: CommandContext, job: Job, options: FollowOptions, interrupt: Interrupt): Promise<number> {
+export async function followToEnd(ctx: CommandContext, id: string, options: FollowOptions, interrupt: Interrupt): Promise<number> {
   const progress = options.json ? silentProgress : createProgressReporter(ctx.stdout);
   let outcome: FollowOutcome;
   try {
-    outcome = await followJob(ctx.client, job.id, (update) => progress.update(update), interrupt.signal);
+    outcome = await followJob(ctx.client, id, (update) => progress.update(update), interrupt.signal);
   } finally {
     progress.stop();
   }
-  if (outcome.kind === 'interrupted') return cancelAfterInterrupt(ctx, job.id, options.json);
+  if (outcome.kind === 'interrupted') return cancelAfterInterrupt(ctx, id, options.json);
   // The job is over: nothing left to cancel, so a Ctrl-C from here on ends the command at once.
   interrupt.dispose();
 
@@ -60,6 +60,6 @@ async function cancelAfterInterrupt(ctx: CommandContext, id: string, json: boole
   return ExitCode.FAILED;
 }
 
-function summary(job: Job, files: string[]) {
+function summary(job: Pick<Job, 'id' | 'mode' | 'status' | 'seed' | 'error'>, files: string[]) {
   return { id: job.id, mode: job.mode, status: job.status, seed: job.seed, error: job.error, files };
 }

@@ -1,14 +1,14 @@
 import {
-  Image2ImageDocument,
-  InpaintingDocument,
-  Text2ImageDocument,
+  CreateImage2ImageDocument,
+  CreateInpaintingDocument,
+  CreateText2ImageDocument,
+  type CreateText2ImageMutation,
   type Scheduler,
   type Text2ImageInput,
 } from '../../client/generated/graphql.js';
 import type { Command, GenerateRequest } from '../args.js';
 import type { ApiClient } from '../client.js';
 import type { CommandContext } from '../context.js';
-import type { Job } from '../follow.js';
 import { imageArgument } from '../image-input.js';
 import { Interrupt } from '../interrupt.js';
 import { followToEnd, jobHeader } from './follow-to-end.js';
@@ -22,14 +22,17 @@ export async function generate(ctx: CommandContext, command: Extract<Command, { 
   const interrupt = Interrupt.listen(ctx.stderr);
   try {
     const job = await createJob(ctx.client, command.request, init, mask);
-    if (!command.json) ctx.stdout.write(jobHeader(job));
-    return await followToEnd(ctx, job, command, interrupt);
+    if (!command.json) ctx.stdout.write(jobHeader(job.id, command.request.mode, job.seed));
+    return await followToEnd(ctx, job.id, command, interrupt);
   } finally {
     interrupt.dispose();
   }
 }
 
-async function createJob(client: ApiClient, request: GenerateRequest, initImage?: string, maskImage?: string): Promise<Job> {
+/** The Create* mutations: the new job's id and seed, without the echo of its (possibly inline) images. */
+type CreatedJob = CreateText2ImageMutation['text2image'];
+
+async function createJob(client: ApiClient, request: GenerateRequest, initImage?: string, maskImage?: string): Promise<CreatedJob> {
   const common: Text2ImageInput = {
     prompt: request.prompt,
     negativePrompt: request.negativePrompt,
@@ -41,16 +44,16 @@ async function createJob(client: ApiClient, request: GenerateRequest, initImage?
     height: request.height,
     seed: request.seed,
     samples: request.samples,
-    // The server refuses names it does not know, listing the ones it does.
+    // Not checked here: the server refuses a name it does not know (exit 2), and may know more than this version.
     scheduler: request.scheduler as Scheduler | undefined,
   };
   switch (request.mode) {
     case 'text2image':
-      return (await client.request(Text2ImageDocument, { input: common })).text2image;
+      return (await client.request(CreateText2ImageDocument, { input: common })).text2image;
     case 'image2image':
-      return (await client.request(Image2ImageDocument, { input: { ...common, initImage, strength: request.strength } })).image2image;
+      return (await client.request(CreateImage2ImageDocument, { input: { ...common, initImage, strength: request.strength } })).image2image;
     case 'inpainting':
-      return (await client.request(InpaintingDocument, { input: { ...common, initImage, maskImage, strength: request.strength } }))
+      return (await client.request(CreateInpaintingDocument, { input: { ...common, initImage, maskImage, strength: request.strength } }))
         .inpainting;
   }
 }

@@ -1,4 +1,4 @@
-import { JobsDocument } from '../../client/generated/graphql.js';
+import { JobListDocument } from '../../client/generated/graphql.js';
 import type { Command } from '../args.js';
 import type { CommandContext } from '../context.js';
 import { ExitCode } from '../errors.js';
@@ -8,7 +8,7 @@ const PROMPT_WIDTH = 60;
 
 /** sd15 jobs: one page of the key's jobs, newest first; where the next page starts goes to stderr. */
 export async function listJobs(ctx: CommandContext, command: Extract<Command, { name: 'jobs' }>): Promise<number> {
-  const { jobs } = await ctx.client.request(JobsDocument, { first: command.first, after: command.after });
+  const { jobs } = await ctx.client.request(JobListDocument, { first: command.first, after: command.after });
   const nodes = jobs.edges.map((edge) => edge.node);
   if (command.json) {
     writeJson(ctx.stdout, { jobs: nodes, pageInfo: jobs.pageInfo });
