@@ -1,5 +1,6 @@
 import type { InputFieldBuilder } from '@pothos/core';
-import { InputValidationError, MAX_SEED } from '../generation/input.js';
+import { InputValidationError, MAX_SEED, type FieldIssue } from '../generation/input.js';
+import { sniffImageType } from '../images/sniff.js';
 import type { JobMode } from '../generation/request.js';
 import { builder, type BuilderTypes } from './builder.js';
 import { authorized, type GraphQLContext } from './context.js';
@@ -52,7 +53,13 @@ const commonFields = (t: Fields) => ({
 
 const strengthField = (t: Fields) =>
   t.float({ defaultValue: 0.8, description: 'Denoise strength, 0 to 1: 0 keeps the init image, 1 ignores it.' });
-const initImageField = (t: Fields) => t.string({ description: 'Required: the init image, as an http(s) URL or a data: URL (base64).' });
+const initImageField = (t: Fields) =>
+  t.string({ description: 'Required (or initImageFile): the init image, as an http(s) URL or a data: URL (base64).' });
+const initImageFileField = (t: Fields) =>
+  t.field({
+    type: 'File',
+    description: 'The init image uploaded as a file (GraphQL multipart request: PNG, JPEG or WebP), instead of initImage.',
+  });
 
 const Text2ImageInput = builder.inputType('Text2ImageInput', {
   description: 'A text2image request.',
@@ -61,7 +68,7 @@ const Text2ImageInput = builder.inputType('Text2ImageInput', {
 
 const Image2ImageInput = builder.inputType('Image2ImageInput', {
   description: 'An image2image request: the init image is redrawn, guided by the prompt.',
-  fields: (t) => ({ ...commonFields(t), initImage: initImageField(t), strength: strengthField(t) }),
+  fields: (t) => ({ ...commonFields(t), initImage: initImageField(t), initImageFile: initImageFileField(t), strength: strengthField(t) }),
 });
 
 const InpaintingInput = builder.inputType('InpaintingInput', {
@@ -69,17 +76,52 @@ const InpaintingInput = builder.inputType('InpaintingInput', {
   fields: (t) => ({
     ...commonFields(t),
     initImage: initImageField(t),
+    initImageFile: initImageFileField(t),
     maskImage: t.string({
-      description: 'Required: the mask, same size as the init image; white is repainted, black is kept. An http(s) or data: URL.',
+      description:
+        'Required (or maskImageFile): the mask, same size as the init image; white is repainted, black is kept. An http(s) or data: URL.',
+    }),
+    maskImageFile: t.field({
+      type: 'File',
+      description: 'The mask uploaded as a file (GraphQL multipart request: PNG, JPEG or WebP), instead of maskImage.',
     }),
     strength: strengthField(t),
   }),
 });
 
+type ImageFields = { initImage?: string | null; initImageFile?: File | null; maskImage?: string | null; maskImageFile?: File | null };
+
+/**
+ * Uploaded images become data: URLs, so that they take the same path as any other (the same
+ * checks of size and format, stored with the job, fetched by any engine).
+ */
+async function withUploadedImages<T extends ImageFields>(input: T): Promise<Omit<T, 'initImageFile' | 'maskImageFile'>> {
+  const { initImageFile, maskImageFile, ...rest } = input;
+  const issues: FieldIssue[] = [];
+  const inline = async (field: 'initImage' | 'maskImage', file: File | null | undefined) => {
+    if (!file) return;
+    if (rest[field]) {
+      issues.push({ path: ['input', `${field}File`], code: 'INVALID_VALUE', message: `send ${field} or ${field}File, not both` });
+      return;
+    }
+    const bytes = Buffer.from(await file.arrayBuffer());
+    const type = sniffImageType(bytes);
+    if (!type) {
+      issues.push({ path: ['input', `${field}File`], code: 'INVALID_VALUE', message: 'is not a PNG, JPEG or WebP image' });
+      return;
+    }
+    (rest as ImageFields)[field] = `data:${type};base64,${bytes.toString('base64')}`;
+  };
+  await inline('initImage', initImageFile);
+  await inline('maskImage', maskImageFile);
+  if (issues.length > 0) throw new InputValidationError(issues);
+  return rest;
+}
+
 /** Creates the job; refusals carry paths from the mutation's arguments (input.width, ...). */
-async function createJob(ctx: GraphQLContext, mode: JobMode, input: { idempotencyKey?: string | null }) {
+async function createJob(ctx: GraphQLContext, mode: JobMode, input: { idempotencyKey?: string | null } & ImageFields) {
   const principal = authorized(ctx, 'jobs.create');
-  const { idempotencyKey: fromInput, ...request } = input;
+  const { idempotencyKey: fromInput, ...request } = await withUploadedImages(input);
   if (fromInput && ctx.idempotencyKey && fromInput !== ctx.idempotencyKey) {
     throw new InputValidationError([
       {

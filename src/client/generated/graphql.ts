@@ -19,8 +19,10 @@ export type Image2ImageInput = {
   height?: number | null | undefined;
   /** Makes retries safe: a request repeating an earlier one with the same key (per API key) returns the job the first made instead of a second job; the same key with a different request is refused (IDEMPOTENCY_KEY_REUSED). 1 to 255 visible ASCII characters. Over HTTP the Idempotency-Key header does the same. */
   idempotencyKey?: string | null | undefined;
-  /** Required: the init image, as an http(s) URL or a data: URL (base64). */
+  /** Required (or initImageFile): the init image, as an http(s) URL or a data: URL (base64). */
   initImage?: string | null | undefined;
+  /** The init image uploaded as a file (GraphQL multipart request: PNG, JPEG or WebP), instead of initImage. */
+  initImageFile?: File | null | undefined;
   /** A base checkpoint id or alias from Query.models; "sd1.5" is the default checkpoint. */
   modelId?: string | null | undefined;
   /** What to steer away from; may hold negative-embedding trigger words. */
@@ -57,10 +59,14 @@ export type InpaintingInput = {
   height?: number | null | undefined;
   /** Makes retries safe: a request repeating an earlier one with the same key (per API key) returns the job the first made instead of a second job; the same key with a different request is refused (IDEMPOTENCY_KEY_REUSED). 1 to 255 visible ASCII characters. Over HTTP the Idempotency-Key header does the same. */
   idempotencyKey?: string | null | undefined;
-  /** Required: the init image, as an http(s) URL or a data: URL (base64). */
+  /** Required (or initImageFile): the init image, as an http(s) URL or a data: URL (base64). */
   initImage?: string | null | undefined;
-  /** Required: the mask, same size as the init image; white is repainted, black is kept. An http(s) or data: URL. */
+  /** The init image uploaded as a file (GraphQL multipart request: PNG, JPEG or WebP), instead of initImage. */
+  initImageFile?: File | null | undefined;
+  /** Required (or maskImageFile): the mask, same size as the init image; white is repainted, black is kept. An http(s) or data: URL. */
   maskImage?: string | null | undefined;
+  /** The mask uploaded as a file (GraphQL multipart request: PNG, JPEG or WebP), instead of maskImage. */
+  maskImageFile?: File | null | undefined;
   /** A base checkpoint id or alias from Query.models; "sd1.5" is the default checkpoint. */
   modelId?: string | null | undefined;
   /** What to steer away from; may hold negative-embedding trigger words. */
