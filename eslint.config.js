@@ -6,7 +6,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', 'src/client/generated/', 'coverage/'] },
+  { ignores: ['node_modules/', 'data/', 'src/client/generated/', 'coverage/', 'studio/dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -22,6 +22,8 @@ export default tseslint.config(
     },
   },
   { languageOptions: { globals: globals.node } },
+  // The web studio runs in the browser (its TypeScript project is studio/tsconfig.json).
+  { files: ['studio/src/**'], languageOptions: { globals: globals.browser } },
   {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
     ...tseslint.configs.disableTypeChecked,

@@ -1,0 +1,59 @@
+import type { InitImage } from '../form/form-values';
+
+/** The API takes images up to 1024 px a side; larger ones are scaled down here, before the upload. */
+export const MAX_SIDE = 1024;
+/** What the server decodes as sent; anything else is re-encoded as PNG in the browser. */
+const SENT_AS_IS = new Set(['image/png', 'image/jpeg', 'image/webp']);
+
+export function loadImage(src: string): Promise<HTMLImageElement> {
+  const image = new Image();
+  image.decoding = 'async';
+  image.src = src;
+  return image.decode().then(() => image);
+}
+
+/**
+ * An init image from a file, as the data: URL the request carries (the schema takes images as URL
+ * strings). PNG, JPEG and WebP within the size limit go as they are; others, and larger ones, are
+ * drawn onto a canvas and sent as PNG.
+ */
+export async function initImageFromFile(file: File): Promise<InitImage> {
+  if (!file.type.startsWith('image/')) throw new Error(`${file.name} is not an image.`);
+  const dataUrl = await readAsDataUrl(file);
+  let image: HTMLImageElement;
+  try {
+    image = await loadImage(dataUrl);
+  } catch {
+    throw new Error(`${file.name} could not be read as an image.`);
+  }
+  const { naturalWidth: width, naturalHeight: height } = image;
+  if (SENT_AS_IS.has(file.type) && Math.max(width, height) <= MAX_SIDE) return { src: dataUrl, width, height, name: file.name };
+  const scale = Math.min(1, MAX_SIDE / Math.max(width, height));
+  const canvas = document.createElement('canvas');
+  canvas.width = Math.max(1, Math.round(width * scale));
+  canvas.height = Math.max(1, Math.round(height * scale));
+  canvas.getContext('2d')!.drawImage(image, 0, 0, canvas.width, canvas.height);
+  return { src: canvas.toDataURL('image/png'), width: canvas.width, height: canvas.height, name: file.name };
+}
+
+/** An init image by URL: sent as the URL (the server fetches it); its size, if the browser can load it. */
+export async function initImageFromUrl(url: string): Promise<InitImage> {
+  const image = await loadImage(url);
+  return { src: url, width: image.naturalWidth, height: image.naturalHeight, name: url };
+}
+
+export function readAsDataUrl(file: Blob): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result as string);
+    reader.onerror = () => reject(reader.error ?? new Error('the file could not be read'));
+    reader.readAsDataURL(file);
+  });
+}
+
+/** The generation size closest to an image's: multiples of 8 from 64 to 1024, the aspect ratio kept as well as rounding allows. */
+export function generationSizeFor(width: number, height: number): { width: number; height: number } {
+  const scale = Math.min(1, MAX_SIDE / Math.max(width, height));
+  const fit = (side: number) => Math.min(MAX_SIDE, Math.max(64, Math.round((side * scale) / 8) * 8));
+  return { width: fit(width), height: fit(height) };
+}
