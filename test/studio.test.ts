@@ -174,11 +174,36 @@ describe('the web studio in a browser', () => {
     await field(page, 'Mode').selectOption('image2image');
     await field(page, 'Init image').setInputFiles({ name: 'cottage.png', mimeType: 'image/png', buffer: await gradientPng(96, 64) });
     await expect.poll(() => page.getByText('cottage.png').isVisible()).toBe(true);
-    await page.getByRole('button', { name: 'Use its size (96×64)' }).click();
+    await page.getByRole('button', { name: 'Size from the image (96×64)' }).click();
     expect(await field(page, 'Width').inputValue()).toBe('96');
     await fill(page, { Prompt: 'a cottage in the snow', Steps: '6', Strength: '0.6' });
     await generate(page);
     expect(await decoded(result(page, 1))).toEqual({ width: 96, height: 64 });
+  });
+
+  it('takes the init image dropped on its area, or by URL (and shows at the field why the server refuses a URL)', async () => {
+    const page = await openStudio();
+    await field(page, 'Mode').selectOption('image2image');
+    const png = (await gradientPng(80, 48)).toString('base64');
+    const dropped = await page.evaluateHandle((base64: string) => {
+      const transfer = new DataTransfer();
+      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+      transfer.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
+      return transfer;
+    }, png);
+    // The area the person drops on is the one around the file input labelled "Init image".
+    await field(page, 'Init image').locator('..').dispatchEvent('drop', { dataTransfer: dropped });
+    await expect.poll(() => page.getByText('dropped.png').isVisible()).toBe(true);
+    expect(await page.getByRole('button', { name: 'Size from the image (104×64)' }).isVisible()).toBe(true);
+
+    // A URL replaces the file; this server does not fetch from loopback, and says so beside the field.
+    await field(page, 'Init image URL').fill(`${server.url}/images/none.png`);
+    await field(page, 'Init image URL').press('Enter');
+    await fill(page, { Prompt: 'a cottage', Steps: '2', Width: '64', Height: '64' });
+    await generate(page);
+    const init = field(page, 'Init image');
+    await expect.poll(async () => (await description(init)).text).toMatch(/loopback/);
+    expect(await init.getAttribute('aria-invalid')).toBe('true');
   });
 
   it('inpainting with a mask painted with the mouse: the painted part is redrawn, the rest kept', async () => {

@@ -74,18 +74,25 @@ export function App() {
         <KeyPanel apiKey={apiKey} session={session} onKey={changeKey} />
       </header>
       <main class="layout">
-        <section class="card create-panel" aria-labelledby="create-heading">
-          <h2 id="create-heading">Create</h2>
-          <GenerationForm
-            values={values}
-            onChange={setValues}
-            checkpoints={session.checkpoints}
-            embeddings={session.embeddings}
-            loaded={session.state === 'ready'}
-            onSubmit={generate}
+        {/* The form and the job side by side: the job stays in sight (sticky) within this row only. */}
+        <div class="workspace">
+          <section class="card create-panel" aria-labelledby="create-heading">
+            <h2 id="create-heading">Create</h2>
+            <GenerationForm
+              values={values}
+              onChange={setValues}
+              checkpoints={session.checkpoints}
+              embeddings={session.embeddings}
+              loaded={session.state === 'ready'}
+              onSubmit={generate}
+            />
+          </section>
+          <JobPanel
+            current={current}
+            onCancel={() => void cancel()}
+            onUseSeed={(seed) => setValues((v) => ({ ...v, seed: String(seed) }))}
           />
-        </section>
-        <JobPanel current={current} onCancel={() => void cancel()} onUseSeed={(seed) => setValues((v) => ({ ...v, seed: String(seed) }))} />
+        </div>
         <HistoryPanel history={history} live={current.job} onReuse={(job) => void reuse(job)} />
       </main>
       <footer class="footer muted">

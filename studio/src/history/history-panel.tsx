@@ -57,7 +57,7 @@ function HistoryItem({ job, onReuse }: { job: JobWithSettings; onReuse: (job: Jo
   ].filter(Boolean);
   return (
     <li class="history-item" aria-label={`Job ${job.id}`}>
-      <div class="thumbs" style={{ aspectRatio: `${p.width} / ${p.height}` }}>
+      <div class={job.images.length > 1 ? 'thumbs several' : 'thumbs'} style={{ aspectRatio: `${p.width} / ${p.height}` }}>
         {job.images.length > 0 ? (
           job.images.map((image, i) => (
             <a key={image.url} href={image.url} target="_blank" rel="noopener">

@@ -51,9 +51,16 @@ export function readAsDataUrl(file: Blob): Promise<string> {
   });
 }
 
-/** The generation size closest to an image's: multiples of 8 from 64 to 1024, the aspect ratio kept as well as rounding allows. */
+const MIN_SIDE = 64;
+
+/**
+ * The generation size closest to an image's: multiples of 8 from 64 to 1024, scaled down (or up,
+ * for a tiny image) as a whole, so the aspect ratio is kept as well as rounding allows.
+ */
 export function generationSizeFor(width: number, height: number): { width: number; height: number } {
-  const scale = Math.min(1, MAX_SIDE / Math.max(width, height));
-  const fit = (side: number) => Math.min(MAX_SIDE, Math.max(64, Math.round((side * scale) / 8) * 8));
+  const long = Math.max(width, height);
+  const short = Math.min(width, height);
+  const scale = short < MIN_SIDE ? MIN_SIDE / short : Math.min(1, MAX_SIDE / long);
+  const fit = (side: number) => Math.min(MAX_SIDE, Math.max(MIN_SIDE, Math.round((side * scale) / 8) * 8));
   return { width: fit(width), height: fit(height) };
 }

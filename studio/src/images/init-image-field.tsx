@@ -64,7 +64,7 @@ export function InitImageField({
       >
         {value ? (
           <div class="picked-image">
-            <img src={value.src} alt="" />
+            {value.width > 0 ? <img src={value.src} alt="" /> : <span class="picked-image-unknown" aria-hidden="true" />}
             <span>
               <strong>{value.name.length > 60 ? `${value.name.slice(0, 57)}…` : value.name}</strong>
               {value.width > 0 && (
@@ -96,7 +96,7 @@ export function InitImageField({
           <>
             {' · '}
             <button type="button" class="link-button" onClick={() => onUseSize(suggested)}>
-              Use its size ({suggested.width}×{suggested.height})
+              Size from the image ({suggested.width}×{suggested.height})
             </button>
           </>
         )}
