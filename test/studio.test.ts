@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CancelJobDocument, Image2ImageDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
+import { CancelJobDocument, Image2ImageDocument, InpaintingDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { launchBrowser } from './helpers/browser.js';
 import { startTestServer, type TestServer } from './helpers/test-server.js';
 
@@ -206,7 +206,7 @@ describe('the web studio in a browser', () => {
     expect(await init.getAttribute('aria-invalid')).toBe('true');
   });
 
-  it('inpainting with a mask painted with the mouse: the painted part is redrawn, the rest kept', async () => {
+  it('inpainting with a mask painted with the mouse (and partly erased): the painted part is redrawn, the rest kept', async () => {
     const page = await openStudio();
     await field(page, 'Mode').selectOption('inpainting');
     const model = field(page, 'Model');
@@ -217,12 +217,20 @@ describe('the web studio in a browser', () => {
 
     const canvas = page.getByRole('img', { name: 'Mask painting area' });
     await canvas.waitFor();
-    const box = (await canvas.boundingBox())!;
+    let box = (await canvas.boundingBox())!;
     const at = (fx: number, fy: number) => [box.x + box.width * fx, box.y + box.height * fy] as const;
     await page.mouse.move(...at(0.35, 0.35));
     await page.mouse.down();
     await page.mouse.move(...at(0.65, 0.5), { steps: 12 });
     await page.mouse.move(...at(0.4, 0.65), { steps: 12 });
+    await page.mouse.up();
+    // The stroke's start rubbed out again with the eraser at its largest.
+    await field(page, 'Brush size').fill('128');
+    await page.getByRole('button', { name: 'Eraser' }).click();
+    expect(await page.getByRole('button', { name: 'Eraser' }).getAttribute('aria-pressed')).toBe('true');
+    box = (await canvas.boundingBox())!; // the click may have scrolled the page
+    await page.mouse.move(...at(0.35, 0.35));
+    await page.mouse.down();
     await page.mouse.up();
     await fill(page, { Prompt: 'a red door', Steps: '6', Width: '128', Height: '128' });
     await screenshot(page, 'inpainting-mask.png', page.getByRole('region', { name: 'Create' }));
@@ -242,6 +250,7 @@ describe('the web studio in a browser', () => {
     expect(pixel(made.data, made.info.channels, 4, 4)).toEqual(pixel(original, 3, 4, 4));
     expect(pixel(made.data, made.info.channels, 122, 122)).toEqual(pixel(original, 3, 122, 122));
     expect(pixel(made.data, made.info.channels, 64, 54)).not.toEqual(pixel(original, 3, 64, 54));
+    expect(pixel(made.data, made.info.channels, 45, 45)).toEqual(pixel(original, 3, 45, 45)); // erased
   });
 
   it('a job appears at once with its queue position, and Cancel stops it while it waits', async () => {
@@ -298,12 +307,23 @@ describe('the web studio in a browser', () => {
     const { key } = server.app.keys.create('history', ['read', 'generate']);
     const total = HISTORY_PAGE_SIZE + 3;
     const init = `data:image/png;base64,${(await gradientPng(64, 64)).toString('base64')}`;
+    // White (repaint) in the middle 32 x 32, black around it.
+    const square = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#fff' } })
+      .png()
+      .toBuffer();
+    const maskPng = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#000' } })
+      .composite([{ input: square, left: 16, top: 16 }])
+      .png()
+      .toBuffer();
+    const mask = `data:image/png;base64,${maskPng.toString('base64')}`;
     for (let i = 0; i < total; i++) {
       const input = { prompt: `history prompt ${i}`, numInferenceSteps: 2, width: 64, height: 64, seed: 1000 + i, guidanceScale: 6.5 };
       const created =
         i === 1
           ? await server.gql(Image2ImageDocument, { input: { ...input, initImage: init, strength: 0.55 } }, key)
-          : await server.gql(Text2ImageDocument, { input }, key);
+          : i === 3
+            ? await server.gql(InpaintingDocument, { input: { ...input, initImage: init, maskImage: mask } }, key)
+            : await server.gql(Text2ImageDocument, { input }, key);
       expect(created.errors).toBeUndefined();
     }
     const page = await openStudio(key);
@@ -330,6 +350,16 @@ describe('the web studio in a browser', () => {
     await expect.poll(() => field(page, 'Mode').inputValue()).toBe('image2image');
     expect(await field(page, 'Strength').inputValue()).toBe('0.55');
     await expect.poll(() => page.getByText(/image of job .* 64×64/).isVisible()).toBe(true);
+
+    // An inpainting job brings its mask back into the painter, where it can be changed.
+    await items.filter({ hasText: 'history prompt 3' }).getByRole('button', { name: 'Use these settings again' }).click();
+    await expect.poll(() => field(page, 'Mode').inputValue()).toBe('inpainting');
+    const painted = (x: number, y: number) =>
+      page
+        .getByRole('img', { name: 'Mask painting area' })
+        .evaluate((canvas: HTMLCanvasElement, [px, py]) => canvas.getContext('2d')!.getImageData(px!, py!, 1, 1).data[3]! > 0, [x, y]);
+    await expect.poll(() => painted(32, 32)).toBe(true);
+    expect(await painted(4, 4)).toBe(false);
   });
 
   it('tells the person what they can do: network down, a scope the key lacks, a job that fails', async () => {

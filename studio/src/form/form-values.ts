@@ -186,7 +186,7 @@ export function valuesFromJob(job: JobWithSettings | FullJob, current: FormValue
     scheduler: p.scheduler ?? '',
     safetyChecker: p.safetyChecker,
     initImage: initImage
-      ? { src: initImage, width: 0, height: 0, name: initImage.startsWith('data:') ? `image of job ${job.id}` : initImage }
+      ? { src: initImage, width: 0, height: 0, name: initImage.startsWith('data:') ? `image of job ${job.id.slice(0, 8)}` : initImage }
       : null,
     maskToLoad: maskImage,
   };

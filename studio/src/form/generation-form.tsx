@@ -147,7 +147,10 @@ export function GenerationForm({ values, onChange, checkpoints, embeddings, load
         <InitImageField
           value={values.initImage}
           error={errors.initImage}
-          onChange={(image) => onChange((v) => ({ ...v, initImage: image, maskToLoad: null }))}
+          // Another image needs another mask; the same one (measured once loaded) keeps the mask to load.
+          onChange={(image) =>
+            onChange((v) => ({ ...v, initImage: image, maskToLoad: image?.src === v.initImage?.src ? v.maskToLoad : null }))
+          }
           onUseSize={({ width, height }) => onChange((v) => ({ ...v, width: String(width), height: String(height) }))}
         />
       )}

@@ -83,7 +83,7 @@ export function InitImageField({
         )}
       </FilePick>
       <p id="init-image-hint" class="hint">
-        PNG, JPEG or WebP; larger than 1024 px is scaled down.
+        PNG, JPEG or WebP; larger than 1024 px is scaled down. Another shape than the width and height below is cropped (centred).
         {value && (
           <>
             {' '}
