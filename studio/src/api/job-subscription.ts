@@ -32,7 +32,8 @@ export function createSubscriptionClient(apiKey: string, onState: (state: Connec
         everConnected = true;
         onState('connected');
       },
-      closed: () => onState('idle'),
+      // 1000 is a normal close (no job followed any more); any other is a drop, retried.
+      closed: (event) => onState(isCloseEvent(event) && event.code !== 1000 ? 'reconnecting' : 'idle'),
     },
   });
 }

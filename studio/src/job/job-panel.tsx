@@ -85,7 +85,7 @@ function JobView({
           <button type="button" class="button" onClick={onCancel} disabled={current.canceling}>
             Cancel
           </button>
-          {current.connection === 'reconnecting' && <span class="hint">Connection lost; reconnecting…</span>}
+          {current.connection === 'reconnecting' && !current.followError && <span class="hint">Connection lost; reconnecting…</span>}
         </div>
       )}
 
