@@ -21,7 +21,8 @@ mkdirSync(SCREENSHOTS, { recursive: true });
 const LONG_JOB = { steps: '100', width: '512', height: '512' };
 const HISTORY_PAGE_SIZE = 8;
 
-describe('the web studio in a browser', () => {
+// Jobs of a few seconds, on two cores shared with the other suites: room to spare.
+describe('the web studio in a browser', { timeout: 90_000 }, () => {
   let server: TestServer;
   let browser: Browser;
   const contexts: BrowserContext[] = [];
