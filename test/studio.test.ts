@@ -178,7 +178,11 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
     await page.getByRole('button', { name: 'Size from the image (96×64)' }).click();
     expect(await field(page, 'Width').inputValue()).toBe('96');
     await fill(page, { Prompt: 'a cottage in the snow', Steps: '6', Strength: '0.6' });
+    const sent = page.waitForRequest((r) => r.url().endsWith('/graphql') && r.method() === 'POST');
     await generate(page);
+    // The file goes as a file (the GraphQL multipart request), not as a data: URL in JSON.
+    const request = await sent;
+    expect(request.headers()['content-type']).toMatch(/^multipart\/form-data; boundary=/);
     expect(await decoded(result(page, 1))).toEqual({ width: 96, height: 64 });
   });
 
@@ -375,21 +379,16 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
       .waitFor();
     await page.unroute('**/graphql');
 
-    // A job that fails: the init image is spoiled on its way (as a damaged file would be), so the engine cannot decode it.
+    // A job that fails: a damaged image (a PNG cut short), which the engine cannot decode.
     await field(page, 'Mode').selectOption('image2image');
-    await field(page, 'Init image').setInputFiles({ name: 'photo.png', mimeType: 'image/png', buffer: await gradientPng(64, 64) });
-    await expect.poll(() => page.getByText('photo.png').isVisible()).toBe(true);
-    await page.route('**/graphql', async (route) => {
-      const body = JSON.parse(route.request().postData() ?? '{}') as { variables?: { input?: { initImage?: string } } };
-      if (body.variables?.input?.initImage) body.variables.input.initImage = body.variables.input.initImage.slice(0, 200);
-      await route.continue({ postData: JSON.stringify(body) });
-    });
+    const damaged = (await gradientPng(64, 64)).subarray(0, 200).toString('base64');
+    await field(page, 'Init image URL').fill(`data:image/png;base64,${damaged}`);
+    await field(page, 'Init image URL').press('Enter');
     await generate(page);
     const failure = jobPanel(page).getByRole('alert');
     await failure.waitFor({ timeout: 30_000 });
     expect(await failure.textContent()).toMatch(/INVALID_INPUT: initImage: the image cannot be decoded/);
     expect(await jobPanel(page).getByText('Failed', { exact: true }).isVisible()).toBe(true);
-    await page.unroute('**/graphql');
 
     // A key that may only read: it says so, and generating is refused with the scope it lacks.
     const { key } = server.app.keys.create('reader', ['read']);

@@ -20,8 +20,13 @@ export const SCHEDULERS = {
   DDIM: 'DDIM',
 } as const satisfies Record<Scheduler, string>;
 
-/** An init image: what is sent (a data: URL made from a file, or an http(s) URL) and its size (0 when unknown). */
+/**
+ * An init image: a file to upload (picked or dropped), or a URL to send as it is (an http(s) URL, or
+ * the data: URL of a reused job's image); what the page shows; its size (0 while unknown).
+ */
 export interface InitImage {
+  file: File | null;
+  /** What is shown, and sent when there is no file. */
   src: string;
   width: number;
   height: number;
@@ -50,6 +55,15 @@ export interface FormValues {
   initImage: InitImage | null;
   /** A mask to load into the painter (from a reused job); the painter holds the mask itself. */
   maskToLoad: string | null;
+}
+
+/** Refusals of the uploaded images name these fields; the form shows them at the image fields. */
+const FIELD_OF_UPLOAD: Record<string, string> = { initImageFile: 'initImage', maskImageFile: 'maskImage' };
+
+/** The form field a refusal's issue is about (its API name, or the image field of an upload); null if none. */
+export function formFieldOf(issueField: string): FieldName | null {
+  const field = FIELD_OF_UPLOAD[issueField] ?? issueField;
+  return isFieldName(field) ? field : null;
 }
 
 /** The input fields the form has, by their names in the API (what a refusal's issues name). */
@@ -118,7 +132,7 @@ export const MAX_SEED = 2_147_483_647;
  * Ranges and rules are the server's to judge (its refusal names the field); only what cannot be
  * sent as the GraphQL type is caught here.
  */
-export function buildRequest(values: FormValues, maskImage: string | null): { request: GenerationRequest } | { errors: FieldErrors } {
+export function buildRequest(values: FormValues, mask: File | null): { request: GenerationRequest } | { errors: FieldErrors } {
   const errors: FieldErrors = {};
   const int = (field: FieldName, text: string) => parseNumber(field, text, true, errors);
   const float = (field: FieldName, text: string) => parseNumber(field, text, false, errors);
@@ -141,17 +155,18 @@ export function buildRequest(values: FormValues, maskImage: string | null): { re
   };
   const strength = values.mode === 'text2image' ? undefined : float('strength', values.strength);
   if (values.mode !== 'text2image' && !values.initImage) errors.initImage = 'choose an image file, drop one here, or give its URL';
-  if (values.mode === 'inpainting' && !maskImage) errors.maskImage = 'paint over the part to repaint, or upload a mask';
+  if (values.mode === 'inpainting' && !mask) errors.maskImage = 'paint over the part to repaint, or upload a mask';
   if (Object.keys(errors).length > 0) return { errors };
 
-  const initImage = values.initImage?.src;
+  // A file goes as an upload (GraphQL multipart), a URL as the string it is.
+  const init = values.initImage?.file ? { initImageFile: values.initImage.file } : { initImage: values.initImage?.src };
   switch (values.mode) {
     case 'text2image':
       return { request: { mode: 'text2image', input: common } };
     case 'image2image':
-      return { request: { mode: 'image2image', input: { ...common, initImage, strength } } };
+      return { request: { mode: 'image2image', input: { ...common, ...init, strength } } };
     case 'inpainting':
-      return { request: { mode: 'inpainting', input: { ...common, initImage, maskImage, strength } } };
+      return { request: { mode: 'inpainting', input: { ...common, ...init, maskImageFile: mask, strength } } };
   }
 }
 
@@ -186,7 +201,13 @@ export function valuesFromJob(job: JobWithSettings | FullJob, current: FormValue
     scheduler: p.scheduler ?? '',
     safetyChecker: p.safetyChecker,
     initImage: initImage
-      ? { src: initImage, width: 0, height: 0, name: initImage.startsWith('data:') ? `image of job ${job.id.slice(0, 8)}` : initImage }
+      ? {
+          file: null,
+          src: initImage,
+          width: 0,
+          height: 0,
+          name: initImage.startsWith('data:') ? `image of job ${job.id.slice(0, 8)}` : initImage,
+        }
       : null,
     maskToLoad: maskImage,
   };

@@ -9,6 +9,7 @@ import { EmbeddingPicker } from './embedding-picker';
 import { describedBy, Field } from './field';
 import {
   buildRequest,
+  formFieldOf,
   isFieldName,
   MAX_SEED,
   MODES,
@@ -53,7 +54,7 @@ export function GenerationForm({ values, onChange, checkpoints, embeddings, load
   const clearError = (field: FieldName) => setErrors((e) => (e[field] ? { ...e, [field]: undefined } : e));
 
   const submit = async () => {
-    const built = buildRequest(values, values.mode === 'inpainting' ? (mask.current?.exportPng() ?? null) : null);
+    const built = buildRequest(values, values.mode === 'inpainting' ? ((await mask.current?.exportPng()) ?? null) : null);
     setFormError(null);
     if ('errors' in built) {
       setErrors(built.errors);
@@ -76,7 +77,8 @@ export function GenerationForm({ values, onChange, checkpoints, embeddings, load
     const byField: FieldErrors = {};
     const elsewhere: string[] = [];
     for (const issue of err.issues) {
-      if (isFieldName(issue.field) && (issue.field !== 'strength' || values.mode !== 'text2image')) byField[issue.field] ??= issue.message;
+      const field = formFieldOf(issue.field);
+      if (field && (field !== 'strength' || values.mode !== 'text2image')) byField[field] ??= issue.message;
       else elsewhere.push(`${issue.field || 'input'}: ${issue.message}`);
     }
     setErrors(byField);

@@ -13,9 +13,8 @@ export function loadImage(src: string): Promise<HTMLImageElement> {
 }
 
 /**
- * An init image from a file, as the data: URL the request carries (the schema takes images as URL
- * strings). PNG, JPEG and WebP within the size limit go as they are; others, and larger ones, are
- * drawn onto a canvas and sent as PNG.
+ * An init image from a file, uploaded as a file. PNG, JPEG and WebP within the size limit go as
+ * they are; others, and larger ones, are drawn onto a canvas and sent as PNG.
  */
 export async function initImageFromFile(file: File): Promise<InitImage> {
   if (!file.type.startsWith('image/')) throw new Error(`${file.name} is not an image.`);
@@ -27,19 +26,29 @@ export async function initImageFromFile(file: File): Promise<InitImage> {
     throw new Error(`${file.name} could not be read as an image.`);
   }
   const { naturalWidth: width, naturalHeight: height } = image;
-  if (SENT_AS_IS.has(file.type) && Math.max(width, height) <= MAX_SIDE) return { src: dataUrl, width, height, name: file.name };
+  if (SENT_AS_IS.has(file.type) && Math.max(width, height) <= MAX_SIDE) return { file, src: dataUrl, width, height, name: file.name };
   const scale = Math.min(1, MAX_SIDE / Math.max(width, height));
   const canvas = document.createElement('canvas');
   canvas.width = Math.max(1, Math.round(width * scale));
   canvas.height = Math.max(1, Math.round(height * scale));
   canvas.getContext('2d')!.drawImage(image, 0, 0, canvas.width, canvas.height);
-  return { src: canvas.toDataURL('image/png'), width: canvas.width, height: canvas.height, name: file.name };
+  const png = await canvasToPng(canvas, `${file.name.replace(/\.[^.]*$/, '')}.png`);
+  return { file: png, src: canvas.toDataURL('image/png'), width: canvas.width, height: canvas.height, name: file.name };
 }
 
 /** An init image by URL: sent as the URL (the server fetches it); its size, if the browser can load it. */
 export async function initImageFromUrl(url: string): Promise<InitImage> {
   const image = await loadImage(url);
-  return { src: url, width: image.naturalWidth, height: image.naturalHeight, name: url };
+  return { file: null, src: url, width: image.naturalWidth, height: image.naturalHeight, name: url };
+}
+
+export function canvasToPng(canvas: HTMLCanvasElement, name: string): Promise<File> {
+  return new Promise((resolve, reject) =>
+    canvas.toBlob(
+      (blob) => (blob ? resolve(new File([blob], name, { type: 'image/png' })) : reject(new Error('the canvas could not be encoded'))),
+      'image/png',
+    ),
+  );
 }
 
 export function readAsDataUrl(file: Blob): Promise<string> {

@@ -43,7 +43,7 @@ export function InitImageField({
     if (!url) return onChange(null);
     // Sent as given even when the browser cannot show it (the server fetches it, not the browser).
     initImageFromUrl(url).then(onChange, () => {
-      onChange({ src: url, width: 0, height: 0, name: url });
+      onChange({ file: null, src: url, width: 0, height: 0, name: url });
       setProblem('The browser could not load this image; the server may still be able to fetch it.');
     });
   };

@@ -1,4 +1,4 @@
-import { loadImage } from './image-files';
+import { canvasToPng, loadImage } from './image-files';
 
 /** How painted areas look over the init image (the canvas is shown half transparent). */
 const PAINT = 'rgb(255, 64, 129)';
@@ -82,8 +82,8 @@ export class MaskLayer {
     this.context.putImageData(painted, 0, 0);
   }
 
-  /** The mask as a PNG data: URL (white = repaint, black = keep), or null when nothing is painted. */
-  toPng(): string | null {
+  /** The mask as a PNG file (white = repaint, black = keep), or null when nothing is painted. */
+  async toPng(): Promise<File | null> {
     if (this.isEmpty()) return null;
     const { width, height } = this.canvas;
     const out = document.createElement('canvas');
@@ -98,6 +98,6 @@ export class MaskLayer {
     ctx.globalCompositeOperation = 'destination-over';
     ctx.fillStyle = '#000';
     ctx.fillRect(0, 0, width, height);
-    return out.toDataURL('image/png');
+    return canvasToPng(out, 'mask.png');
   }
 }

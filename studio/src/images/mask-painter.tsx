@@ -7,8 +7,8 @@ import { MaskLayer, type Point } from './mask-layer';
 
 /** What the form asks of the painter when it sends an inpainting request. */
 export interface MaskHandle {
-  /** The mask as a PNG data: URL (white = repaint), the init image's size; null if none is painted. */
-  exportPng(): string | null;
+  /** The mask as a PNG file (white = repaint), the init image's size; null if none is painted. */
+  exportPng(): Promise<File | null>;
 }
 
 const UNREADABLE = 'This mask could not be read as an image.';
@@ -37,7 +37,7 @@ export function MaskPainter({
   const [brush, setBrush] = useState(32);
   const [erasing, setErasing] = useState(false);
   /** An uploaded mask for an init image the browser cannot show (so cannot paint over): sent as it is. */
-  const [uploaded, setUploaded] = useState<string | null>(null);
+  const [uploaded, setUploaded] = useState<File | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
   const paintable = image !== null && image.width > 0;
 
@@ -51,7 +51,7 @@ export function MaskPainter({
     if (maskToLoad) layer.current.load(maskToLoad).catch(() => setProblem(UNREADABLE));
   }, [image?.src, image?.width, image?.height, maskToLoad, paintable]);
 
-  handle.current = { exportPng: () => (paintable ? (layer.current?.toPng() ?? null) : uploaded) };
+  handle.current = { exportPng: async () => (paintable ? ((await layer.current?.toPng()) ?? null) : uploaded) };
 
   /** A pointer position in the mask's own pixels, and the brush's diameter in them. */
   const measure = (event: PointerEvent) => {
@@ -62,10 +62,14 @@ export function MaskPainter({
 
   const upload = (file: File) => {
     setProblem(null);
+    if (!paintable) {
+      setUploaded(file);
+      onEdit();
+      return;
+    }
     readAsDataUrl(file)
       .then(async (dataUrl) => {
-        if (paintable) await layer.current?.load(dataUrl);
-        else setUploaded(dataUrl);
+        await layer.current?.load(dataUrl);
         onEdit();
       })
       .catch(() => setProblem(UNREADABLE));
