@@ -104,5 +104,5 @@ export function useCurrentJob(apiKey: string, onChange: () => void) {
     }
   }, [apiKey, state.job?.id]);
 
-  return { current: state, submit, cancel, show: follow };
+  return { current: state, submit, cancel };
 }
