@@ -26,6 +26,8 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
   let server: TestServer;
   let browser: Browser;
   const contexts: BrowserContext[] = [];
+  /** Every Content-Security-Policy violation any page of these tests reported. */
+  const violations: string[] = [];
 
   beforeAll(async () => {
     server = await startTestServer({
@@ -47,6 +49,9 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
     contexts.push(context);
     const page = await context.newPage();
     page.on('pageerror', (err) => console.error('studio page error:', err));
+    page.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) violations.push(m.text());
+    });
     await page.goto(`${server.url}/`);
     await page.getByLabel('API key').fill(key);
     await page.getByRole('button', { name: 'Use key' }).click();
@@ -101,6 +106,16 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
     if (target) await target.screenshot({ path: file });
     else await page.screenshot({ path: file });
   }
+
+  it('serves the page with a Content-Security-Policy (its own scripts only) and the assets cached for good', async () => {
+    const page = await fetch(`${server.url}/`);
+    expect(page.headers.get('content-security-policy')).toMatch(/script-src 'self'/);
+    expect(page.headers.get('cache-control')).toBe('no-cache');
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(await page.text())![1]!;
+    const asset = await fetch(`${server.url}${script}`, { headers: { 'accept-encoding': 'br' } });
+    expect(asset.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect(asset.headers.get('content-type')).toMatch(/^text\/javascript/);
+  });
 
   it("shows the key's name and scopes, and keeps the key in localStorage, never in the URL", async () => {
     const { key } = server.app.keys.create('alice', ['read', 'generate']);
@@ -462,5 +477,9 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
     expect(await noSideScroll()).toBeLessThanOrEqual(375);
     await page.evaluate(() => window.scrollTo(0, 0));
     await screenshot(page, 'phone.png');
+  });
+
+  it('violated no rule of its Content-Security-Policy in any of the above', () => {
+    expect(violations).toEqual([]);
   });
 });

@@ -36,6 +36,8 @@ export class StaticAsset {
     private readonly body: Buffer,
     private readonly contentType: string,
     private readonly cacheControl: string,
+    /** Sent with every answer (a page's Content-Security-Policy, say). */
+    private readonly extraHeaders: Readonly<Record<string, string>> = {},
   ) {
     this.etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
   }
@@ -51,6 +53,7 @@ export class StaticAsset {
     }
     const encoding = this.compressible() ? negotiate(req.headers['accept-encoding']) : null;
     const headers: Record<string, string | number> = {
+      ...this.extraHeaders,
       'content-type': this.contentType,
       'cache-control': this.cacheControl,
       // One validator per representation (RFC 9110 8.8.3): the encoding is part of it.
