@@ -34,6 +34,7 @@ if (config.engine.kind === 'imagepipeline') {
 
 const url = await app.start();
 process.stdout.write(`GraphQL API and GraphiQL at ${url}/graphql\n`);
+if (config.studio) process.stdout.write(`Web studio at ${url}/\n`);
 
 let shuttingDown = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
