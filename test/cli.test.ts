@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobDocument, JobsDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
-import { startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
+import { startTestServer, waitFor, type TestServer, LOCAL_ENGINE } from './helpers/test-server.js';
 
 /**
  * The sd15 command end to end: `node bin/sd15.js …` as a child process, as a user runs it,
@@ -82,7 +82,7 @@ describe('sd15 against the local engine (tiny models, real PNGs)', { timeout: 90
 
   beforeAll(async () => {
     server = await startTestServer({
-      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', RATE_LIMIT_JOBS_BURST: '1000' },
+      env: { ...LOCAL_ENGINE, RATE_LIMIT_JOBS_BURST: '1000' },
     });
   }, 60_000);
   afterAll(() => server.stop());

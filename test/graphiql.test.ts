@@ -1,7 +1,7 @@
 import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser } from './helpers/browser.js';
-import { startTestServer, type TestServer } from './helpers/test-server.js';
+import { startTestServer, type TestServer, LOCAL_ENGINE } from './helpers/test-server.js';
 
 /**
  * GraphiQL as a newcomer meets it: opened in a real browser (Debian's Chromium), the Docs pane
@@ -14,7 +14,7 @@ describe('GraphiQL in a browser', { timeout: 120_000 }, () => {
   let page: Page;
 
   beforeAll(async () => {
-    server = await startTestServer({ env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20' } });
+    server = await startTestServer({ env: { ...LOCAL_ENGINE } });
     browser = await launchBrowser();
     page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     await page.goto(`${server.url}/graphql`);

@@ -2,14 +2,14 @@ import { print } from 'graphql';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Image2ImageDocument, InpaintingDocument, JobStatusDocument } from '../src/client/generated/graphql.js';
-import { collect, startTestServer, type TestServer } from './helpers/test-server.js';
+import { collect, startTestServer, type TestServer, LOCAL_ENGINE } from './helpers/test-server.js';
 
 /** Init and mask images uploaded as files (the GraphQL multipart request spec), on the local engine. */
 describe('images uploaded as files', () => {
   let server: TestServer;
 
   beforeAll(async () => {
-    server = await startTestServer({ env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20' } });
+    server = await startTestServer({ env: { ...LOCAL_ENGINE } });
   }, 60_000);
   afterAll(() => server.stop());
 

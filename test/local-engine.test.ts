@@ -17,7 +17,7 @@ import {
 } from '../src/client/generated/graphql.js';
 import { createRandom } from '../src/diffusion/random.js';
 import { encodeSafetensors } from '../scripts/tiny-models/safetensors.js';
-import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
+import { collect, startTestServer, waitFor, type TestServer, LOCAL_ENGINE } from './helpers/test-server.js';
 
 /** The embedded default: ENGINE=local with no MODELS_DIR serves the tiny generated models. */
 describe('local ONNX engine through GraphQL', () => {
@@ -28,7 +28,7 @@ describe('local ONNX engine through GraphQL', () => {
   beforeAll(async () => {
     // Many jobs from one key: the rate limit is another test's subject.
     server = await startTestServer({
-      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', RATE_LIMIT_JOBS_BURST: '1000' },
+      env: { ...LOCAL_ENGINE, RATE_LIMIT_JOBS_BURST: '1000' },
     });
   }, 60_000);
   afterAll(() => server.stop());
@@ -448,7 +448,7 @@ describe('local engine with an embedding that does not fit its checkpoint', () =
     };
     drop('too-wide', 'WideWord', 48);
     drop('fits', 'FineWord', 32);
-    const server = await startTestServer({ dataDir, env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20' } });
+    const server = await startTestServer({ dataDir, env: { ...LOCAL_ENGINE } });
     try {
       const done = async (input: Record<string, unknown>) => {
         const job = await server.gql(Text2ImageDocument, {

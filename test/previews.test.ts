@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobStatusDocument, Text2ImageDocument, WatchJobDocument } from '../src/client/generated/graphql.js';
 import { previewPixels } from '../src/diffusion/preview.js';
-import { collect, startTestServer, type TestServer } from './helpers/test-server.js';
+import { collect, startTestServer, type TestServer, LOCAL_ENGINE } from './helpers/test-server.js';
 
 describe('preview pixels (the latent-to-RGB approximation)', () => {
   const plane = 2 * 3; // 2 rows, 3 columns
@@ -46,7 +46,7 @@ describe('live previews in jobStatus', () => {
 
   beforeAll(async () => {
     server = await startTestServer({
-      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', RATE_LIMIT_JOBS_BURST: '1000' },
+      env: { ...LOCAL_ENGINE, RATE_LIMIT_JOBS_BURST: '1000' },
     });
   }, 60_000);
   afterAll(() => server.stop());
@@ -104,7 +104,7 @@ describe('live previews through a gateway', () => {
 
   beforeAll(async () => {
     worker = await startTestServer({
-      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', RATE_LIMIT_JOBS_BURST: '1000' },
+      env: { ...LOCAL_ENGINE, RATE_LIMIT_JOBS_BURST: '1000' },
     });
     gateway = await startTestServer({
       env: {

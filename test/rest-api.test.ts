@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
-import { startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
+import { startTestServer, waitFor, type TestServer, LOCAL_ENGINE } from './helpers/test-server.js';
 
 /** The contract's REST API, driven as its users drive it: Node's fetch, snake_case JSON, API-Key. */
 describe('REST API of the contract', () => {
@@ -29,7 +29,7 @@ describe('REST API of the contract', () => {
 
   beforeAll(async () => {
     server = await startTestServer({
-      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' },
+      env: { ...LOCAL_ENGINE, IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' },
     });
     // Stands in for the contract's https://…/cottage.png and mask_image.png, on loopback.
     const cottage = await sharp({ create: { width: 96, height: 64, channels: 3, background: '#7a9' } })

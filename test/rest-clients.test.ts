@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobDocument } from '../src/client/generated/graphql.js';
-import { startTestServer, type TestServer } from './helpers/test-server.js';
+import { startTestServer, type TestServer, LOCAL_ENGINE } from './helpers/test-server.js';
 
 /**
  * The contract's example requests sent by real clients of other languages, as their users write
@@ -58,7 +58,7 @@ describe.skipIf(!available && !process.env.CI)('REST API with Python requests an
   beforeAll(async () => {
     expect(available, 'python3-requests, php-cli and php-curl must be installed (CI installs them)').toBe(true);
     server = await startTestServer({
-      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' },
+      env: { ...LOCAL_ENGINE, IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' },
     });
     const cottage = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#7a9' } })
       .png()

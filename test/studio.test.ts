@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CancelJobDocument, Image2ImageDocument, InpaintingDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { launchBrowser } from './helpers/browser.js';
-import { startTestServer, type TestServer } from './helpers/test-server.js';
+import { startTestServer, type TestServer, LOCAL_ENGINE } from './helpers/test-server.js';
 
 /**
  * The web studio as a person uses it: Debian's Chromium on the page the server serves at /, the
@@ -31,7 +31,7 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
 
   beforeAll(async () => {
     server = await startTestServer({
-      env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20', RATE_LIMIT_JOBS_BURST: '1000' },
+      env: { ...LOCAL_ENGINE, RATE_LIMIT_JOBS_BURST: '1000' },
     });
     browser = await launchBrowser();
   }, 60_000);

@@ -29,6 +29,9 @@ export interface TestServer {
   stop(opts?: { keepData?: boolean }): Promise<void>;
 }
 
+/** The real local engine on the tiny models, polled every few milliseconds (the tests' jobs take about a second). */
+export const LOCAL_ENGINE = { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5', POLL_MAX_INTERVAL_MS: '20' };
+
 export const FAST_POLLING = {
   POLL_MIN_INTERVAL_MS: '10',
   POLL_MAX_INTERVAL_MS: '50',
