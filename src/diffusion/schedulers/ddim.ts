@@ -3,7 +3,15 @@
  * VP space: x_t = sqrt(a_t) * x0 + sqrt(1 - a_t) * eps; no input scaling.
  */
 import type { SchedulerConfig } from './config.js';
-import { assertSameLength, assertStepIndex, type NoiseSource, type Scheduler, type StrengthTimesteps, strengthTail } from './common.js';
+import {
+  assertSameLength,
+  assertStepIndex,
+  type NoiseSource,
+  type Scheduler,
+  schedulerStepNumber,
+  type StrengthTimesteps,
+  strengthTail,
+} from './common.js';
 import { computeAlphasCumprod, spacedTimesteps } from './schedule.js';
 
 export class DDIMScheduler implements Scheduler {
@@ -78,6 +86,10 @@ export class DDIMScheduler implements Scheduler {
       out[i] = sqrtAPrev * pred0 + dirCoef * predEps;
     }
     return out;
+  }
+
+  stepNumber(stepIndex: number, startIndex = 0): number {
+    return schedulerStepNumber(this, stepIndex, startIndex);
   }
 
   timestepsForStrength(numInferenceSteps: number, strength: number): StrengthTimesteps {

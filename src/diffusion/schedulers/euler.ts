@@ -1,13 +1,26 @@
 /** EulerDiscreteScheduler (diffusers), s_churn = 0: deterministic Euler ODE step. */
-import { assertSameLength, assertStepIndex, type NoiseSource } from './common.js';
+import type { NoiseSource } from './common.js';
 import { SigmaSchedulerBase } from './sigma-base.js';
+
+const f32 = Math.fround;
 
 export class EulerDiscreteScheduler extends SigmaSchedulerBase {
   readonly name = 'EULER' as const;
 
-  step(modelOutput: Float32Array, stepIndex: number, sample: Float32Array, _rng?: NoiseSource): Float32Array {
-    assertStepIndex(stepIndex, this.timesteps.length);
-    assertSameLength(modelOutput, sample, 'step');
+  override setTimesteps(numInferenceSteps: number): void {
+    const { timesteps, sigmas } = this.baseSchedule(numInferenceSteps);
+    const last = this.config.final_sigmas_type === 'sigma_min' ? this.trainSigmas[0]! : 0;
+    this.timesteps = timesteps;
+    this.sigmas = [...sigmas, last].map(f32);
+    this.numInferenceSteps = numInferenceSteps;
+    this.resetHistory();
+  }
+
+  step(modelOutput: Float32Array, stepIndex: number, sample: Float32Array, rng?: NoiseSource): Float32Array {
+    this.beginStep(modelOutput, stepIndex, sample);
+    // diffusers draws the churn noise at every step, before knowing gamma (0 here): the draw is
+    // unused but advances the generator, so the stream stays as diffusers has it.
+    rng?.randn(sample.length);
     const sigma = this.sigmas[stepIndex]!;
     const dt = this.sigmas[stepIndex + 1]! - sigma;
     const out = new Float32Array(sample.length);

@@ -1,31 +1,47 @@
 /**
- * Diffusion schedulers for SD 1.5 (pure math, Float32Array tensors), matching
- * Hugging Face diffusers. Use `createScheduler(name, rawSchedulerConfigJson)`.
+ * Diffusion schedulers for SD 1.5 (pure math, Float32Array tensors), computing what Hugging Face
+ * diffusers v0.30.3's scheduler classes compute. Use `createScheduler(name, rawSchedulerConfigJson)`.
  */
-import { parseSchedulerConfig, type SchedulerConfig } from './config.js';
+import { parseSchedulerConfig, SD15_SCHEDULER_CONFIG } from './config.js';
 import { isSchedulerName, SCHEDULER_NAMES, type Scheduler, type SchedulerName } from './common.js';
 import { DDIMScheduler } from './ddim.js';
-import { DPMSolverMultistepScheduler } from './dpmpp-2m-karras.js';
+import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
 import { EulerAncestralDiscreteScheduler } from './euler-ancestral.js';
 import { EulerDiscreteScheduler } from './euler.js';
+import { HeunDiscreteScheduler } from './heun.js';
+import { LMSDiscreteScheduler } from './lms.js';
+import { PNDMScheduler } from './pndm.js';
+import { UniPCMultistepScheduler } from './unipc.js';
 
 export * from './common.js';
 export * from './config.js';
-export { computeAlphasCumprod, computeBetas, computeTrainSigmas, karrasSigmas, sigmaToT, spacedTimesteps } from './schedule.js';
+export {
+  computeAlphasCumprod,
+  computeBetas,
+  computeTrainSigmas,
+  karrasSigmas,
+  multistepTimesteps,
+  sigmaToT,
+  spacedTimesteps,
+} from './schedule.js';
 export { DDIMScheduler } from './ddim.js';
-export { DPMSolverMultistepScheduler } from './dpmpp-2m-karras.js';
+export { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
 export { EulerAncestralDiscreteScheduler } from './euler-ancestral.js';
 export { EulerDiscreteScheduler } from './euler.js';
+export { HeunDiscreteScheduler } from './heun.js';
+export { LMSDiscreteScheduler } from './lms.js';
+export { PNDMScheduler } from './pndm.js';
+export { UniPCMultistepScheduler } from './unipc.js';
 
 /**
- * Build a scheduler. `config` is either the raw `scheduler_config.json` object
- * (validated with zod, defaults = SD 1.5) or an already parsed SchedulerConfig.
+ * Build a scheduler from the checkpoint's raw `scheduler_config.json` object, as diffusers'
+ * `SchedulerClass.from_config(config)` builds it (see config.ts); with no config, SD 1.5's.
  */
-export function createScheduler(name: SchedulerName, config: unknown = {}): Scheduler {
+export function createScheduler(name: SchedulerName, config: unknown = SD15_SCHEDULER_CONFIG): Scheduler {
   if (!isSchedulerName(name)) {
     throw new Error(`Unknown scheduler "${String(name)}"; expected one of ${SCHEDULER_NAMES.join(', ')}`);
   }
-  const parsed: SchedulerConfig = parseSchedulerConfig(config);
+  const parsed = parseSchedulerConfig(config, name);
   switch (name) {
     case 'EULER_A':
       return new EulerAncestralDiscreteScheduler(parsed);
@@ -34,6 +50,15 @@ export function createScheduler(name: SchedulerName, config: unknown = {}): Sche
     case 'DDIM':
       return new DDIMScheduler(parsed);
     case 'DPMPP_2M_KARRAS':
-      return new DPMSolverMultistepScheduler(parsed);
+    case 'DPMPP_2M':
+      return new DPMSolverMultistepScheduler(parsed, name);
+    case 'PNDM':
+      return new PNDMScheduler(parsed);
+    case 'LMS':
+      return new LMSDiscreteScheduler(parsed);
+    case 'HEUN':
+      return new HeunDiscreteScheduler(parsed);
+    case 'UNIPC':
+      return new UniPCMultistepScheduler(parsed);
   }
 }

@@ -46,27 +46,60 @@ export function interp(x: number, xp: ArrayLike<number>, fp: ArrayLike<number>):
 
 /**
  * betas as diffusers builds them (torch float32):
- * linear: linspace(beta_start, beta_end, N); scaled_linear: linspace(sqrt(start), sqrt(end), N) ** 2.
+ * linear: linspace(beta_start, beta_end, N); scaled_linear: linspace(sqrt(start), sqrt(end), N) ** 2;
+ * squaredcos_cap_v2: betas_for_alpha_bar (cosine); then rescale_zero_terminal_snr when asked.
  */
 export function computeBetas(config: SchedulerConfig): Float64Array {
   const n = config.num_train_timesteps;
-  const betas = new Float64Array(n);
+  let betas: Float64Array = new Float64Array(n);
   if (config.trained_betas !== null) {
     config.trained_betas.forEach((b, i) => (betas[i] = f32(b)));
-    return betas;
-  }
-  if (config.beta_schedule === 'linear') {
+  } else if (config.beta_schedule === 'linear') {
     const lin = linspace(config.beta_start, config.beta_end, n);
     for (let i = 0; i < n; i++) betas[i] = f32(lin[i]!);
-  } else {
+  } else if (config.beta_schedule === 'scaled_linear') {
     const lin = linspace(Math.sqrt(config.beta_start), Math.sqrt(config.beta_end), n);
     for (let i = 0; i < n; i++) {
       const v = f32(lin[i]!);
       betas[i] = f32(v * v);
     }
+  } else {
+    const alphaBar = (t: number): number => Math.cos(((t + 0.008) / 1.008) * Math.PI * 0.5) ** 2;
+    for (let i = 0; i < n; i++) betas[i] = f32(Math.min(1 - alphaBar((i + 1) / n) / alphaBar(i / n), 0.999));
   }
+  if (config.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
   return betas;
 }
+
+/** diffusers' rescale_zero_terminal_snr (arXiv 2305.08891, Algorithm 1), in float32 steps. */
+function rescaleZeroTerminalSnr(betas: Float64Array): Float64Array {
+  const n = betas.length;
+  const sqrtBar = new Float64Array(n);
+  let acc = 1;
+  for (let i = 0; i < n; i++) {
+    acc = f32(acc * f32(1 - betas[i]!));
+    sqrtBar[i] = f32(Math.sqrt(acc));
+  }
+  const first = sqrtBar[0]!;
+  const last = sqrtBar[n - 1]!;
+  const k = f32(first / f32(first - last));
+  const bar = sqrtBar.map((v) => {
+    const r = f32(f32(v - last) * k);
+    return f32(r * r);
+  });
+  const out = new Float64Array(n);
+  out[0] = f32(1 - bar[0]!);
+  for (let i = 1; i < n; i++) out[i] = f32(1 - f32(bar[i]! / bar[i - 1]!));
+  return out;
+}
+
+/** Classes that set alphas_cumprod[-1] = 2**-24 after rescaling to zero terminal SNR (so the first sigma is finite). */
+const CLAMPS_TERMINAL_ALPHA = new Set([
+  'EulerDiscreteScheduler',
+  'EulerAncestralDiscreteScheduler',
+  'DPMSolverMultistepScheduler',
+  'UniPCMultistepScheduler',
+]);
 
 /** alphas_cumprod = cumprod(1 - betas), accumulated in float32 like torch. */
 export function computeAlphasCumprod(config: SchedulerConfig): Float64Array {
@@ -77,6 +110,7 @@ export function computeAlphasCumprod(config: SchedulerConfig): Float64Array {
     acc = f32(acc * f32(1 - betas[i]!));
     out[i] = acc;
   }
+  if (config.rescale_betas_zero_snr && CLAMPS_TERMINAL_ALPHA.has(config.className)) out[out.length - 1] = 2 ** -24;
   return out;
 }
 
@@ -100,9 +134,9 @@ export function assertStepCount(numInferenceSteps: number, config: SchedulerConf
 }
 
 /**
- * Inference timesteps for EulerDiscrete / EulerAncestralDiscrete / DDIM
- * (descending). `round` selects DDIM's integer rounding for 'linspace'
- * (Euler keeps linspace timesteps fractional, as float32).
+ * Inference timesteps for EulerDiscrete / EulerAncestralDiscrete / LMS / Heun / DDIM / PNDM
+ * (descending). `roundLinspace` selects DDIM's and PNDM's integer rounding for 'linspace'
+ * (the k-diffusion schedulers keep linspace timesteps fractional, as float32).
  */
 export function spacedTimesteps(config: SchedulerConfig, numInferenceSteps: number, roundLinspace: boolean): number[] {
   assertStepCount(numInferenceSteps, config);
@@ -118,14 +152,44 @@ export function spacedTimesteps(config: SchedulerConfig, numInferenceSteps: numb
       for (let i = numInferenceSteps - 1; i >= 0; i--) out.push(i * ratio + config.steps_offset);
       return out;
     }
-    case 'trailing': {
-      // np.round(np.arange(N, 0, -N / n)) - 1
-      const ratio = N / numInferenceSteps;
-      const len = Math.ceil((0 - N) / -ratio);
+    case 'trailing':
+      return trailingTimesteps(N, N / numInferenceSteps);
+  }
+}
+
+/** np.round(np.arange(last, 0, -ratio)) - 1 */
+function trailingTimesteps(last: number, ratio: number): number[] {
+  const len = Math.ceil(last / ratio);
+  const out: number[] = [];
+  for (let i = 0; i < len; i++) out.push(roundHalfEven(last - i * ratio) - 1);
+  return out;
+}
+
+/**
+ * Timesteps of DPMSolverMultistep / UniPCMultistep (integers, descending): n + 1 points with
+ * the last (0) dropped. `lastTimestep` is num_train_timesteps less DPM's lambda_min_clipped cut.
+ */
+export function multistepTimesteps(
+  config: SchedulerConfig,
+  numInferenceSteps: number,
+  lastTimestep = config.num_train_timesteps,
+): number[] {
+  assertStepCount(numInferenceSteps, config);
+  const n = numInferenceSteps;
+  switch (config.timestep_spacing) {
+    case 'linspace':
+      return linspace(0, lastTimestep - 1, n + 1)
+        .map(roundHalfEven)
+        .reverse()
+        .slice(0, n);
+    case 'leading': {
+      const ratio = Math.floor(lastTimestep / (n + 1));
       const out: number[] = [];
-      for (let i = 0; i < len; i++) out.push(roundHalfEven(N - i * ratio) - 1);
+      for (let i = n; i >= 1; i--) out.push(i * ratio + config.steps_offset);
       return out;
     }
+    case 'trailing':
+      return trailingTimesteps(lastTimestep, config.num_train_timesteps / n);
   }
 }
 

@@ -1,16 +1,27 @@
 /**
- * DPMSolverMultistepScheduler (diffusers) configured as "DPM++ 2M Karras":
- * solver_order 2, algorithm_type 'dpmsolver++', solver_type 'midpoint',
- * use_karras_sigmas true, lower_order_final true, final_sigmas_type 'zero',
- * euler_at_final false. The sample lives in VP space (no input scaling).
+ * DPMSolverMultistepScheduler (diffusers) as DPM-Solver++ of order 2 ("DPM++ 2M"): algorithm_type
+ * 'dpmsolver++', solver_order 2; DPMPP_2M_KARRAS with use_karras_sigmas, DPMPP_2M without. The
+ * other keys (solver_type midpoint | heun, lower_order_final, euler_at_final, final_sigmas_type,
+ * lambda_min_clipped, timestep_spacing) follow the config. The sample lives in VP space (no
+ * input scaling).
  */
 import type { SchedulerConfig } from './config.js';
-import { assertSameLength, assertStepIndex, type NoiseSource, type Scheduler, type StrengthTimesteps, strengthTail } from './common.js';
+import {
+  assertSameLength,
+  assertStepIndex,
+  type NoiseSource,
+  type Scheduler,
+  schedulerStepNumber,
+  type StrengthTimesteps,
+  strengthTail,
+} from './common.js';
 import {
   assertStepCount,
   computeAlphasCumprod,
   computeTrainSigmas,
+  interp,
   karrasSigmas,
+  multistepTimesteps,
   roundHalfEven,
   sigmaToAlphaSigmaT,
   sigmaToT,
@@ -18,8 +29,14 @@ import {
 
 const SOLVER_ORDER = 2;
 
+/** lambda = log(alpha_t) - log(sigma_t) of a VE sigma (+inf at sigma 0). */
+export function lambdaOfSigma(sigma: number): number {
+  const { alphaT, sigmaT } = sigmaToAlphaSigmaT(sigma);
+  return Math.log(alphaT) - Math.log(sigmaT);
+}
+
 export class DPMSolverMultistepScheduler implements Scheduler {
-  readonly name = 'DPMPP_2M_KARRAS' as const;
+  readonly name: 'DPMPP_2M_KARRAS' | 'DPMPP_2M';
   readonly order = 1;
   readonly initNoiseSigma = 1.0;
   readonly config: SchedulerConfig;
@@ -34,7 +51,8 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   private lowerOrderNums = 0;
   private lastStepIndex = -1;
 
-  constructor(config: SchedulerConfig) {
+  constructor(config: SchedulerConfig, name: 'DPMPP_2M_KARRAS' | 'DPMPP_2M' = config.use_karras_sigmas ? 'DPMPP_2M_KARRAS' : 'DPMPP_2M') {
+    this.name = name;
     this.config = config;
     this.alphasCumprod = computeAlphasCumprod(config);
     this.trainSigmas = computeTrainSigmas(this.alphasCumprod);
@@ -43,14 +61,31 @@ export class DPMSolverMultistepScheduler implements Scheduler {
 
   setTimesteps(numInferenceSteps: number): void {
     assertStepCount(numInferenceSteps, this.config);
-    // Karras sigmas over the full training range: sigma_max = sigmas[N-1], sigma_min = sigmas[0].
-    const sigmaMin = this.trainSigmas[0]!;
-    const sigmaMax = this.trainSigmas[this.trainSigmas.length - 1]!;
-    const sigmas = karrasSigmas(sigmaMin, sigmaMax, numInferenceSteps);
-    // diffusers rounds these and stores them as int64.
-    this.timesteps = sigmas.map((s) => roundHalfEven(sigmaToT(s, this.logSigmas)));
-    this.sigmas = [...sigmas.map((s) => Math.fround(s)), 0]; // final_sigmas_type 'zero'
-    this.numInferenceSteps = numInferenceSteps;
+    let sigmas: number[];
+    let timesteps: number[];
+    if (this.config.use_karras_sigmas) {
+      // Karras sigmas over the full training range: sigma_max = sigmas[N-1], sigma_min = sigmas[0].
+      const sigmaMin = this.trainSigmas[0]!;
+      const sigmaMax = this.trainSigmas[this.trainSigmas.length - 1]!;
+      sigmas = karrasSigmas(sigmaMin, sigmaMax, numInferenceSteps);
+      timesteps = sigmas.map((s) => roundHalfEven(sigmaToT(s, this.logSigmas)));
+    } else {
+      // lambda_min_clipped: drop the training timesteps whose lambda is below it (none by default).
+      let clipped = 0;
+      if (this.config.lambda_min_clipped > -Infinity) {
+        for (let t = 0; t < this.alphasCumprod.length; t++) {
+          const a = this.alphasCumprod[t]!;
+          if (0.5 * Math.log(a) - 0.5 * Math.log(1 - a) < this.config.lambda_min_clipped) clipped++;
+        }
+      }
+      timesteps = multistepTimesteps(this.config, numInferenceSteps, this.config.num_train_timesteps - clipped);
+      const train = Float64Array.from({ length: this.trainSigmas.length }, (_, i) => i);
+      sigmas = timesteps.map((t) => interp(t, train, this.trainSigmas));
+    }
+    const last = this.config.final_sigmas_type === 'sigma_min' ? this.trainSigmas[0]! : 0;
+    this.timesteps = timesteps;
+    this.sigmas = [...sigmas, last].map((s) => Math.fround(s));
+    this.numInferenceSteps = timesteps.length;
     this.resetSolverState();
   }
 
@@ -85,8 +120,8 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     this.lastStepIndex = stepIndex;
 
     const n = this.timesteps.length;
-    // final_sigmas_type 'zero' forces a first-order last step.
-    const lowerOrderFinal = stepIndex === n - 1;
+    const c = this.config;
+    const lowerOrderFinal = stepIndex === n - 1 && (c.euler_at_final || (c.lower_order_final && n < 15) || c.final_sigmas_type === 'zero');
     // (diffusers' lower_order_second only matters for solver_order 3.)
 
     const x0 = this.convertModelOutput(modelOutput, sample, this.sigmas[stepIndex]!);
@@ -110,9 +145,9 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     // exp(-h) = (sigma_t / alpha_t) * (alpha_s / sigma_s); at sigma_t = 0 it is 0 (h = +inf).
     const ratio = sigmaT / sigmaS;
     const expNegH = (sigmaT / alphaT) * (alphaS / sigmaS);
-    const c = -alphaT * (expNegH - 1);
+    const k = -alphaT * (expNegH - 1);
     const out = new Float32Array(sample.length);
-    for (let i = 0; i < sample.length; i++) out[i] = ratio * sample[i]! + c * x0[i]!;
+    for (let i = 0; i < sample.length; i++) out[i] = ratio * sample[i]! + k * x0[i]!;
     return out;
   }
 
@@ -120,24 +155,29 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const m0 = this.modelOutputs[this.modelOutputs.length - 1]!;
     const m1 = this.modelOutputs[this.modelOutputs.length - 2]!;
     const { alphaT, sigmaT } = sigmaToAlphaSigmaT(this.sigmas[stepIndex + 1]!);
-    const { alphaT: alphaS0, sigmaT: sigmaS0 } = sigmaToAlphaSigmaT(this.sigmas[stepIndex]!);
-    const { alphaT: alphaS1, sigmaT: sigmaS1 } = sigmaToAlphaSigmaT(this.sigmas[stepIndex - 1]!);
-    const lambdaT = Math.log(alphaT) - Math.log(sigmaT);
-    const lambdaS0 = Math.log(alphaS0) - Math.log(sigmaS0);
-    const lambdaS1 = Math.log(alphaS1) - Math.log(sigmaS1);
+    const { sigmaT: sigmaS0 } = sigmaToAlphaSigmaT(this.sigmas[stepIndex]!);
+    const lambdaT = lambdaOfSigma(this.sigmas[stepIndex + 1]!);
+    const lambdaS0 = lambdaOfSigma(this.sigmas[stepIndex]!);
+    const lambdaS1 = lambdaOfSigma(this.sigmas[stepIndex - 1]!);
     const h = lambdaT - lambdaS0;
     const h0 = lambdaS0 - lambdaS1;
     const r0 = h0 / h;
     const ratio = sigmaT / sigmaS0;
-    const c = -alphaT * (Math.exp(-h) - 1);
-    // midpoint: x_t = ratio * x + c * D0 + 0.5 * c * D1, D0 = m0, D1 = (m0 - m1) / r0
+    const phi = Math.exp(-h) - 1;
+    const k0 = -alphaT * phi;
+    // midpoint: x_t = ratio * x - alpha_t (e^-h - 1) D0 - 0.5 alpha_t (e^-h - 1) D1
+    // heun:     x_t = ratio * x - alpha_t (e^-h - 1) D0 + alpha_t ((e^-h - 1) / h + 1) D1
+    const k1 = this.config.solver_type === 'heun' ? alphaT * (phi / h + 1) : 0.5 * k0;
     const out = new Float32Array(sample.length);
     for (let i = 0; i < sample.length; i++) {
-      const d0 = m0[i]!;
       const d1 = (m0[i]! - m1[i]!) / r0;
-      out[i] = ratio * sample[i]! + c * d0 + 0.5 * c * d1;
+      out[i] = ratio * sample[i]! + k0 * m0[i]! + k1 * d1;
     }
     return out;
+  }
+
+  stepNumber(stepIndex: number, startIndex = 0): number {
+    return schedulerStepNumber(this, stepIndex, startIndex);
   }
 
   timestepsForStrength(numInferenceSteps: number, strength: number): StrengthTimesteps {
