@@ -55,6 +55,7 @@ VARIANTS = [
     ("v_prediction", "EULER", {"prediction_type": "v_prediction"}),
     ("v_prediction", "UNIPC", {"prediction_type": "v_prediction"}),
     ("v_prediction", "DPMPP_2M_KARRAS", {"prediction_type": "v_prediction"}),
+    ("v_prediction", "PNDM", {"prediction_type": "v_prediction"}),
     ("prk", "PNDM", {"skip_prk_steps": False}),
 ]
 
