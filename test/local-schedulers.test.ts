@@ -6,6 +6,7 @@ import {
   DDIMScheduler,
   defaultSchedulerConfig,
   EulerDiscreteScheduler,
+  LMSDiscreteScheduler,
   parseSchedulerConfig,
   SCHEDULER_NAMES,
   SD15_SCHEDULER_CONFIG,
@@ -390,6 +391,32 @@ describe('perfect-oracle sampling reaches x0', () => {
     const exp1 = (st(sg[2]!) / st(sg[1]!)) * x[0]! + c * m1 + 0.5 * c * ((m1 - m0) / r0);
     x = s.step(model(x), 1, x);
     expect(x[0]).toBeCloseTo(exp1, 5);
+  });
+});
+
+describe('LMS coefficients', () => {
+  it('integrate the Lagrange basis over [sigma_t, sigma_t+1] exactly (Simpson is exact for cubics)', () => {
+    const s = createScheduler('LMS') as LMSDiscreteScheduler;
+    s.setTimesteps(20);
+    const sg = s.sigmas;
+    for (const t of [3, 10, 19]) {
+      let sum = 0;
+      for (let c = 0; c < 4; c++) {
+        const basis = (tau: number): number => {
+          let p = 1;
+          for (let k = 0; k < 4; k++) if (k !== c) p *= (tau - sg[t - k]!) / (sg[t - c]! - sg[t - k]!);
+          return p;
+        };
+        const a = sg[t]!;
+        const b = sg[t + 1]!;
+        const simpson = ((b - a) / 6) * (basis(a) + 4 * basis((a + b) / 2) + basis(b));
+        const coeff = s.lmsCoefficient(4, t, c);
+        expect(Math.abs(coeff - simpson)).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(simpson)));
+        sum += coeff;
+      }
+      // the basis sums to 1, so the coefficients sum to the interval's length
+      expect(sum).toBeCloseTo(sg[t + 1]! - sg[t]!, 12);
+    }
   });
 });
 
