@@ -1,8 +1,21 @@
 /**
- * Text normalisation and pre-tokenisation for the CLIP BPE tokenizer, following Hugging Face
- * transformers' `CLIPTokenizer` on its no-ftfy path (`BasicTokenizer(strip_accents=False,
- * do_split_on_punc=False)`), plus the double HTML unescape of openai CLIP's `basic_clean`.
+ * Text normalisation and pre-tokenisation for the CLIP BPE tokenizer.
+ *
+ * What the engine follows: openai CLIP's `basic_clean` HTML step — Python's `html.unescape`
+ * applied twice, every HTML5 entity — then Hugging Face transformers' `CLIPTokenizer` on its
+ * no-ftfy path (`BasicTokenizer(strip_accents=False, do_split_on_punc=False)`: control characters
+ * dropped, whitespace to spaces, spaces around CJK ideographs, NFC, whitespace collapsed), lowercased.
+ *
+ * transformers' CLIPTokenizer itself never calls html.unescape: without ftfy it runs BasicTokenizer
+ * (entities stay as written); with ftfy it runs `whitespace_clean(ftfy.fix_text(text)).lower()`,
+ * where ftfy's own `unescape_html` (mode "auto": skipped when the text contains `<`) is the only
+ * unescaping. ftfy's fixes are not reproduced: mojibake repair (fix_encoding,
+ * decode_inconsistent_utf8, replace_lossy_sequences, restore_byte_a0), fix_c1_controls,
+ * remove_terminal_escapes, fix_latin_ligatures, fix_character_width, uncurl_quotes,
+ * fix_line_breaks, fix_surrogates, and its own control-character list (BasicTokenizer's is used).
+ * test/fixtures/tokenizer/README.md says how the parity fixtures were made.
  */
+import { HTML5_ENTITIES_PACKED, INVALID_CHARREFS, INVALID_CODEPOINTS } from './html-entities.js';
 
 /** The CLIP pre-tokenisation pattern (transformers' `self.pat`, compiled with IGNORECASE). */
 export const CLIP_PATTERN = /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
@@ -38,37 +51,61 @@ export function bytesToUnicode(text: string): string {
   return out;
 }
 
-const NAMED_ENTITIES: Record<string, string> = {
-  amp: '&',
-  lt: '<',
-  gt: '>',
-  quot: '"',
-  apos: "'",
-  nbsp: '\u00a0',
-  ndash: '\u2013',
-  mdash: '\u2014',
-  lsquo: '\u2018',
-  rsquo: '\u2019',
-  ldquo: '\u201c',
-  rdquo: '\u201d',
-  hellip: '\u2026',
-  copy: '\u00a9',
-  reg: '\u00ae',
-  trade: '\u2122',
-  deg: '\u00b0',
-  times: '\u00d7',
-  eacute: '\u00e9',
-};
+let entities: Map<string, string> | undefined;
+let longestEntityName = 0;
 
-/** Unescapes the common named entities and numeric character references (`&#39;`, `&#x27;`). */
+function entityTable(): Map<string, string> {
+  if (!entities) {
+    entities = new Map();
+    for (const entry of HTML5_ENTITIES_PACKED.split('\u0002')) {
+      const [name, value] = entry.split('\u0001') as [string, string];
+      entities.set(name, value);
+      if (name.length > longestEntityName) longestEntityName = name.length;
+    }
+  }
+  return entities;
+}
+
+const INVALID_CODEPOINT_SET = new Set(INVALID_CODEPOINTS);
+
+/** Python's `html._charref`: numeric references (`;` optional) and up to 32 name characters. */
+const CHARREF = /&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)/gu;
+
+function replaceNumeric(ref: string): string {
+  const hex = ref[1] === 'x' || ref[1] === 'X';
+  const digits = ref.slice(hex ? 2 : 1).replace(/;$/, '');
+  // BigInt: Python's int() has no upper bound, and any value past U+10FFFF is U+FFFD.
+  const big = BigInt(hex ? `0x${digits}` : digits);
+  if (big > 0x10ffffn) return '\ufffd';
+  const cp = Number(big);
+  const replacement = INVALID_CHARREFS[cp];
+  if (replacement !== undefined) return replacement;
+  if (cp >= 0xd800 && cp <= 0xdfff) return '\ufffd';
+  if (INVALID_CODEPOINT_SET.has(cp)) return '';
+  return String.fromCodePoint(cp);
+}
+
+function replaceNamed(ref: string): string {
+  const table = entityTable();
+  const whole = table.get(ref);
+  if (whole !== undefined) return whole;
+  // The longest name that is a prefix (the legacy names without `;`, e.g. `&ampx` → `&x`).
+  for (let x = Math.min(ref.length - 1, longestEntityName); x > 1; x--) {
+    const value = table.get(ref.slice(0, x));
+    if (value !== undefined) return value + ref.slice(x);
+  }
+  return `&${ref}`;
+}
+
+/**
+ * Python's `html.unescape`: every HTML5 named character reference (with `;`, and the legacy ones
+ * without), decimal and hex numeric references with Python's replacements (C1 controls as
+ * Windows-1252, `&#0;`, surrogates and values past U+10FFFF as U+FFFD, noncharacters and most
+ * controls dropped).
+ */
 export function htmlUnescape(text: string): string {
   if (!text.includes('&')) return text;
-  return text.replace(/&(?:#(\d{1,7})|#[xX]([0-9a-fA-F]{1,6})|([a-zA-Z]+));/g, (whole, dec, hex, name) => {
-    if (name !== undefined) return NAMED_ENTITIES[name as string] ?? whole;
-    const cp = dec !== undefined ? Number.parseInt(dec as string, 10) : Number.parseInt(hex as string, 16);
-    if (cp <= 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return whole;
-    return String.fromCodePoint(cp);
-  });
+  return text.replace(CHARREF, (_whole, ref: string) => (ref[0] === '#' ? replaceNumeric(ref) : replaceNamed(ref)));
 }
 
 /** transformers' `BasicTokenizer._is_chinese_char` ranges (the CJK ideograph blocks). */
@@ -82,7 +119,7 @@ export interface NormalizeOptions {
 
 /**
  * Normalises a prompt the way CLIPTokenizer does before applying the regex:
- * HTML unescape (×2), whitespace characters → space, control characters / NUL / U+FFFD dropped,
+ * Python's html.unescape (×2), whitespace characters → space, control characters / NUL / U+FFFD dropped,
  * spaces around CJK ideographs, NFC, whitespace runs collapsed, stripped, lowercased.
  */
 export function normalizeClipText(text: string, options: NormalizeOptions = {}): string {
