@@ -15,7 +15,7 @@ import {
   Text2ImageDocument,
   UploadEmbeddingDocument,
 } from '../src/client/generated/graphql.js';
-import { createRandom } from '../src/diffusion/random.js';
+import { createNoise } from '../src/diffusion/noise/index.js';
 import { encodeSafetensors } from '../scripts/tiny-models/safetensors.js';
 import { collect, startTestServer, waitFor, type TestServer, LOCAL_ENGINE } from './helpers/test-server.js';
 
@@ -179,7 +179,7 @@ describe('local ONNX engine through GraphQL', () => {
     };
   };
   const embeddingFile = (width: number, count: number) =>
-    encodeSafetensors({ '<mine>': { shape: [count, width], data: createRandom(99).randn(count * width) } });
+    encodeSafetensors({ '<mine>': { shape: [count, width], data: createNoise('torch', 99).randn(count * width) } });
 
   it('uploadEmbedding adds an embedding the next request can use, and it survives a restart', async () => {
     const res = await upload(embeddingFile(32, 2), 'my-style.safetensors', 'My style', 'mystyle');
@@ -441,7 +441,7 @@ describe('local engine with an embedding that does not fit its checkpoint', () =
     const drop = (id: string, trigger: string, width: number) => {
       writeFileSync(
         path.join(uploads, `${id}.safetensors`),
-        encodeSafetensors({ v: { shape: [1, width], data: createRandom(5).randn(width) } }),
+        encodeSafetensors({ v: { shape: [1, width], data: createNoise('torch', 5).randn(width) } }),
       );
       const sidecar = { id, name: id, triggerWords: [trigger], file: `${id}.safetensors`, createdAt: new Date().toISOString() };
       writeFileSync(path.join(uploads, `${id}.json`), JSON.stringify(sidecar));

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint, CheckpointError, type EmbeddingRows } from '../src/diffusion/checkpoint.js';
 import { generate, GenerationCanceled, type GenerateRequest } from '../src/diffusion/pipeline.js';
-import { createRandom } from '../src/diffusion/random.js';
+import { createNoise } from '../src/diffusion/noise/index.js';
 import { InvalidRequestError } from '../src/diffusion/request-error.js';
 import { SCHEDULER_NAMES } from '../src/diffusion/schedulers/index.js';
 import { TokenLimitError } from '../src/diffusion/tokenizer/clip-tokenizer.js';
@@ -81,7 +81,7 @@ describe('SD pipeline on the tiny ONNX models', () => {
   });
 
   it("expands an embedding's trigger word only when the request names the embedding, in prompt and negative prompt", async () => {
-    const rng = createRandom(7);
+    const rng = createNoise('torch', 7);
     const style: EmbeddingRows = { trigger: 'tinystyle', vectors: rng.randn(3 * 32), count: 3 };
     const plain = await generate(ckpt, base({ prompt: 'a house in tinystyle' }));
     const named = await generate(ckpt, base({ prompt: 'a house in tinystyle', embeddings: [style] }));
@@ -94,7 +94,7 @@ describe('SD pipeline on the tiny ONNX models', () => {
   });
 
   it('matches a trigger word whatever its case, in the registration and in the prompt', async () => {
-    const vectors = createRandom(8).randn(2 * 32);
+    const vectors = createNoise('torch', 8).randn(2 * 32);
     const mixed = await generate(
       ckpt,
       base({ prompt: 'a house in MixedStyle', embeddings: [{ trigger: 'MixedStyle', vectors, count: 2 }] }),
@@ -111,8 +111,8 @@ describe('SD pipeline on the tiny ONNX models', () => {
     // A fresh checkpoint, so the results do not depend on what earlier tests registered.
     const own = await Checkpoint.load(path.join(root, 'tiny'));
     try {
-      const a: EmbeddingRows = { id: 'a', trigger: 'Shared', vectors: createRandom(1).randn(32), count: 1 };
-      const b: EmbeddingRows = { id: 'b', trigger: 'shared', vectors: createRandom(2).randn(2 * 32), count: 2 };
+      const a: EmbeddingRows = { id: 'a', trigger: 'Shared', vectors: createNoise('torch', 1).randn(32), count: 1 };
+      const b: EmbeddingRows = { id: 'b', trigger: 'shared', vectors: createNoise('torch', 2).randn(2 * 32), count: 2 };
       const request = (embeddings: EmbeddingRows[]) => base({ prompt: 'a house, shared', embeddings });
       const withA = await generate(own, request([a]));
       const withB = await generate(own, request([b]));
@@ -120,7 +120,7 @@ describe('SD pipeline on the tiny ONNX models', () => {
       const plain = await generate(own, request([]));
 
       // Vectors of the wrong width fail this request, with the reason, and nothing else.
-      const wide: EmbeddingRows = { id: 'wide-one', trigger: 'WideOne', vectors: createRandom(3).randn(48), count: 1 };
+      const wide: EmbeddingRows = { id: 'wide-one', trigger: 'WideOne', vectors: createNoise('torch', 3).randn(48), count: 1 };
       await expect(generate(own, request([a, wide]))).rejects.toThrow(
         new InvalidRequestError(
           'the embedding "wide-one" (trigger word "WideOne") has vectors of width 48; the checkpoint "tiny" needs 32',

@@ -13,7 +13,7 @@ import {
   type Scheduler,
   type SchedulerName,
 } from '../src/diffusion/schedulers/index.js';
-import { detLog, detSinCos2Pi, MAX_SEED, SeededRandom } from '../src/diffusion/random.js';
+import { TorchGenerator } from '../src/diffusion/noise/index.js';
 
 /** The scheduler_config.json shipped with runwayml/stable-diffusion-v1-5. */
 const SD15_SCHEDULER_JSON = { ...SD15_SCHEDULER_CONFIG };
@@ -45,7 +45,7 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
  * For every scheduler here the UNet input is x_in = alpha * x0 + alpha * sigma * eps
  * with alpha = 1/sqrt(sigma^2 + 1) (VE sigma of the step).
  */
-function runOracle(s: Scheduler, x0: Float32Array, noise: Float32Array, rng: SeededRandom): Float32Array {
+function runOracle(s: Scheduler, x0: Float32Array, noise: Float32Array, rng: TorchGenerator): Float32Array {
   let sample: Float32Array = new Float32Array(noise.length);
   for (let i = 0; i < noise.length; i++) sample[i] = noise[i]! * s.initNoiseSigma;
   for (let step = 0; step < s.timesteps.length; step++) {
@@ -286,7 +286,7 @@ describe('image2image timesteps', () => {
   it('img2img oracle from startIndex reaches x0', () => {
     for (const name of SCHEDULER_NAMES) {
       const s = createScheduler(name);
-      const rng = new SeededRandom(5);
+      const rng = new TorchGenerator(5);
       const x0 = rng.randn(128);
       const noise = rng.randn(128);
       const { startIndex } = s.timestepsForStrength(30, 0.6);
@@ -310,7 +310,7 @@ describe('DDIM', () => {
     const s = createScheduler('DDIM', sd15({ timestep_spacing: 'trailing', set_alpha_to_one: true }));
     s.setTimesteps(1);
     expect(s.timesteps).toEqual([999]);
-    const rng = new SeededRandom(3);
+    const rng = new TorchGenerator(3);
     const x0 = rng.randn(256);
     const noise = rng.randn(256);
     const xt = s.addNoise(x0, noise, 0);
@@ -321,7 +321,7 @@ describe('DDIM', () => {
     const s = new DDIMScheduler(defaultSchedulerConfig('DDIM'));
     s.setTimesteps(1);
     expect(s.timesteps).toEqual([1]);
-    const rng = new SeededRandom(4);
+    const rng = new TorchGenerator(4);
     const x0 = rng.randn(64);
     const noise = rng.randn(64);
     const out = s.step(noise, 0, s.addNoise(x0, noise, 0));
@@ -339,7 +339,7 @@ describe('perfect-oracle sampling reaches x0', () => {
   it.each(cases)('$name, $steps steps $config', ({ name, steps, config }) => {
     const s = createScheduler(name, { ...SD15_SCHEDULER_JSON, ...config });
     s.setTimesteps(steps);
-    const rng = new SeededRandom(1234);
+    const rng = new TorchGenerator(1234);
     const x0 = rng.randn(512).map((v) => 0.8 * v);
     const noise = rng.randn(512);
     const out = runOracle(s, x0, noise, rng);
@@ -361,7 +361,7 @@ describe('perfect-oracle sampling reaches x0', () => {
   it('DDIM with set_alpha_to_one reaches x0 exactly', () => {
     const s = createScheduler('DDIM', sd15({ set_alpha_to_one: true }));
     s.setTimesteps(25);
-    const rng = new SeededRandom(9);
+    const rng = new TorchGenerator(9);
     const x0 = rng.randn(256);
     expect(maxAbsDiff(runOracle(s, x0, rng.randn(256), rng), x0)).toBeLessThan(1e-4);
   });
@@ -456,7 +456,7 @@ describe('Euler ancestral noise', () => {
     const run = (seed: number): Float32Array => {
       const s = createScheduler('EULER_A');
       s.setTimesteps(10);
-      const rng = new SeededRandom(seed);
+      const rng = new TorchGenerator(seed);
       const sample = rng.randn(64).map((v) => v * s.initNoiseSigma);
       return s.step(new Float32Array(64), 0, sample, rng);
     };
@@ -476,56 +476,5 @@ describe('step argument checks', () => {
     expect(() => s.step(new Float32Array(3), 0, new Float32Array(4))).toThrow(/length/);
     expect(() => s.setTimesteps(0)).toThrow(/numInferenceSteps/);
     expect(() => createScheduler('DDIM').step(new Float32Array(1), 0, new Float32Array(1))).toThrow(/setTimesteps/);
-  });
-});
-
-describe('SeededRandom', () => {
-  it('is deterministic and matches golden values', () => {
-    expect(Array.from(new SeededRandom(42).randn(6))).toEqual([
-      1.142224907875061, -1.5620163679122925, 0.6711867451667786, 2.7522542476654053, 0.8227097392082214, -0.7579806447029114,
-    ]);
-    expect(Array.from(new SeededRandom(0).randn(4))).toEqual([
-      1.3202141523361206, 0.08698126673698425, 0.8199025988578796, -0.6269205212593079,
-    ]);
-    const a = new SeededRandom(123).randn(1000);
-    const b = new SeededRandom(123).randn(1000);
-    expect(maxAbsDiff(a, b)).toBe(0);
-    expect(maxAbsDiff(a, new SeededRandom(124).randn(1000))).toBeGreaterThan(0);
-    // chunking does not change the stream
-    const r = new SeededRandom(123);
-    const chunks = [...r.randn(3), ...r.randn(997)];
-    expect(chunks).toEqual(Array.from(a));
-  });
-
-  it('produces standard-normal statistics', () => {
-    const x = new SeededRandom(MAX_SEED).randn(100_000);
-    let m = 0;
-    let v = 0;
-    for (const e of x) {
-      m += e;
-      v += e * e;
-    }
-    m /= x.length;
-    v = v / x.length - m * m;
-    expect(Math.abs(m)).toBeLessThan(0.02);
-    expect(Math.abs(v - 1)).toBeLessThan(0.02);
-  });
-
-  it('validates seeds', () => {
-    expect(() => new SeededRandom(-1)).toThrow(/seed/);
-    expect(() => new SeededRandom(MAX_SEED + 1)).toThrow(/seed/);
-    expect(() => new SeededRandom(1.5)).toThrow(/seed/);
-  });
-
-  it('deterministic log / sincos agree with Math to ~1 ulp', () => {
-    for (const x of [1e-9, 2.3283064365386963e-10, 0.1, 0.5, 0.7071, 1, 1.5, 2, 1e6]) {
-      expect(Math.abs(detLog(x) - Math.log(x))).toBeLessThanOrEqual(4e-16 * Math.max(1, Math.abs(Math.log(x))));
-    }
-    for (let k = 0; k < 64; k++) {
-      const u = k / 64 + 1 / 1000;
-      const [sn, cs] = detSinCos2Pi(u);
-      expect(Math.abs(sn - Math.sin(2 * Math.PI * u))).toBeLessThan(1e-15);
-      expect(Math.abs(cs - Math.cos(2 * Math.PI * u))).toBeLessThan(1e-15);
-    }
   });
 });

@@ -2,7 +2,7 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { timestepTensor, type Checkpoint, type EmbeddingRows } from './checkpoint.js';
 import { downsampleMask } from './image-codec.js';
-import { createRandom } from './random.js';
+import { createNoise, type NoiseSourceName } from './noise/index.js';
 import { InvalidRequestError } from './request-error.js';
 import { previewPixels, type PreviewPixels } from './preview.js';
 import { createScheduler, type SchedulerName } from './schedulers/index.js';
@@ -26,6 +26,8 @@ export interface GenerateRequest {
   width: number;
   height: number;
   seed: number;
+  /** Whose generator the seed drives: torch's CPU generator (default) or numpy's RandomState. */
+  noise?: NoiseSourceName;
   scheduler: SchedulerName;
   /** Embeddings the request names: only their trigger words expand. */
   embeddings: readonly EmbeddingRows[];
@@ -56,7 +58,7 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
   const h = req.height / 8;
   const w = req.width / 8;
   const latentSize = LATENT_CHANNELS * h * w;
-  const rng = createRandom(req.seed);
+  const rng = createNoise(req.noise ?? 'torch', req.seed);
   const scheduler = createScheduler(req.scheduler, ckpt.schedulerConfig);
 
   const textStates = await encodePrompts(ckpt, req);

@@ -18,7 +18,7 @@ export function isSchedulerName(value: unknown): value is SchedulerName {
   return typeof value === 'string' && (SCHEDULER_NAMES as readonly string[]).includes(value);
 }
 
-/** Source of standard-normal noise (see ../random.ts). */
+/** Source of standard-normal noise (see ../noise/). */
 export interface NoiseSource {
   randn(count: number): Float32Array;
 }
