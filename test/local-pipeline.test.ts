@@ -153,25 +153,39 @@ describe('SD pipeline on the tiny ONNX models', () => {
     expect(diff(keep, low)).toBeLessThan(diff(keep, high));
   });
 
-  it('inpainting leaves unmasked pixels exactly as they were, with both UNet kinds', async () => {
+  it('inpainting keeps unmasked pixels (exactly with maskBlur 0; beyond 3 sigma of the edge by default), and keepUnmasked false is the raw output, with both UNet kinds', async () => {
     const init = stripes();
     const mask = new Float32Array(W * H);
     for (let y = 0; y < H; y++) for (let x = W / 2; x < W; x++) mask[y * W + x] = 1;
-    for (const c of [ckpt, inpaint]) {
-      const out = await generate(c, base({ initImage: init, mask, strength: 1, samples: 2 }));
-      for (let s = 0; s < 2; s++) {
-        for (let ch = 0; ch < 3; ch++) {
-          for (let y = 0; y < H; y++) {
-            for (let x = 0; x < W / 2; x++) {
+    const keptUpTo = (out: Float32Array, xEnd: number) => {
+      let bad = 0;
+      for (let s = 0; s < 2; s++)
+        for (let ch = 0; ch < 3; ch++)
+          for (let y = 0; y < H; y++)
+            for (let x = 0; x < xEnd; x++) {
               const i = ch * W * H + y * W + x;
-              expect(out[s * 3 * W * H + i]).toBe(init[i]);
+              if (out[s * 3 * W * H + i] !== init[i]) bad++;
             }
-          }
-        }
-      }
+      return bad;
+    };
+    for (const c of [ckpt, inpaint]) {
+      const hard = await generate(c, base({ initImage: init, mask, strength: 1, samples: 2, maskBlur: 0 }));
+      expect(keptUpTo(hard, W / 2)).toBe(0);
+      const soft = await generate(c, base({ initImage: init, mask, strength: 1, samples: 2 }));
+      // maskBlur 4: the weight is exactly 0 beyond ceil(3 * 4) = 12 pixels from the mask.
+      expect(keptUpTo(soft, W / 2 - 12)).toBe(0);
+      expect(diff(soft, hard)).toBeGreaterThan(0);
+      const raw = await generate(c, base({ initImage: init, mask, strength: 1, samples: 2, keepUnmasked: false }));
+      expect(keptUpTo(raw, W / 2)).toBeGreaterThan(0);
       // The masked half was repainted.
-      expect(diff(out.subarray(0, 3 * W * H), init)).toBeGreaterThan(1e-3);
+      expect(diff(hard.subarray(0, 3 * W * H), init)).toBeGreaterThan(1e-3);
     }
+  });
+
+  it('runs without guidance (scale <= 1: only the conditional batch; the negative prompt has no effect)', async () => {
+    const a = await generate(ckpt, base({ guidanceScale: 1 }));
+    const b = await generate(ckpt, base({ guidanceScale: 1, negativePrompt: 'blurry' }));
+    expect(diff(a, b)).toBe(0);
   });
 
   it('stops between steps when canceled, and reports progress per step', async () => {

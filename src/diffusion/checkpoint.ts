@@ -6,7 +6,9 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { appendInitializerRows, decodeModel, encodeModel, findInitializer, inlineExternalData, tensorDims } from './onnx/proto.js';
 import { widthHint } from './embeddings/index.js';
+import { fromFloat16, toFloat16 } from './float16.js';
 import { InvalidRequestError } from './request-error.js';
+import type { NoiseSource } from './schedulers/common.js';
 import { ClipTokenizer } from './tokenizer/clip-tokenizer.js';
 
 /**
@@ -26,7 +28,7 @@ export class CheckpointError extends Error {
 }
 
 export interface TimestepInput {
-  type: 'int64' | 'float32';
+  type: 'int64' | 'float32' | 'float16';
   /** 'scalar' (rank 0), 'single' ([1]) or 'batch' ([batch]). */
   shape: 'scalar' | 'single' | 'batch';
 }
@@ -41,18 +43,22 @@ interface IoSpec {
   outputs: Record<string, ValueSpec>;
 }
 
+/** Float tensors: float32, or float16 (fp16 exports; converted at the session boundary). */
+const F = ['float32', 'float16'] as const;
+
 const SPECS: Record<'text_encoder' | 'unet' | 'vae_encoder' | 'vae_decoder' | 'safety_checker', IoSpec> = {
-  text_encoder: { inputs: { input_ids: [['int32', 'int64'], 2] }, outputs: { last_hidden_state: [['float32'], 3] } },
+  text_encoder: { inputs: { input_ids: [['int32', 'int64'], 2] }, outputs: { last_hidden_state: [F, 3] } },
   unet: {
     // timestep: a scalar, [1] or [batch] depending on the exporter, so its rank is not fixed.
-    inputs: { sample: [['float32'], 4], timestep: [['int64', 'float32']], encoder_hidden_states: [['float32'], 3] },
-    outputs: { out_sample: [['float32'], 4] },
+    inputs: { sample: [F, 4], timestep: [['int64', 'float32', 'float16']], encoder_hidden_states: [F, 3] },
+    outputs: { out_sample: [F, 4] },
   },
-  vae_encoder: { inputs: { sample: [['float32'], 4] }, outputs: { latent_sample: [['float32'], 4] } },
-  vae_decoder: { inputs: { latent_sample: [['float32'], 4] }, outputs: { sample: [['float32'], 4] } },
+  // Its output (latent_sample or latent_parameters) is interpreted by vaeEncoderKind.
+  vae_encoder: { inputs: { sample: [F, 4] }, outputs: {} },
+  vae_decoder: { inputs: { latent_sample: [F, 4] }, outputs: { sample: [F, 4] } },
   safety_checker: {
-    inputs: { clip_input: [['float32'], 4], images: [['float32'], 4] },
-    outputs: { out_images: [['float32'], 4], has_nsfw_concepts: [['bool'], 1] },
+    inputs: { clip_input: [F, 4], images: [F, 4] },
+    outputs: { out_images: [F, 4], has_nsfw_concepts: [['bool'], 1] },
   },
 };
 
@@ -97,6 +103,8 @@ export class Checkpoint {
     readonly unetInChannels: 4 | 9,
     readonly timestep: TimestepInput,
     readonly vaeEncoder: Session | null,
+    /** How the vae_encoder's output is read (see vaeEncoderKind). */
+    readonly vaeEncoderKind: VaeEncoderKind | null,
     readonly vaeDecoder: Session,
     readonly safetyChecker: Session | null,
     readonly schedulerConfig: unknown,
@@ -143,8 +151,12 @@ export class Checkpoint {
     const vaeDecoder = await createSession(vaeDecoderPath, options);
     checkIo(vaeDecoder, SPECS.vae_decoder, vaeDecoderPath);
     const vaeEncoderPath = file('vae_encoder/model.onnx');
-    const vaeEncoder = existsSync(vaeEncoderPath) ? await createSession(vaeEncoderPath, options) : null;
-    if (vaeEncoder) checkIo(vaeEncoder, SPECS.vae_encoder, vaeEncoderPath);
+    let vaeEncoder: Session | null = null;
+    let vaeEncoderKind: VaeEncoderKind | null = null;
+    if (existsSync(vaeEncoderPath)) {
+      ({ session: vaeEncoder, kind: vaeEncoderKind } = await loadVaeEncoder(vaeEncoderPath, options));
+      checkIo(vaeEncoder, SPECS.vae_encoder, vaeEncoderPath);
+    }
     const safetyPath = file('safety_checker/model.onnx');
     const safetyChecker = existsSync(safetyPath) ? await createSession(safetyPath, options) : null;
     if (safetyChecker) checkIo(safetyChecker, SPECS.safety_checker, safetyPath);
@@ -159,6 +171,7 @@ export class Checkpoint {
       unetInChannels,
       timestep,
       vaeEncoder,
+      vaeEncoderKind,
       vaeDecoder,
       safetyChecker,
       schedulerConfig,
@@ -222,14 +235,58 @@ export class Checkpoint {
     if (size > 0 && appendInitializerRows(model, this.tokenTable.name, extra) !== this.tokenTable.rows) {
       throw new Error(`the text encoder's token table does not have ${this.tokenTable.rows} rows`);
     }
-    const session = await ort.InferenceSession.create(encodeModel(model), {
-      ...this.options,
-      ...(cudaUnavailable ? { executionProviders: ['cpu'] } : {}),
-    });
+    const session = float16Boundary(
+      await ort.InferenceSession.create(encodeModel(model), {
+        ...this.options,
+        ...(cudaUnavailable ? { executionProviders: ['cpu'] } : {}),
+      }),
+    );
     this.table = { session, rows, size };
     // One generation at a time per worker: nothing else is running on the old session.
     await old?.session.release();
     return this.table;
+  }
+
+  /**
+   * The posterior sample of one image [1, 3, H, W] in [-1, 1] (unscaled latents [1, 4, H/8, W/8]):
+   * mean + exp(0.5 * clamp(logvar, -30, 20)) * randn(1, 4, H/8, W/8), the randn drawn from `rng`
+   * now, as diffusers' DiagonalGaussianDistribution.sample draws it. The export's own random node
+   * is never used (onnxruntime-node's is unseeded): it is a graph input fed here, or the export
+   * gives the moments and the sample is drawn here.
+   */
+  async encodeImage(image: Float32Array, width: number, height: number, rng: NoiseSource): Promise<Float32Array> {
+    const kind = this.vaeEncoderKind!;
+    const count = LATENT_CHANNELS * (height / 8) * (width / 8);
+    const sample = new ort.Tensor('float32', image, [1, 3, height, width]);
+    if (kind.type === 'noise-input') {
+      const eps = rng.randn(count);
+      const fed = kind.mean === 0 && kind.scale === 1 ? eps : eps.map((v) => kind.mean + kind.scale * v);
+      const out = await this.vaeEncoder!.run({
+        sample,
+        [kind.input]: new ort.Tensor('float32', fed, [1, LATENT_CHANNELS, height / 8, width / 8]),
+      });
+      return new Float32Array(out.latent_sample!.data as Float32Array);
+    }
+    if (kind.type === 'sample') {
+      // No random node: the export gives its latents itself; the draw is made (and unused) so the
+      // job's later noise is where diffusers has it.
+      const out = await this.vaeEncoder!.run({ sample });
+      rng.randn(count);
+      return new Float32Array(out.latent_sample!.data as Float32Array);
+    }
+    const out = await this.vaeEncoder!.run({ sample });
+    const moments = out.latent_parameters!.data as Float32Array;
+    if (moments.length !== 2 * count) {
+      throw new Error(`vae_encoder: latent_parameters has ${moments.length} values; expected ${2 * count} (8 channels)`);
+    }
+    const eps = rng.randn(count);
+    const z = new Float32Array(count);
+    for (let i = 0; i < count; i++) {
+      const logvar = Math.min(20, Math.max(-30, moments[count + i]!));
+      const std = Math.fround(Math.exp(Math.fround(0.5 * logvar)));
+      z[i] = moments[i]! + Math.fround(std * eps[i]!);
+    }
+    return z;
   }
 
   async release(): Promise<void> {
@@ -237,6 +294,113 @@ export class Checkpoint {
       [this.table?.session, this.unet, this.vaeEncoder, this.vaeDecoder, this.safetyChecker].map(async (s) => s?.release()),
     );
   }
+}
+
+const LATENT_CHANNELS = 4;
+
+/**
+ * noise-input: latent_sample from a graph whose random node (the conversion script's and optimum's
+ * before 1.23, vae.encode(x).latent_dist.sample()) was turned into the input `input`;
+ * parameters: latent_parameters, the 8 moment channels (optimum from 1.23);
+ * sample: latent_sample from a graph with no random node (deterministic).
+ */
+export type VaeEncoderKind =
+  { type: 'noise-input'; input: string; mean: number; scale: number } | { type: 'parameters' } | { type: 'sample' };
+
+const RANDOM_OPS = ['RandomNormalLike', 'RandomNormal', 'RandomUniformLike', 'RandomUniform', 'Multinomial', 'Bernoulli'];
+
+async function loadVaeEncoder(
+  file: string,
+  options: ort.InferenceSession.SessionOptions,
+): Promise<{ session: Session; kind: VaeEncoderKind }> {
+  let model: ReturnType<typeof decodeModel>;
+  try {
+    model = decodeModel(await readFile(file));
+  } catch (err) {
+    throw new CheckpointError(file, `cannot be read as an ONNX model: ${(err as Error).message}`);
+  }
+  const graph = model.graph;
+  if (!graph) throw new CheckpointError(file, 'has no graph');
+  const outputs = graph.output.map((o) => o.name ?? '');
+  const random = graph.node.filter((n) => RANDOM_OPS.includes(n.op_type ?? ''));
+  const found = `outputs ${outputs.join(', ') || 'none'}; random nodes: ${random.map((n) => n.op_type).join(', ') || 'none'}`;
+  if (outputs.includes('latent_parameters')) {
+    if (random.length > 0) throw new CheckpointError(file, `gives latent_parameters but draws random numbers itself (${found})`);
+    const session = await createSession(file, options);
+    const meta = session.outputMetadata.find((m) => m.name === 'latent_parameters');
+    const channels = meta && meta.isTensor ? meta.shape[1] : undefined;
+    if (typeof channels === 'number' && channels !== 8) {
+      await session.release();
+      throw new CheckpointError(file, `latent_parameters has ${channels} channels; expected 8 (mean and logvar)`);
+    }
+    return { session, kind: { type: 'parameters' } };
+  }
+  if (!outputs.includes('latent_sample')) {
+    throw new CheckpointError(
+      file,
+      `is not a VAE encoder this engine can read: expected an output latent_sample or latent_parameters (${found})`,
+    );
+  }
+  if (random.length === 0) return { session: await createSession(file, options), kind: { type: 'sample' } };
+  const node = random[0]!;
+  if (random.length > 1 || (node.op_type !== 'RandomNormalLike' && node.op_type !== 'RandomNormal')) {
+    throw new CheckpointError(file, `draws random numbers in a way this engine cannot reproduce (${found}); expected one RandomNormalLike`);
+  }
+  const attr = (name: string) => node.attribute.find((a) => a.name === name);
+  const mean = attr('mean')?.f ?? 0;
+  const scale = attr('scale')?.f ?? 1;
+  const dtype = Number(attr('dtype')?.i ?? 1);
+  const input = node.output[0]!;
+  // The random node's output becomes a graph input, fed with the job's noise.
+  graph.node = graph.node.filter((n) => n !== node);
+  graph.input.push({ name: input, type: { tensor_type: { elem_type: dtype === 10 ? 10 : 1 } } } as (typeof graph.input)[number]);
+  inlineExternalData(model, (location) => readFileSync(path.join(path.dirname(file), location)));
+  let session: Session;
+  try {
+    session = float16Boundary(await ort.InferenceSession.create(encodeModel(model), effectiveOptions(options)));
+  } catch (err) {
+    throw new CheckpointError(file, `ONNX Runtime cannot load it once its RandomNormalLike is an input: ${(err as Error).message}`);
+  }
+  return { session, kind: { type: 'noise-input', input, mean, scale } };
+}
+
+/**
+ * fp16 exports: float32 feeds become float16 (Uint16Array, round to nearest even) for inputs the
+ * session declares float16, and float16 outputs come back as float32. Other sessions are returned as they are.
+ */
+function float16Boundary(session: Session): Session {
+  const half = (meta: readonly ort.InferenceSession.ValueMetadata[]) =>
+    new Set(meta.filter((m) => m.isTensor && m.type === 'float16').map((m) => m.name));
+  const halfIn = half(session.inputMetadata);
+  const halfOut = half(session.outputMetadata);
+  if (halfIn.size === 0 && halfOut.size === 0) return session;
+  const run = async (feeds: Record<string, ort.Tensor>, ...rest: unknown[]) => {
+    const converted: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) {
+      converted[name] = halfIn.has(name) && t.type === 'float32' ? new ort.Tensor('float16', toFloat16(t.data as Float32Array), t.dims) : t;
+    }
+    const out = await (session.run as (...args: unknown[]) => Promise<Record<string, ort.Tensor>>)(converted, ...rest);
+    const result: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(out)) {
+      if (t.type !== 'float16') result[name] = t;
+      else {
+        const data = t.data instanceof Uint16Array ? fromFloat16(t.data) : Float32Array.from(t.data as ArrayLike<number>);
+        result[name] = new ort.Tensor('float32', data, t.dims);
+      }
+    }
+    return result;
+  };
+  return new Proxy(session, {
+    get(target, prop) {
+      if (prop === 'run') return run;
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+function effectiveOptions(options: ort.InferenceSession.SessionOptions): ort.InferenceSession.SessionOptions {
+  return cudaUnavailable && options.executionProviders?.includes('cpu') ? { ...options, executionProviders: ['cpu'] } : options;
 }
 
 async function readJson(file: string): Promise<unknown> {
@@ -272,7 +436,7 @@ async function createSession(file: string, options: ort.InferenceSession.Session
   const canFallBack = wantsCuda && providers.includes('cpu');
   const effective = canFallBack && cudaUnavailable ? { ...options, executionProviders: ['cpu'] } : options;
   try {
-    return await ort.InferenceSession.create(file, effective);
+    return float16Boundary(await ort.InferenceSession.create(file, effective));
   } catch (err) {
     if (canFallBack && !cudaUnavailable) {
       cudaUnavailable = true;
@@ -365,6 +529,7 @@ function rowKey(e: EmbeddingRows): string {
 export function timestepTensor(spec: TimestepInput, t: number, batch: number): ort.Tensor {
   const count = spec.shape === 'batch' ? batch : 1;
   const dims = spec.shape === 'scalar' ? [] : [count];
+  if (spec.type === 'float16') return new ort.Tensor('float16', toFloat16(new Float32Array(count).fill(t)), dims);
   if (spec.type === 'int64') return new ort.Tensor('int64', new BigInt64Array(count).fill(BigInt(Math.round(t))), dims);
   return new ort.Tensor('float32', new Float32Array(count).fill(t), dims);
 }

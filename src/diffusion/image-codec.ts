@@ -42,20 +42,23 @@ export async function maskToTensor(data: Buffer, width: number, height: number):
   return out;
 }
 
-/** Nearest-neighbour downsampling of a [H, W] mask by an integer factor (to latent size). */
+/**
+ * torch.nn.functional.interpolate(mask, size=(height / factor, width / factor)) in its default
+ * 'nearest' mode: output (y, x) takes input (floor(y * scale), floor(x * scale)), scale = in / out
+ * in float32, clamped to the last row/column. Values are copied (binarise the mask first).
+ */
 export function downsampleMask(mask: Float32Array, width: number, height: number, factor: number): Float32Array {
   const w = Math.floor(width / factor);
   const h = Math.floor(height / factor);
+  const index = (dst: number, inSize: number, outSize: number) => {
+    if (inSize === outSize) return dst;
+    const scale = Math.fround(inSize / outSize);
+    return Math.min(Math.floor(Math.fround(dst * scale)), inSize - 1);
+  };
   const out = new Float32Array(w * h);
   for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      // Any pixel to repaint inside the block marks the latent cell for repainting.
-      let max = 0;
-      for (let dy = 0; dy < factor; dy++) {
-        for (let dx = 0; dx < factor; dx++) max = Math.max(max, mask[(y * factor + dy) * width + x * factor + dx]!);
-      }
-      out[y * w + x] = max >= 0.5 ? 1 : 0;
-    }
+    const sy = index(y, height, h);
+    for (let x = 0; x < w; x++) out[y * w + x] = mask[sy * width + index(x, width, w)]!;
   }
   return out;
 }
@@ -67,13 +70,19 @@ export function tensorToPng(batch: Float32Array, index: number, width: number, h
   const rgb = Buffer.alloc(3 * plane);
   for (let i = 0; i < plane; i++) {
     for (let c = 0; c < 3; c++) {
-      const v = (batch[offset + c * plane + i]! + 1) * 127.5;
-      rgb[i * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+      // diffusers: (x / 2 + 0.5).clamp(0, 1) in float32, then numpy's (x * 255).round() (half to even).
+      const t = Math.min(1, Math.max(0, Math.fround(Math.fround(batch[offset + c * plane + i]! * 0.5) + 0.5)));
+      rgb[i * 3 + c] = roundHalfEven(Math.fround(t * 255));
     }
   }
   return sharp(rgb, { raw: { width, height, channels: 3 } })
     .png({ compressionLevel: 6 })
     .toBuffer();
+}
+
+function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** A black PNG: what a sample flagged by the safety checker is replaced with. */
