@@ -7,7 +7,7 @@ export const JOB_MODES = ['text2image', 'image2image', 'inpainting'] as const;
 export type JobMode = (typeof JOB_MODES)[number];
 
 /** Denoising schedulers a request may choose. */
-export const SCHEDULER_NAMES = ['EULER_A', 'EULER', 'DDIM', 'DPMPP_2M_KARRAS'] as const;
+export const SCHEDULER_NAMES = ['DPMPP_2M_KARRAS', 'EULER_A', 'EULER', 'DDIM', 'PNDM', 'LMS', 'HEUN', 'DPMPP_2M', 'UNIPC'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
 /** Validated request parameters, in camelCase, with defaults filled in and the seed resolved. */

@@ -5,7 +5,12 @@ const SCHEDULER_DESCRIPTIONS: Record<(typeof SCHEDULER_NAMES)[number], string> =
   EULER_A: 'Euler ancestral: varied results, good at few steps.',
   EULER: 'Euler: deterministic, smooth.',
   DDIM: 'DDIM (eta 0): deterministic, classic.',
-  DPMPP_2M_KARRAS: 'DPM++ 2M with Karras sigmas: sharp results at 20-30 steps.',
+  DPMPP_2M_KARRAS: 'DPM++ 2M with Karras sigmas (the default): sharp results at 20-30 steps.',
+  PNDM: "PNDM (PLMS, skip_prk_steps): SD 1.5's own scheduler.",
+  LMS: 'LMS (linear multistep, order 4).',
+  HEUN: 'Heun: second order, two UNet evaluations per step.',
+  DPMPP_2M: 'DPM++ 2M without Karras sigmas.',
+  UNIPC: 'UniPC (bh2): good at few steps.',
 };
 
 export const Scheduler = builder.enumType('Scheduler', {

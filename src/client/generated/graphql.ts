@@ -151,12 +151,22 @@ export type ModelKind =
 export type Scheduler =
   /** DDIM (eta 0): deterministic, classic. */
   | 'DDIM'
-  /** DPM++ 2M with Karras sigmas: sharp results at 20-30 steps. */
+  /** DPM++ 2M without Karras sigmas. */
+  | 'DPMPP_2M'
+  /** DPM++ 2M with Karras sigmas (the default): sharp results at 20-30 steps. */
   | 'DPMPP_2M_KARRAS'
   /** Euler: deterministic, smooth. */
   | 'EULER'
   /** Euler ancestral: varied results, good at few steps. */
-  | 'EULER_A';
+  | 'EULER_A'
+  /** Heun: second order, two UNet evaluations per step. */
+  | 'HEUN'
+  /** LMS (linear multistep, order 4). */
+  | 'LMS'
+  /** PNDM (PLMS, skip_prk_steps): SD 1.5's own scheduler. */
+  | 'PNDM'
+  /** UniPC (bh2): good at few steps. */
+  | 'UNIPC';
 
 /** A text2image request. */
 export type Text2ImageInput = {
