@@ -338,7 +338,8 @@ describe('local ONNX engine through GraphQL', () => {
         for (let x = 0; x < W; x++) {
           for (let c = 0; c < 3; c++) {
             const i = (y * W + x) * 3 + c;
-            if (x < W / 2) expect(out[i], `${modelId} (${x},${y})`).toBe(init.raw[i]);
+            // The default maskBlur (4) blends within 12 pixels of the edge; farther the pixels are kept.
+            if (x < W / 2 - 12) expect(out[i], `${modelId} (${x},${y})`).toBe(init.raw[i]);
             else if (out[i] !== init.raw[i]) changed++;
           }
         }
