@@ -12,7 +12,7 @@
  * DPMPP_2M: off, both dpmsolver++ of order 2). Unknown keys are accepted and ignored.
  */
 import { z } from 'zod';
-import type { SchedulerName } from './common.js';
+import type { SchedulerName } from './names.js';
 
 export const BETA_SCHEDULES = ['scaled_linear', 'linear', 'squaredcos_cap_v2'] as const;
 export const TIMESTEP_SPACINGS = ['leading', 'trailing', 'linspace'] as const;
