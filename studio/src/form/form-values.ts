@@ -18,6 +18,11 @@ export const SCHEDULERS = {
   EULER_A: 'Euler ancestral',
   EULER: 'Euler',
   DDIM: 'DDIM',
+  PNDM: 'PNDM (PLMS)',
+  LMS: 'LMS',
+  HEUN: 'Heun',
+  DPMPP_2M: 'DPM++ 2M',
+  UNIPC: 'UniPC',
 } as const satisfies Record<Scheduler, string>;
 
 /**
