@@ -8,6 +8,7 @@
 import type { SchedulerConfig } from './config.js';
 import {
   assertSameLength,
+  axpby,
   assertStepIndex,
   type NoiseSource,
   type Scheduler,
@@ -188,8 +189,6 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     assertSameLength(original, noise, 'addNoise');
     assertStepIndex(stepIndex, this.timesteps.length);
     const { alphaT, sigmaT } = sigmaToAlphaSigmaT(this.sigmas[stepIndex]!);
-    const out = new Float32Array(original.length);
-    for (let i = 0; i < original.length; i++) out[i] = alphaT * original[i]! + sigmaT * noise[i]!;
-    return out;
+    return axpby(alphaT, original, sigmaT, noise);
   }
 }

@@ -9,6 +9,7 @@
 import type { SchedulerConfig } from './config.js';
 import {
   assertSameLength,
+  axpby,
   assertStepIndex,
   type NoiseSource,
   type Scheduler,
@@ -200,10 +201,6 @@ export class PNDMScheduler implements Scheduler {
     assertSameLength(original, noise, 'addNoise');
     assertStepIndex(stepIndex, this.timesteps.length);
     const a = this.alphaAt(this.timesteps[stepIndex]!);
-    const sa = Math.sqrt(a);
-    const sb = Math.sqrt(1 - a);
-    const out = new Float32Array(original.length);
-    for (let i = 0; i < original.length; i++) out[i] = sa * original[i]! + sb * noise[i]!;
-    return out;
+    return axpby(Math.sqrt(a), original, Math.sqrt(1 - a), noise);
   }
 }
