@@ -1,7 +1,9 @@
 import sys, os, json, shutil, numpy as np, torch, torch.nn as nn
 from diffusers import UNet2DConditionModel, AutoencoderKL, PNDMScheduler
 import diffusers
-OUT = sys.argv[1]; TOK = '/work/parity/tiny-gen/tokenizer'
+# The tokenizer files of the project's tiny models (`npx tsx scripts/models-tiny.ts` writes them; a copy
+# sits in each model folder of test/fixtures/parity); only the vocabulary size shapes the weights.
+TOK = os.environ.get('PARITY_TOKENIZER') or os.path.join(os.path.dirname(os.path.abspath(__file__)), '../../../test/fixtures/parity/models/sd-script/tokenizer')
 V = len(json.load(open(TOK + '/vocab.json'))); D = 16
 class Layer(nn.Module):
     def __init__(s):
@@ -36,6 +38,7 @@ SCHED = dict(_class_name="PNDMScheduler", beta_end=0.012, beta_schedule="scaled_
              set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, trained_betas=None)
 if __name__ == '__main__':
     import onnx
+    OUT = sys.argv[1]
     te, unet, unet9, vae = build()
     ids = torch.full((1, 77), V - 1, dtype=torch.int32); ids[0, :4] = torch.tensor([V - 2, 300, 400, V - 1])
     report = {}
@@ -45,7 +48,7 @@ if __name__ == '__main__':
         onnx.checker.check_model(onnx.load(path))
     for flavour in ['sd-script', 'sd-optimum', 'inpaint']:
         d = f'{OUT}/models/{flavour}'; os.makedirs(d, exist_ok=True)
-        shutil.copytree(TOK, d + '/tokenizer', dirs_exist_ok=True)
+        if os.path.abspath(TOK) != os.path.abspath(d + '/tokenizer'): shutil.copytree(TOK, d + '/tokenizer', dirs_exist_ok=True)
         os.makedirs(d + '/scheduler', exist_ok=True); json.dump(SCHED, open(d + '/scheduler/scheduler_config.json', 'w'), indent=2)
         u = unet9 if flavour == 'inpaint' else unet; C = 9 if flavour == 'inpaint' else 4
         with torch.no_grad():
@@ -67,4 +70,3 @@ if __name__ == '__main__':
                 def forward(s, latent_sample): return s.v.decode(latent_sample, return_dict=False)[0]
             exp(Dd(), (torch.randn(1, 4, 8, 8),), d + '/vae_decoder/model.onnx', ['latent_sample'], ['sample'], {'latent_sample': {0: 'batch', 2: 'height', 3: 'width'}})
         print(flavour, 'exported', flush=True)
-    torch.save({'te': te.state_dict(), 'unet': unet.state_dict(), 'unet9': unet9.state_dict(), 'vae': vae.state_dict()}, '/work/parity/weights.pt')
