@@ -45,6 +45,8 @@ export interface GenerateRequest {
   /** Live previews, asked for after each step; nothing is computed while due() is false. */
   preview?: { due(): boolean; show(pixels: PreviewPixels, step: number): void };
   signal?: AbortSignal;
+  /** Parity tests and debugging: the initial latents (stepIndex null), then the latents after each loop iteration. */
+  inspect?: (stepIndex: number | null, latents: Float32Array) => void;
   /** Filled in when given: time in the denoising loop, and the part of it inside unet.run (ms). */
   timings?: { loopMs: number; unetMs: number; steps: number };
 }
@@ -120,6 +122,7 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
     for (let c = 0; c < 3; c++) for (let i = 0; i < plane; i++) if (binary[i]! >= 0.5) masked[c * plane + i] = 0;
     maskedImageLatents = repeat(await encodeImage(ckpt, masked, req.width, req.height, rng), n);
   }
+  req.inspect?.(null, latents);
   const stepNumber = (i: number): number => {
     const s = scheduler as { stepNumber?: (i: number) => number };
     return s.stepNumber ? s.stepNumber(i) : i + 1;
@@ -162,6 +165,7 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
       const known = i + 1 < scheduler.timesteps.length ? scheduler.addNoise(imageLatents, noise, i + 1) : imageLatents;
       blendLatents(latents, known, latentMask, n, h * w);
     }
+    req.inspect?.(i, latents);
     const step = stepNumber(i) - offset;
     if (req.preview?.due()) {
       const sigma = scheduler.sigmas[i]!;
