@@ -101,6 +101,15 @@ describe(`parity with diffusers ${index.diffusers} (tiny SD-shaped models, torch
     expect(index.cases.some((c) => c.mode === 'inpainting' && c.model !== 'inpaint')).toBe(true);
   });
 
+  it('the exports differ as real ones do: timestep float or int64, input_ids int32 or int64, both VAE encoder outputs', async () => {
+    const script = await load('sd-script');
+    const optimum = await load('sd-optimum');
+    expect([script.timestep.type, script.inputIdsType]).toEqual(['float32', 'int32']);
+    expect([optimum.timestep.type, optimum.inputIdsType]).toEqual(['int64', 'int64']);
+    expect([script.vaeEncoderKind?.type, optimum.vaeEncoderKind?.type]).toEqual(['noise-input', 'parameters']);
+    expect((await load('inpaint')).inpainting).toBe(true);
+  });
+
   it("the engine's tokenizer gives the ids the reference encoded", async () => {
     const ckpt = await load('sd-script');
     expect(Array.from(ckpt.tokenizer.encodeForModel(index.prompt))).toEqual(index.promptIds);

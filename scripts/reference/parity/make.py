@@ -52,7 +52,8 @@ if __name__ == '__main__':
         os.makedirs(d + '/scheduler', exist_ok=True); json.dump(SCHED, open(d + '/scheduler/scheduler_config.json', 'w'), indent=2)
         u = unet9 if flavour == 'inpaint' else unet; C = 9 if flavour == 'inpaint' else 4
         with torch.no_grad():
-            exp(te, (ids,), d + '/text_encoder/model.onnx', ['input_ids'], ['last_hidden_state'], {'input_ids': {0: 'batch', 1: 'sequence'}})
+            # input_ids: int32 as diffusers' conversion script exports them, int64 in the optimum flavour (both are in use).
+            exp(te, (ids.long() if flavour == 'sd-optimum' else ids,), d + '/text_encoder/model.onnx', ['input_ids'], ['last_hidden_state'], {'input_ids': {0: 'batch', 1: 'sequence'}})
             tdt = torch.float32 if flavour == 'sd-script' else torch.int64
             class U(nn.Module):
                 def __init__(s): super().__init__(); s.u = u
