@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
+import { binarizeMask } from '../src/diffusion/pipeline.js';
 import { blackPng, downsampleMask, imageToTensor, maskToTensor, tensorToPng } from '../src/diffusion/image-codec.js';
 
 describe('image codec', () => {
@@ -33,8 +36,23 @@ describe('image codec', () => {
     const mask = await maskToTensor(png, 32, 32);
     expect(mask[0]).toBe(0);
     expect(mask[31]).toBe(1);
-    const latent = downsampleMask(mask, 32, 32, 8);
+    // The pipeline binarises at 0.5 before bringing the mask to latent size (a resized edge is grey).
+    const latent = downsampleMask(binarizeMask(mask), 32, 32, 8);
     expect([...latent]).toEqual([0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1]);
+  });
+
+  it('resizes a mask of another size as diffusers does (Lanczos, then 1 where >= 0.5)', async () => {
+    // test/fixtures/mask-resize: Pillow's LANCZOS resize of mask-24.png to 64x64, binarised (scripts/reference/mask-resize.py).
+    const dir = path.join(import.meta.dirname, 'fixtures/mask-resize');
+    const mask = await maskToTensor(readFileSync(path.join(dir, 'mask-24.png')), 64, 64);
+    const expected = await sharp(readFileSync(path.join(dir, 'mask-24-to-64-binary.png')))
+      .extractChannel(0)
+      .raw()
+      .toBuffer();
+    let differ = 0;
+    for (let i = 0; i < mask.length; i++) if ((mask[i]! >= 0.5 ? 255 : 0) !== expected[i]) differ++;
+    expect(differ).toBe(0);
+    expect(expected.filter((v) => v === 255).length).toBeGreaterThan(400);
   });
 
   it('makes black PNGs of the requested size', async () => {

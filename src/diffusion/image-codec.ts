@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { resize } from './image/resample.js';
 import type { PreviewPixels } from './preview.js';
 
 /**
@@ -28,18 +29,44 @@ export async function imageToTensor(data: Buffer, width: number, height: number)
   return out;
 }
 
-/** Decodes a mask to greyscale at width × height → [1, 1, H, W] in [0, 1] (white = repaint). */
+/**
+ * Decodes a mask to greyscale at width × height → [1, 1, H, W] in [0, 1] (white = repaint). A mask
+ * of another size is centre-cropped to the request's aspect (as the image is) and resized as
+ * diffusers' mask processor does it, with Pillow's Lanczos (byte for byte); it is binarised later
+ * (at 0.5, binarizeMask), so its edge lands where diffusers puts it.
+ */
 export async function maskToTensor(data: Buffer, width: number, height: number): Promise<Float32Array> {
-  const grey = await sharp(data, { limitInputPixels: MAX_INPUT_PIXELS })
+  const { data: grey, info } = await sharp(data, { limitInputPixels: MAX_INPUT_PIXELS })
     .rotate()
     .flatten({ background: '#000000' })
-    .resize(width, height, { fit: 'cover', kernel: 'nearest' })
     .greyscale()
+    .extractChannel(0)
     .raw()
-    .toBuffer();
+    .toBuffer({ resolveWithObject: true });
+  const crop = coverCrop(grey, info.width, info.height, width, height);
+  const resized = resize(crop.pixels, 1, crop.width, crop.height, width, height, 'lanczos');
   const out = new Float32Array(width * height);
-  for (let i = 0; i < out.length; i++) out[i] = grey[i]! / 255;
+  for (let i = 0; i < out.length; i++) out[i] = resized[i]! / 255;
   return out;
+}
+
+/** The centred part of a one-channel image with the aspect of outWidth × outHeight (fit: cover). */
+function coverCrop(
+  pixels: Uint8Array,
+  width: number,
+  height: number,
+  outWidth: number,
+  outHeight: number,
+): { pixels: Uint8Array; width: number; height: number } {
+  const scale = Math.max(outWidth / width, outHeight / height);
+  const w = Math.min(width, Math.round(outWidth / scale));
+  const h = Math.min(height, Math.round(outHeight / scale));
+  if (w === width && h === height) return { pixels, width, height };
+  const left = Math.floor((width - w) / 2);
+  const top = Math.floor((height - h) / 2);
+  const out = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) out.set(pixels.subarray((top + y) * width + left, (top + y) * width + left + w), y * w);
+  return { pixels: out, width: w, height: h };
 }
 
 /**
