@@ -41,6 +41,10 @@ export interface GenerateRequest {
   keepUnmasked?: boolean;
   /** inpainting with keepUnmasked: the blend edge's Gaussian sigma in pixels (default 4; 0 = hard edge). See gaussianBlur. */
   maskBlur?: number;
+  /**
+   * After each user-facing step: step = 1, 2, ..., total, each once (total = the scheduler's
+   * stepNumber of the last evaluation, so HEUN's and PNDM's extra evaluations are not counted).
+   */
   onStep?: (step: number, total: number) => void;
   /** Live previews, asked for after each step; nothing is computed while due() is false. */
   preview?: { due(): boolean; show(pixels: PreviewPixels, step: number): void };
@@ -120,12 +124,12 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
     for (let c = 0; c < 3; c++) for (let i = 0; i < plane; i++) if (binary[i]! >= 0.5) masked[c * plane + i] = 0;
     maskedImageLatents = repeat(await encodeImage(ckpt, masked, req.width, req.height, rng), n);
   }
-  const stepNumber = (i: number): number => {
-    const s = scheduler as { stepNumber?: (i: number) => number };
-    return s.stepNumber ? s.stepNumber(i) : i + 1;
-  };
-  const offset = startIndex > 0 ? stepNumber(startIndex - 1) : 0;
-  const total = scheduler.timesteps.length > startIndex ? stepNumber(scheduler.timesteps.length - 1) - offset : 0;
+  // Progress in user-facing steps, as diffusers' progress bar counts them, from this run's start:
+  // the last evaluation completes step `total`. HEUN's first-order evaluations and PNDM's warm-up
+  // complete none, so only a step number not reported yet is reported: 1, 2, ..., total, once each.
+  const last = scheduler.timesteps.length - 1;
+  const total = startIndex <= last ? scheduler.stepNumber(last, startIndex) : 0;
+  let reported = 0;
 
   const loopStart = performance.now();
   let unetMs = 0;
@@ -162,7 +166,9 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
       const known = i + 1 < scheduler.timesteps.length ? scheduler.addNoise(imageLatents, noise, i + 1) : imageLatents;
       blendLatents(latents, known, latentMask, n, h * w);
     }
-    const step = stepNumber(i) - offset;
+    const step = scheduler.stepNumber(i, startIndex);
+    if (step <= reported) continue;
+    reported = step;
     if (req.preview?.due()) {
       const sigma = scheduler.sigmas[i]!;
       req.preview.show(previewPixels(scaled, guided, sigma, scheduler.config.prediction_type, h, w), step);
