@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { parseAllowHosts } from './net/address-policy.js';
-import { SCHEDULER_NAMES } from './generation/request.js';
+import { NOISE_SOURCES, SCHEDULER_NAMES, type NoiseSourceName } from './generation/request.js';
 import type { AdmissionLimits } from './limits/job-admission.js';
 
 /**
@@ -57,7 +57,8 @@ const envSchema = z
     MODELS_DIR: z.string().min(1).optional(),
     LOCAL_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
     LOCAL_MAX_LOADED_CHECKPOINTS: z.coerce.number().int().min(1).max(16).default(1),
-    LOCAL_SCHEDULER: z.enum(SCHEDULER_NAMES).default('DPMPP_2M_KARRAS'),
+    LOCAL_SCHEDULER: z.enum(SCHEDULER_NAMES, { error: `must be one of ${SCHEDULER_NAMES.join(', ')}` }).default('DPMPP_2M_KARRAS'),
+    LOCAL_NOISE: z.enum(NOISE_SOURCES, { error: `must be one of ${NOISE_SOURCES.join(', ')}` }).default('torch'),
     ORT_EXECUTION_PROVIDER: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
     ORT_INTRA_OP_THREADS: z.coerce.number().int().min(0).max(256).default(0),
     SQLITE_SYNCHRONOUS: z.enum(['FULL', 'NORMAL']).default('FULL'),
@@ -189,6 +190,8 @@ export interface LocalEngineConfig {
   concurrency: number;
   maxLoadedCheckpoints: number;
   scheduler: (typeof SCHEDULER_NAMES)[number];
+  /** Whose generator seeds drive: torch's CPU generator (default) or numpy's RandomState. */
+  noise: NoiseSourceName;
   /** auto: CUDA when its libraries and a GPU are present, otherwise the CPU. */
   executionProvider: 'auto' | 'cpu' | 'cuda';
   /** 0: ONNX Runtime's default. */
@@ -253,6 +256,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
             concurrency: e.LOCAL_CONCURRENCY,
             maxLoadedCheckpoints: e.LOCAL_MAX_LOADED_CHECKPOINTS,
             scheduler: e.LOCAL_SCHEDULER,
+            noise: e.LOCAL_NOISE,
             executionProvider: e.ORT_EXECUTION_PROVIDER,
             intraOpThreads: e.ORT_INTRA_OP_THREADS,
             imageFetch: {

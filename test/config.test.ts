@@ -2,6 +2,18 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.js';
+import { SCHEDULER_NAMES } from '../src/generation/request.js';
+
+/** The problems a refused configuration names. */
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error(`accepted: ${JSON.stringify(env)}`);
+}
 
 describe('configuration', () => {
   it('has embedded defaults', () => {
@@ -26,6 +38,33 @@ describe('configuration', () => {
     expect(problems).toMatch(/^ENGINE: .*"dall-e"/m);
     expect(problems).toMatch(/^IMAGEPIPELINE_URL: "ftp:\/\/x" is not an http\(s\) URL/m);
     expect(problems).toMatch(/^POLL_MIN_INTERVAL_MS: /m);
+  });
+
+  it('takes LOCAL_NOISE torch (the default) or numpy, and refuses anything else naming the variable and the choices', () => {
+    const noise = (env: Record<string, string>) => {
+      const engine = loadConfig(env).engine;
+      return engine.kind === 'local' ? engine.noise : null;
+    };
+    expect(noise({})).toBe('torch');
+    expect(noise({ LOCAL_NOISE: '' })).toBe('torch'); // empty means unset
+    expect(noise({ LOCAL_NOISE: 'torch' })).toBe('torch');
+    expect(noise({ LOCAL_NOISE: 'numpy' })).toBe('numpy');
+    for (const bad of ['NUMPY', 'jax', 'torch,numpy', ' numpy']) {
+      expect(problemsOf({ LOCAL_NOISE: bad }), bad).toEqual([`LOCAL_NOISE: must be one of torch, numpy (got ${JSON.stringify(bad)})`]);
+    }
+  });
+
+  it('takes every scheduler the API offers as LOCAL_SCHEDULER, DPMPP_2M_KARRAS by default', () => {
+    const scheduler = (env: Record<string, string>) => {
+      const engine = loadConfig(env).engine;
+      return engine.kind === 'local' ? engine.scheduler : null;
+    };
+    expect(scheduler({})).toBe('DPMPP_2M_KARRAS');
+    for (const name of SCHEDULER_NAMES) expect(scheduler({ LOCAL_SCHEDULER: name })).toBe(name);
+    expect(SCHEDULER_NAMES).toHaveLength(9);
+    expect(problemsOf({ LOCAL_SCHEDULER: 'euler_a' })).toEqual([
+      'LOCAL_SCHEDULER: must be one of DPMPP_2M_KARRAS, EULER_A, EULER, DDIM, PNDM, LMS, HEUN, DPMPP_2M, UNIPC (got "euler_a")',
+    ]);
   });
 
   it('refuses a poll interval range that is upside down', () => {

@@ -7,7 +7,7 @@ import {
   InpaintingDocument,
   type JobFieldsFragment,
 } from '../src/client/generated/graphql.js';
-import { collect, startTestServer, type TestServer } from './helpers/test-server.js';
+import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
 
 describe('generation flow through the imagepipeline engine', () => {
   let server: TestServer;
@@ -133,5 +133,28 @@ describe('generation flow through the imagepipeline engine', () => {
     const bodies = [...server.upstream.jobs.values()].slice(-2).map((j) => j.body);
     expect(bodies[0]).toMatchObject({ init_image: 'https://example.test/cottage.png', strength: 0.6 });
     expect(bodies[1]).toMatchObject({ mask_image: 'https://example.test/mask_image.png', strength: 0.8 });
+    // At the defaults the upstream gets the contract's body alone: no extensions.
+    for (const body of bodies)
+      for (const extension of ['mask_blur', 'keep_unmasked', 'scheduler']) expect(body).not.toHaveProperty(extension);
+  });
+
+  it("passes inpainting's maskBlur and keepUnmasked on only when they are not the defaults, and echoes them with no noise source", async () => {
+    const input = {
+      prompt: 'a blue door',
+      initImage: 'https://example.test/img2img.png',
+      maskImage: 'https://example.test/mask_image.png',
+    };
+    const blur = await server.gql(InpaintingDocument, { input: { ...input, seed: 101, maskBlur: 0 } });
+    const raw = await server.gql(InpaintingDocument, { input: { ...input, seed: 102, keepUnmasked: false } });
+    expect(blur.data!.inpainting.parameters).toMatchObject({ maskBlur: 0, keepUnmasked: true, noise: null });
+    expect(raw.data!.inpainting.parameters).toMatchObject({ maskBlur: 4, keepUnmasked: false, noise: null });
+    // Submitted in the background: wait until the upstream has both.
+    const sent = () => [...server.upstream.jobs.values()].map((j) => j.body).filter((b) => b.prompt === 'a blue door');
+    await waitFor(() => sent().length === 2);
+    const bodies = [blur.data!.inpainting.seed, raw.data!.inpainting.seed].map((seed) => sent().find((b) => b.seed === seed)!);
+    expect(bodies[0]).toMatchObject({ mask_blur: 0 });
+    expect(bodies[0]).not.toHaveProperty('keep_unmasked');
+    expect(bodies[1]).toMatchObject({ keep_unmasked: false });
+    expect(bodies[1]).not.toHaveProperty('mask_blur');
   });
 });

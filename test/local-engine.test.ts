@@ -154,6 +154,33 @@ describe('local ONNX engine through GraphQL', () => {
     }
   });
 
+  it('reports HEUN and PNDM progress in steps, not model evaluations: totals of the run, monotonic, ending total/total', async () => {
+    const init = await pngDataUrl((x, y) => [x * 4, y * 4, 90]);
+    for (const scheduler of ['HEUN', 'PNDM'] as const) {
+      for (const [mode, total] of [
+        ['text2image', 40],
+        ['image2image', 20],
+      ] as const) {
+        const input = { prompt: 'a lamp', width: W, height: H, numInferenceSteps: 40, seed: 9, safetyChecker: false, scheduler };
+        const res =
+          mode === 'text2image'
+            ? (await server.gql(Text2ImageDocument, { input })).data!.text2image
+            : (await server.gql(Image2ImageDocument, { input: { ...input, initImage: init.url, strength: 0.5 } })).data!.image2image;
+        const { last, values } = await finish(res.id);
+        const label = `${scheduler} ${mode}`;
+        expect(last.status, label).toBe('SUCCESS');
+        expect(last.progress, label).toMatchObject({ step: total, totalSteps: total, fraction: 1 });
+        const running = values.filter((v) => v.jobStatus.status === 'PROCESSING').map((v) => v.jobStatus.progress);
+        for (const p of running) {
+          expect(p.totalSteps, label).toBe(total);
+          expect(p.step, label).toBeLessThanOrEqual(total);
+        }
+        const steps = running.map((p) => p.step);
+        expect(steps, label).toEqual([...steps].sort((a, b) => a - b));
+      }
+    }
+  });
+
   it("changes the image when a named embedding's trigger word is in the prompt or the negative prompt", async () => {
     const run = async (input: Record<string, unknown>) => {
       const job = (await t2i({ seed: 3, ...input })).data!.text2image;
@@ -345,6 +372,82 @@ describe('local ONNX engine through GraphQL', () => {
         }
       }
       expect(changed, modelId).toBeGreaterThan(0);
+    }
+  });
+
+  it('inpainting honours maskBlur and keepUnmasked: 0 keeps every unmasked pixel, false gives the pipeline output unchanged', async () => {
+    const init = await pngDataUrl((x, y) => [x * 4, y * 4, 128]);
+    const mask = await pngDataUrl((x) => (x >= W / 2 ? [255, 255, 255] : [0, 0, 0]));
+    const run = async (extra: Record<string, unknown>) => {
+      const res = await server.gql(InpaintingDocument, {
+        input: {
+          prompt: 'a door',
+          initImage: init.url,
+          maskImage: mask.url,
+          width: W,
+          height: H,
+          numInferenceSteps: 4,
+          seed: 21,
+          safetyChecker: false,
+          ...extra,
+        },
+      });
+      expect(res.errors).toBeUndefined();
+      const { last } = await finish(res.data!.inpainting.id);
+      expect(last.status).toBe('SUCCESS');
+      return { parameters: last.parameters, out: await pixels(await download(last.downloadUrls[0]!)) };
+    };
+    /** Unmasked pixel values that differ from the init image's, near the mask's edge (x < W/2) and far from it (x < W/2 - 12). */
+    const changedUnmasked = (out: Buffer) => {
+      let near = 0;
+      let far = 0;
+      for (let y = 0; y < H; y++)
+        for (let x = 0; x < W / 2; x++)
+          for (let c = 0; c < 3; c++) {
+            const i = (y * W + x) * 3 + c;
+            if (out[i] === init.raw[i]) continue;
+            near++;
+            if (x < W / 2 - 12) far++;
+          }
+      return { near, far };
+    };
+    const hard = await run({ maskBlur: 0 });
+    expect(hard.parameters).toMatchObject({ maskBlur: 0, keepUnmasked: true, noise: 'TORCH' });
+    expect(changedUnmasked(hard.out)).toEqual({ near: 0, far: 0 });
+    const soft = await run({});
+    expect(soft.parameters).toMatchObject({ maskBlur: 4, keepUnmasked: true });
+    const blended = changedUnmasked(soft.out);
+    expect(blended.far).toBe(0);
+    expect(blended.near).toBeGreaterThan(0);
+    const raw = await run({ keepUnmasked: false });
+    expect(raw.parameters).toMatchObject({ keepUnmasked: false });
+    // Through the VAE, far from the mask too; and maskBlur means nothing then.
+    expect(changedUnmasked(raw.out).far).toBeGreaterThan(0);
+    expect((await run({ keepUnmasked: false, maskBlur: 30 })).out.equals(raw.out)).toBe(true);
+  });
+
+  it('draws numpy RandomState noise with LOCAL_NOISE=numpy: another image for the same seed, echoed as NUMPY', async () => {
+    const numpy = await startTestServer({
+      env: { ...LOCAL_ENGINE, LOCAL_NOISE: 'numpy', MODELS_DIR: path.join(server.dataDir, 'models') },
+    });
+    try {
+      const input = { prompt: 'a red house', width: W, height: H, numInferenceSteps: 4, seed: 1234, safetyChecker: false };
+      const run = async (on: TestServer) => {
+        const job = (await on.gql(Text2ImageDocument, { input })).data!.text2image;
+        expect(job.parameters.noise).toBe(on === numpy ? 'NUMPY' : 'TORCH');
+        const { values, errors } = await collect(on.ws(), JobStatusDocument, { id: job.id }, 30_000);
+        expect(errors).toEqual([]);
+        const last = values.at(-1)!.jobStatus;
+        expect(last.status).toBe('SUCCESS');
+        expect(last.parameters.noise).toBe(job.parameters.noise);
+        return download(last.downloadUrls[0]!);
+      };
+      const torchPng = await run(server);
+      const numpyPng = await run(numpy);
+      expect(numpyPng.equals(torchPng)).toBe(false);
+      expect((await run(numpy)).equals(numpyPng)).toBe(true);
+    } finally {
+      await numpy.stop();
     }
   });
 

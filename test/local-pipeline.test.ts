@@ -6,7 +6,7 @@ import { Checkpoint, CheckpointError, type EmbeddingRows } from '../src/diffusio
 import { generate, GenerationCanceled, type GenerateRequest } from '../src/diffusion/pipeline.js';
 import { createNoise } from '../src/diffusion/noise/index.js';
 import { InvalidRequestError } from '../src/diffusion/request-error.js';
-import { SCHEDULER_NAMES } from '../src/diffusion/schedulers/index.js';
+import { createScheduler, SCHEDULER_NAMES } from '../src/diffusion/schedulers/index.js';
 import { TokenLimitError } from '../src/diffusion/tokenizer/clip-tokenizer.js';
 import { generateTinyPipeline } from '../scripts/tiny-models/generate.js';
 
@@ -196,6 +196,34 @@ describe('SD pipeline on the tiny ONNX models', () => {
     ).rejects.toThrow(GenerationCanceled);
     expect(steps).toEqual([1, 2, 3]);
   });
+
+  it.each(['HEUN', 'PNDM'] as const)(
+    'reports %s progress as 1..total once each, total the last step number (extra evaluations not counted), for text2image and image2image',
+    async (scheduler) => {
+      const steps = 6;
+      for (const strength of [undefined, 0.5]) {
+        const reported: [number, number][] = [];
+        await generate(
+          ckpt,
+          base({
+            scheduler,
+            steps,
+            ...(strength === undefined ? {} : { initImage: stripes(), strength }),
+            onStep: (s, t) => reported.push([s, t]),
+          }),
+        );
+        // The scheduler's own count of the run: diffusers' progress bar (n, or n - t_start for image2image).
+        const s = createScheduler(scheduler);
+        const startIndex = strength === undefined ? (s.setTimesteps(steps), 0) : s.timestepsForStrength(steps, strength).startIndex;
+        const total = s.stepNumber(s.timesteps.length - 1, startIndex);
+        expect(total).toBe(strength === undefined ? steps : steps - Math.trunc(steps * (1 - strength)));
+        // More evaluations than steps: HEUN 2n - 1, PNDM n + 1 (its warm-up).
+        expect(s.timesteps.length - startIndex).toBeGreaterThan(total);
+        const label = `${scheduler}, strength ${strength ?? 'none'}`;
+        expect(reported, label).toEqual(Array.from({ length: total }, (_, i) => [i + 1, total]));
+      }
+    },
+  );
 
   it('runs with ORT_EXECUTION_PROVIDER=auto (CUDA, else the CPU) wherever it is', async () => {
     const auto = await Checkpoint.load(path.join(root, 'tiny'), { executionProviders: ['cuda', 'cpu'] });

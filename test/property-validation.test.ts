@@ -572,13 +572,22 @@ const COMMON_FIELDS: FieldSpec[] = [
 const INIT_IMAGE = field('initImage', 'init_image', urlArbs, judgeImageUrl);
 const MASK_IMAGE = field('maskImage', 'mask_image', urlArbs, judgeImageUrl);
 const STRENGTH = field('strength', 'strength', floatArbs(0, 1, [0.5, 0.8]), judgeFloat(0, 1));
+const MASK_BLUR = field('maskBlur', 'mask_blur', intArbs(0, 64, 1, [4]), judgeInt(0, 64));
+const KEEP_UNMASKED = field(
+  'keepUnmasked',
+  'keep_unmasked',
+  { valid: fc.oneof(absentValue, fc.boolean()), hostile: booleanHostile },
+  judgeBoolean(true),
+);
 
 const FIELDS: Record<Mode, FieldSpec[]> = {
   text2image: COMMON_FIELDS,
   image2image: [...COMMON_FIELDS, INIT_IMAGE, STRENGTH],
-  inpainting: [...COMMON_FIELDS, INIT_IMAGE, MASK_IMAGE, STRENGTH],
+  inpainting: [...COMMON_FIELDS, INIT_IMAGE, MASK_IMAGE, STRENGTH, MASK_BLUR, KEEP_UNMASKED],
 };
-const ALL_NAMES = new Set([...COMMON_FIELDS, INIT_IMAGE, MASK_IMAGE, STRENGTH].flatMap((f) => [f.camel, f.snake]));
+const ALL_NAMES = new Set(
+  [...COMMON_FIELDS, INIT_IMAGE, MASK_IMAGE, STRENGTH, MASK_BLUR, KEEP_UNMASKED].flatMap((f) => [f.camel, f.snake]),
+);
 
 /** Keys that are no field of the mode, in either spelling: prototype-pollution keys, impostors. */
 const HOSTILE_KEYS = [
@@ -679,7 +688,9 @@ function expectationFor(mode: Mode, g: Generated, surface: 'graphql' | 'rest'): 
   return { verdict, suspects };
 }
 
-const SNAKE_BY_CAMEL = Object.fromEntries([...COMMON_FIELDS, INIT_IMAGE, MASK_IMAGE, STRENGTH].map((f) => [f.camel, f.snake]));
+const SNAKE_BY_CAMEL = Object.fromEntries(
+  [...COMMON_FIELDS, INIT_IMAGE, MASK_IMAGE, STRENGTH, MASK_BLUR, KEEP_UNMASKED].map((f) => [f.camel, f.snake]),
+);
 
 function entriesFor(g: Extract<Generated, { kind: 'object' }>, surface: 'graphql' | 'rest'): [string, unknown][] {
   const entries: [string, unknown][] = Object.entries(g.fields)
@@ -756,8 +767,15 @@ function expectParameters(mode: Mode, fields: Record<string, unknown>, p: JobFie
     expect(p.strength).toBe(n(given('strength') ?? 0.8));
     expect(p.initImage).toBe((given('initImage') as string).trim());
   }
-  if (mode === 'inpainting') expect(p.maskImage).toBe((given('maskImage') as string).trim());
-  else expect(p.maskImage).toBeNull();
+  if (mode === 'inpainting') {
+    expect(p.maskImage).toBe((given('maskImage') as string).trim());
+    expect(p.maskBlur).toBe(n(given('maskBlur') ?? 4));
+    expect(p.keepUnmasked).toBe(given('keepUnmasked') ?? true);
+  } else {
+    expect(p.maskImage).toBeNull();
+    expect(p.maskBlur).toBeNull();
+    expect(p.keepUnmasked).toBeNull();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

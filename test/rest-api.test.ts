@@ -108,6 +108,46 @@ describe('REST API of the contract', () => {
     expect((await untilDone('inpainting', b.id)).status).toBe('SUCCESS');
   });
 
+  it("takes inpainting's mask_blur and keep_unmasked (echoed over GraphQL) and refuses bad ones naming the field in snake_case", async () => {
+    const inpainting = {
+      prompt: 'a red door',
+      init_image: `${imagesUrl}/img2img.png`,
+      mask_image: `${imagesUrl}/mask_image.png`,
+      width: 64,
+      height: 64,
+      num_inference_steps: 2,
+    };
+    const res = await post('inpainting', { ...inpainting, mask_blur: 0, keep_unmasked: false });
+    expect(res.status).toBe(200);
+    const created = (await res.json()) as { status: string; id: string };
+    expect(created.status).toBe('PENDING');
+    // Only the contract's names: a camelCase twin is ignored, as for every field.
+    const twin = (await (await post('inpainting', { ...inpainting, maskBlur: 0, keepUnmasked: false })).json()) as { id: string };
+    const defaults = (await (await post('inpainting', inpainting)).json()) as { id: string };
+    const parameters = async (id: string) => (await server.gql(JobDocument, { id })).data!.job!.parameters;
+    expect(await parameters(created.id)).toMatchObject({ maskBlur: 0, keepUnmasked: false, noise: 'TORCH' });
+    expect(await parameters(twin.id)).toMatchObject({ maskBlur: 4, keepUnmasked: true });
+    expect(await parameters(defaults.id)).toMatchObject({ maskBlur: 4, keepUnmasked: true });
+    expect((await untilDone('inpainting', created.id)).status).toBe('SUCCESS');
+
+    for (const [extra, field, code] of [
+      [{ mask_blur: -1 }, 'mask_blur', 'OUT_OF_RANGE'],
+      [{ mask_blur: 65 }, 'mask_blur', 'OUT_OF_RANGE'],
+      [{ mask_blur: 1.5 }, 'mask_blur', 'INVALID_TYPE'],
+      [{ mask_blur: '4' }, 'mask_blur', 'INVALID_TYPE'],
+      [{ keep_unmasked: 'no' }, 'keep_unmasked', 'INVALID_TYPE'],
+    ] as const) {
+      const refused = await post('inpainting', { ...inpainting, ...extra });
+      expect(refused.status, JSON.stringify(extra)).toBe(400);
+      const body = (await refused.json()) as { status: string; error: string; errors: { field: string; code: string }[] };
+      expect(body.status).toBe('FAILURE');
+      expect(body.errors, JSON.stringify(extra)).toEqual([expect.objectContaining({ field, code })]);
+      expect(body.error).toMatch(new RegExp(`^${field}: `));
+    }
+    const range = (await (await post('inpainting', { ...inpainting, mask_blur: 65 })).json()) as { error: string };
+    expect(range.error).toBe('mask_blur: must be between 0 and 64');
+  });
+
   it('refuses image URLs that point inside the network (cloud metadata, loopback not allowed) with the field and reason', async () => {
     for (const [url, why] of [
       ['http://169.254.169.254/latest/meta-data/', /init_image: .*169\.254\.169\.254.*link-local/],

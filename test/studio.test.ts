@@ -4,7 +4,13 @@ import path from 'node:path';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CancelJobDocument, Image2ImageDocument, InpaintingDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
+import {
+  CancelJobDocument,
+  Image2ImageDocument,
+  InpaintingDocument,
+  JobsDocument,
+  Text2ImageDocument,
+} from '../src/client/generated/graphql.js';
 import { launchBrowser } from './helpers/browser.js';
 import { startTestServer, type TestServer, LOCAL_ENGINE } from './helpers/test-server.js';
 
@@ -252,11 +258,13 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
     await page.mouse.move(...at(0.35, 0.35));
     await page.mouse.down();
     await page.mouse.up();
-    await fill(page, { Prompt: 'a red door', Steps: '6', Width: '128', Height: '128' });
+    await fill(page, { Prompt: 'a red door', Steps: '6', Width: '128', Height: '128', 'Mask blur': '2' });
     await screenshot(page, 'inpainting-mask.png', page.getByRole('region', { name: 'Create' }));
 
     await generate(page);
     await decoded(result(page, 1));
+    const sent = (await server.gql(JobsDocument, { first: 1 })).data!.jobs.edges[0]!.node.parameters;
+    expect(sent).toMatchObject({ prompt: 'a red door', maskBlur: 2, keepUnmasked: true });
     // The image the server made: the corner, far from the stroke, is the init image's; the stroke is not.
     const src = (await result(page, 1).getAttribute('src'))!;
     const made = await sharp(Buffer.from(await (await fetch(src)).arrayBuffer()))
@@ -342,7 +350,11 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
         i === 1
           ? await server.gql(Image2ImageDocument, { input: { ...input, initImage: init, strength: 0.55 } }, key)
           : i === 3
-            ? await server.gql(InpaintingDocument, { input: { ...input, initImage: init, maskImage: mask } }, key)
+            ? await server.gql(
+                InpaintingDocument,
+                { input: { ...input, initImage: init, maskImage: mask, maskBlur: 7, keepUnmasked: false } },
+                key,
+              )
             : await server.gql(Text2ImageDocument, { input }, key);
       expect(created.errors).toBeUndefined();
     }
@@ -380,6 +392,8 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
         .evaluate((canvas: HTMLCanvasElement, [px, py]) => canvas.getContext('2d')!.getImageData(px!, py!, 1, 1).data[3]! > 0, [x, y]);
     await expect.poll(() => painted(32, 32)).toBe(true);
     expect(await painted(4, 4)).toBe(false);
+    expect(await field(page, 'Mask blur').inputValue()).toBe('7');
+    expect(await field(page, 'Keep unmasked pixels').isChecked()).toBe(false);
   });
 
   it('tells the person what they can do: network down, a scope the key lacks, a job that fails', async () => {

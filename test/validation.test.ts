@@ -334,9 +334,39 @@ describe('input validation', () => {
       ],
       ['an initImage that is not a URL', inp({ initImage: 'not a url' }).input, [{ path: ['input', 'initImage'], code: 'INVALID_VALUE' }]],
       ['samples 5', inp({ samples: 5 }).input, [{ path: ['input', 'samples'], code: 'OUT_OF_RANGE' }]],
+      ['maskBlur -1', inp({ maskBlur: -1 }).input, [{ path: ['input', 'maskBlur'], code: 'OUT_OF_RANGE', message: '0 and 64' }]],
+      ['maskBlur 65', inp({ maskBlur: 65 }).input, [{ path: ['input', 'maskBlur'], code: 'OUT_OF_RANGE', message: '0 and 64' }]],
+      [
+        'maskBlur -1 with strength 2 (one issue each)',
+        inp({ maskBlur: -1, strength: 2 }).input,
+        [
+          { path: ['input', 'strength'], code: 'OUT_OF_RANGE' },
+          { path: ['input', 'maskBlur'], code: 'OUT_OF_RANGE' },
+        ],
+      ],
     ];
     it.each(inpCases)('inpainting refuses %s', async (_label, input, expected) => {
       await expectRefused(InpaintingDocument, { input }, expected);
+    });
+
+    it('inpainting refuses a fractional maskBlur and a non-boolean keepUnmasked at GraphQL coercion, naming the field', async () => {
+      for (const [input, name] of [
+        [inp({ maskBlur: 2.5 }).input, 'input.maskBlur'],
+        [{ ...inp({}).input, keepUnmasked: 'yes' as unknown as boolean }, 'input.keepUnmasked'],
+      ] as const) {
+        const before = await jobCount();
+        const result = await server.gql(InpaintingDocument, { input });
+        expect(result.data ?? null).toBeNull();
+        expect(result.errors, JSON.stringify(result)).toHaveLength(1);
+        expect(result.errors![0]!.message).toContain(name);
+        expect(await jobCount()).toBe(before);
+      }
+    });
+
+    it('has maskBlur and keepUnmasked on inpainting only (image2image refuses them as unknown fields)', async () => {
+      const result = await server.gql(Image2ImageDocument, { input: { ...i2i({}).input, maskBlur: 2 } as Image2ImageInput });
+      expect(result.data ?? null).toBeNull();
+      expect(result.errors![0]!.message).toMatch(/maskBlur/);
     });
   });
 
@@ -394,6 +424,23 @@ describe('input validation', () => {
         expect(b.parameters.strength).toBe(strength);
         expect(b.mode).toBe('INPAINTING');
       }
+    });
+
+    it('accepts maskBlur 0 and 64 and keepUnmasked false for inpainting, echoes them, and the defaults 4 and true', async () => {
+      const byDefault = await expectAccepted(InpaintingDocument, inp({}), (d) => d.inpainting);
+      expect(byDefault.parameters).toMatchObject({ maskBlur: 4, keepUnmasked: true });
+      for (const maskBlur of [0, 64]) {
+        const job = await expectAccepted(InpaintingDocument, inp({ maskBlur, keepUnmasked: false }), (d) => d.inpainting);
+        expect(job.parameters).toMatchObject({ maskBlur, keepUnmasked: false });
+      }
+      // null means "not given", as for every field: the defaults apply.
+      const nulls = await expectAccepted(InpaintingDocument, inp({ maskBlur: null, keepUnmasked: null }), (d) => d.inpainting);
+      expect(nulls.parameters).toMatchObject({ maskBlur: 4, keepUnmasked: true });
+      // The other modes have neither; nor does a remote engine know its upstream's noise source.
+      const t = await acceptT2i({});
+      expect(t.parameters).toMatchObject({ maskBlur: null, keepUnmasked: null, noise: null });
+      const i = await expectAccepted(Image2ImageDocument, i2i({}), (d) => d.image2image);
+      expect(i.parameters).toMatchObject({ maskBlur: null, keepUnmasked: null, noise: null });
     });
 
     it('accepts an http: URL and a data: image URL as initImage', async () => {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_MASK_BLUR } from '../generation/input.js';
 import type { GenerationParams, JobMode } from '../generation/request.js';
 
 /**
@@ -36,6 +37,9 @@ export interface RestRequestBody {
   strength?: number;
   init_image?: string;
   mask_image?: string;
+  /** Extensions of this server's (inpainting); omitted unless the request asked for other than the default. */
+  mask_blur?: number;
+  keep_unmasked?: boolean;
 }
 
 /** Maps validated parameters to the contract's request body. */
@@ -59,7 +63,16 @@ export function toRestRequestBody(mode: JobMode, params: GenerationParams): Rest
     body.strength = params.strength;
     body.init_image = params.initImage;
   }
-  if (mode === 'inpainting') body.mask_image = params.maskImage;
+  if (mode === 'inpainting') {
+    body.mask_image = params.maskImage;
+    // mask_blur and keep_unmasked are extensions the contract names (its "Our extensions"), not
+    // fields of the hosted service. Like scheduler they go only when they change something: a
+    // request at the defaults sends the hosted service the contract's body exactly, and a worker
+    // (an instance of this server) applies the same defaults to a body without them. The hosted
+    // service is not known to honour them; its inpainting is its own.
+    if (params.maskBlur !== undefined && params.maskBlur !== DEFAULT_MASK_BLUR) body.mask_blur = params.maskBlur;
+    if (params.keepUnmasked === false) body.keep_unmasked = false;
+  }
   return body;
 }
 

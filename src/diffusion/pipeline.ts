@@ -41,6 +41,10 @@ export interface GenerateRequest {
   keepUnmasked?: boolean;
   /** inpainting with keepUnmasked: the blend edge's Gaussian sigma in pixels (default 4; 0 = hard edge). See gaussianBlur. */
   maskBlur?: number;
+  /**
+   * After each user-facing step: step = 1, 2, ..., total, each once (total = the scheduler's
+   * stepNumber of the last evaluation, so HEUN's and PNDM's extra evaluations are not counted).
+   */
   onStep?: (step: number, total: number) => void;
   /** Live previews, asked for after each step; nothing is computed while due() is false. */
   preview?: { due(): boolean; show(pixels: PreviewPixels, step: number): void };
@@ -123,12 +127,12 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
     maskedImageLatents = repeat(await encodeImage(ckpt, masked, req.width, req.height, rng), n);
   }
   req.inspect?.(null, latents);
-  const stepNumber = (i: number): number => {
-    const s = scheduler as { stepNumber?: (i: number) => number };
-    return s.stepNumber ? s.stepNumber(i) : i + 1;
-  };
-  const offset = startIndex > 0 ? stepNumber(startIndex - 1) : 0;
-  const total = scheduler.timesteps.length > startIndex ? stepNumber(scheduler.timesteps.length - 1) - offset : 0;
+  // Progress in user-facing steps, as diffusers' progress bar counts them, from this run's start:
+  // the last evaluation completes step `total`. HEUN's first-order evaluations and PNDM's warm-up
+  // complete none, so only a step number not reported yet is reported: 1, 2, ..., total, once each.
+  const last = scheduler.timesteps.length - 1;
+  const total = startIndex <= last ? scheduler.stepNumber(last, startIndex) : 0;
+  let reported = 0;
 
   const loopStart = performance.now();
   let unetMs = 0;
@@ -166,7 +170,9 @@ export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<
       blendLatents(latents, known, latentMask, n, h * w);
     }
     req.inspect?.(i, latents);
-    const step = stepNumber(i) - offset;
+    const step = scheduler.stepNumber(i, startIndex);
+    if (step <= reported) continue;
+    reported = step;
     if (req.preview?.due()) {
       const sigma = scheduler.sigmas[i]!;
       req.preview.show(previewPixels(scaled, guided, sigma, scheduler.config.prediction_type, h, w), step);

@@ -80,6 +80,7 @@ async function createLocalEngine(config: LocalEngineConfig, logger: Logger): Pro
     concurrency: config.concurrency,
     maxLoadedCheckpoints: config.maxLoadedCheckpoints,
     defaultScheduler: config.scheduler,
+    noise: config.noise,
     worker: { executionProvider: config.executionProvider, intraOpThreads: config.intraOpThreads },
     readEmbedding: loadEmbeddingFile,
     uploadsDir,

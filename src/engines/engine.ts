@@ -1,5 +1,5 @@
 import type { FieldIssue } from '../generation/input.js';
-import type { GenerationParams, JobMode } from '../generation/request.js';
+import type { GenerationParams, JobMode, NoiseSourceName } from '../generation/request.js';
 import type { Catalogue, CatalogueEntry } from '../catalogue/catalogue.js';
 
 /**
@@ -59,6 +59,12 @@ export interface EngineSubmission {
 
 export interface Engine {
   readonly name: string;
+  /**
+   * The noise source this engine's seeds drive, recorded in each new job's parameters (so a job
+   * resumed after a change of configuration still draws the same noise); absent where this server
+   * cannot know it (a remote engine: its upstream draws its own).
+   */
+  readonly noise?: NoiseSourceName;
   catalogue(): Promise<Catalogue>;
   /** Checks that need the engine's own models (exact CLIP token counts, say); run before a job exists. */
   validate?(params: GenerationParams, mode: JobMode): Promise<FieldIssue[]>;

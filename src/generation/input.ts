@@ -13,6 +13,9 @@ export const DEFAULT_MODEL_ALIAS = 'sd1.5';
 export const MAX_EMBEDDINGS = 16;
 /** Prompts are checked exactly against CLIP's 75-token limit by engines that tokenize; this is a cheap outer bound. */
 export const MAX_PROMPT_CHARS = 2_000;
+/** Inpainting's maskBlur: the blend edge's Gaussian sigma in whole pixels. */
+export const DEFAULT_MASK_BLUR = 4;
+export const MAX_MASK_BLUR = 64;
 
 const intInRange = (min: number, max: number) =>
   z
@@ -111,10 +114,18 @@ const strength = floatInRange(0, 1)
   .nullish()
   .transform((v) => v ?? 0.8);
 
+const maskBlur = intInRange(0, MAX_MASK_BLUR)
+  .nullish()
+  .transform((v) => v ?? DEFAULT_MASK_BLUR);
+const keepUnmasked = z
+  .boolean({ error: 'must be a boolean' })
+  .nullish()
+  .transform((v) => v ?? true);
+
 export const generationInputSchemas = {
   text2image: z.object(commonShape),
   image2image: z.object({ ...commonShape, initImage: imageUrl, strength }),
-  inpainting: z.object({ ...commonShape, initImage: imageUrl, maskImage: imageUrl, strength }),
+  inpainting: z.object({ ...commonShape, initImage: imageUrl, maskImage: imageUrl, strength, maskBlur, keepUnmasked }),
 } satisfies Record<JobMode, z.ZodType>;
 
 /** A refused field: where it is (path from the input object), a stable code, and why. */

@@ -10,6 +10,14 @@ export type JobMode = (typeof JOB_MODES)[number];
 export const SCHEDULER_NAMES = ['DPMPP_2M_KARRAS', 'EULER_A', 'EULER', 'DDIM', 'PNDM', 'LMS', 'HEUN', 'DPMPP_2M', 'UNIPC'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
+/**
+ * Whose generator a seed drives: 'torch' is torch.randn with a CPU torch.Generator seeded with
+ * manual_seed(seed) (ComfyUI, diffusers with a CPU generator); 'numpy' is numpy's legacy
+ * RandomState(seed).randn (diffusers' ONNX pipelines). The local engine's is LOCAL_NOISE.
+ */
+export const NOISE_SOURCES = ['torch', 'numpy'] as const;
+export type NoiseSourceName = (typeof NOISE_SOURCES)[number];
+
 /** Validated request parameters, in camelCase, with defaults filled in and the seed resolved. */
 export interface GenerationParams {
   modelId: string;
@@ -30,6 +38,16 @@ export interface GenerationParams {
   strength?: number;
   initImage?: string;
   maskImage?: string;
+  /** Inpainting only: the Gaussian sigma in pixels of the edge where the result meets the kept init image (0 = hard edge). */
+  maskBlur?: number;
+  /** Inpainting only: paste the init image's unmasked pixels back over the result; false = the pipeline's output unchanged. */
+  keepUnmasked?: boolean;
+  /**
+   * The noise source the engine seeds with, recorded when the job is created by an engine that
+   * knows it (the local engine: LOCAL_NOISE); absent for a remote engine, whose upstream draws
+   * its own noise, and for jobs recorded before this field existed.
+   */
+  noise?: NoiseSourceName;
 }
 
 /**

@@ -85,6 +85,9 @@ export class JobService {
     this.deps.admission.takeRateToken(principal.keyId);
     // Checked as sent (so issue paths point at the client's indexes), stored once each.
     params.embeddings = [...new Set(params.embeddings)];
+    // Recorded after the idempotency fingerprint, which stays the request's alone: a repeat is
+    // the same request whatever the engine's noise source is by then.
+    if (this.deps.engine.noise) params.noise = this.deps.engine.noise;
     const job: Job = {
       id: randomUUID(),
       ownerId: principal.keyId,

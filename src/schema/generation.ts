@@ -1,5 +1,5 @@
 import type { InputFieldBuilder } from '@pothos/core';
-import { InputValidationError, MAX_SEED, type FieldIssue } from '../generation/input.js';
+import { DEFAULT_MASK_BLUR, InputValidationError, MAX_MASK_BLUR, MAX_SEED, type FieldIssue } from '../generation/input.js';
 import { sniffImageType } from '../images/sniff.js';
 import type { JobMode } from '../generation/request.js';
 import { builder, type BuilderTypes } from './builder.js';
@@ -35,7 +35,7 @@ const commonFields = (t: Fields) => ({
   scheduler: t.field({
     type: Scheduler,
     description:
-      "The denoising scheduler; absent: the engine's default (the local engine's is LOCAL_SCHEDULER, DPMPP_2M_KARRAS unless configured).",
+      "The denoising scheduler; absent: the engine's default (the local engine's is LOCAL_SCHEDULER, DPMPP_2M_KARRAS unless configured). Any choice keeps the checkpoint's betas: its scheduler_config.json is read as diffusers' from_config reads it.",
   }),
   refiner: t.boolean({
     defaultValue: false,
@@ -86,6 +86,15 @@ const InpaintingInput = builder.inputType('InpaintingInput', {
       description: 'The mask uploaded as a file (GraphQL multipart request: PNG, JPEG or WebP), instead of maskImage.',
     }),
     strength: strengthField(t),
+    maskBlur: t.int({
+      defaultValue: DEFAULT_MASK_BLUR,
+      description: `How soft the edge is where the repainted part meets the kept init image, when keepUnmasked is true: the standard deviation in pixels of the Gaussian blur of the mask that the result is blended over the init image with (what PIL's GaussianBlur(radius) means). An integer from 0 to ${MAX_MASK_BLUR}; default ${DEFAULT_MASK_BLUR}; 0 is a hard edge (the mask as it is). Pixels farther than 3 x maskBlur from the mask are the init image's exactly. Ignored when keepUnmasked is false. The imagepipeline engine passes a value other than the default on to its upstream (a worker running this server honours it; the hosted service is not known to).`,
+    }),
+    keepUnmasked: t.boolean({
+      defaultValue: true,
+      description:
+        "Whether the unmasked part of the result is the init image's own pixels (default true): the generated image is blended over the init image through the mask blurred by maskBlur, so what was not to be repainted comes back unchanged instead of through the VAE. false gives diffusers' output unchanged (the whole image as decoded, maskBlur ignored). The imagepipeline engine passes false on to its upstream (a worker running this server honours it; the hosted service is not known to).",
+    }),
   }),
 });
 

@@ -1,8 +1,10 @@
 import { JOB_STATUSES, type Job, type JobError, type JobImage } from '../jobs/job.js';
+import { DEFAULT_MASK_BLUR } from '../generation/input.js';
 import { JOB_MODES, type GenerationParams } from '../generation/request.js';
 import type { JobPage } from '../jobs/job-store.js';
 import { builder } from './builder.js';
 import { authorized } from './context.js';
+import { NoiseSource } from './noise-source.js';
 import { Scheduler } from './scheduler.js';
 import { selects } from './selection.js';
 
@@ -101,6 +103,24 @@ const GenerationParameters = builder.objectRef<GenerationParams>('GenerationPara
     strength: t.exposeFloat('strength', { nullable: true, description: 'Denoise strength (image2image, inpainting).' }),
     initImage: t.exposeString('initImage', { nullable: true, description: 'The init image URL (image2image, inpainting).' }),
     maskImage: t.exposeString('maskImage', { nullable: true, description: 'The mask image URL (inpainting).' }),
+    // Inpainting jobs recorded before these fields ran with their defaults.
+    maskBlur: t.int({
+      nullable: true,
+      description: 'The blend edge in pixels (inpainting; null for the other modes).',
+      resolve: (p) => p.maskBlur ?? (p.maskImage !== undefined ? DEFAULT_MASK_BLUR : null),
+    }),
+    keepUnmasked: t.boolean({
+      nullable: true,
+      description: "Whether the unmasked pixels are the init image's own (inpainting; null for the other modes).",
+      resolve: (p) => p.keepUnmasked ?? (p.maskImage !== undefined ? true : null),
+    }),
+    noise: t.field({
+      type: NoiseSource,
+      nullable: true,
+      description:
+        "The noise source the seed drove, recorded when the job was created (the local engine's LOCAL_NOISE). Null when this server cannot know it: on the imagepipeline engine the upstream (the hosted service, or a worker behind this gateway) draws its own noise.",
+      resolve: (p) => p.noise ?? null,
+    }),
   }),
 });
 

@@ -14,7 +14,8 @@ const SCHEDULER_DESCRIPTIONS: Record<(typeof SCHEDULER_NAMES)[number], string> =
 };
 
 export const Scheduler = builder.enumType('Scheduler', {
-  description: 'The denoising scheduler (sampler).',
+  description:
+    "The denoising scheduler (sampler). A request without one gets the engine's default: the local engine's is LOCAL_SCHEDULER, DPMPP_2M_KARRAS unless configured. Whichever is chosen keeps the checkpoint's own noise schedule (its betas, training timesteps and prediction type): the checkpoint's scheduler/scheduler_config.json is read as diffusers' from_config reads it, so keys the file lacks take the chosen scheduler's own defaults.",
   values: Object.fromEntries(SCHEDULER_NAMES.map((n) => [n, { value: n, description: SCHEDULER_DESCRIPTIONS[n] }])) as {
     [K in (typeof SCHEDULER_NAMES)[number]]: { value: K; description: string };
   },

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InputValidationError, type FieldIssue } from '../../generation/input.js';
-import { JobErrorCode, SCHEDULER_NAMES, type GenerationParams } from '../../generation/request.js';
+import { JobErrorCode, NOISE_SOURCES, SCHEDULER_NAMES, type GenerationParams, type NoiseSourceName } from '../../generation/request.js';
 import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../catalogue/catalogue.js';
 import { ImageFetchError, type ImageFetcher } from '../../images/fetch-image.js';
 import {
@@ -22,7 +22,8 @@ import type { EmbeddingRows } from '../../diffusion/checkpoint.js';
 import { GenerationFailed, GenerationThread } from './generation-thread.js';
 import type { ModelDirectory, UploadSidecar } from './model-directory.js';
 import { GenerationCanceled } from '../../diffusion/pipeline.js';
-import { SCHEDULER_NAMES as IMPLEMENTED, type SchedulerName } from '../../diffusion/schedulers/index.js';
+import { SCHEDULER_NAMES as IMPLEMENTED, strengthStartIndex, type SchedulerName } from '../../diffusion/schedulers/index.js';
+import { NOISE_SOURCES as IMPLEMENTED_NOISE } from '../../diffusion/noise/index.js';
 import { ClipTokenizer } from '../../diffusion/tokenizer/clip-tokenizer.js';
 import type { ThreadSettings } from './thread-protocol.js';
 
@@ -34,6 +35,8 @@ export interface LocalEngineOptions {
   /** Checkpoints kept loaded (least recently used beyond that are released). */
   maxLoadedCheckpoints: number;
   defaultScheduler: SchedulerName;
+  /** The noise source of new jobs (LOCAL_NOISE); a job keeps the one recorded in its parameters. */
+  noise: NoiseSourceName;
   /** ONNX Runtime settings for the generation thread. */
   worker: Omit<ThreadSettings, 'maxLoadedCheckpoints'>;
   readEmbedding: (file: string) => Promise<{ vectors: Float32Array; count: number; width: number }>;
@@ -44,6 +47,8 @@ export interface LocalEngineOptions {
 
 // Every scheduler a request may name is one the diffusion core implements (a compile-time check).
 SCHEDULER_NAMES satisfies readonly (typeof IMPLEMENTED)[number][];
+// Likewise every noise source a job may record.
+NOISE_SOURCES satisfies readonly (typeof IMPLEMENTED_NOISE)[number][];
 
 /** A trigger word: one "word" a user can type, as the tokenizer matches whole words. */
 const TRIGGER_WORD = /^[\p{L}\p{N}_<>.-]{1,64}$/u;
@@ -82,6 +87,7 @@ const READ_RESULT_TTL_MS = 30_000;
  */
 export class LocalEngine implements Engine {
   readonly name = 'local';
+  readonly noise: NoiseSourceName;
   private readonly states = new Map<string, State>();
   /** Handles (job ids) waiting for a worker, first to start first. */
   private readonly waiting: string[] = [];
@@ -105,6 +111,7 @@ export class LocalEngine implements Engine {
     private readonly models: ModelDirectory,
     private readonly options: LocalEngineOptions,
   ) {
+    this.noise = options.noise;
     this.workers = Array.from(
       { length: options.concurrency },
       () => new GenerationThread({ ...options.worker, maxLoadedCheckpoints: options.maxLoadedCheckpoints }, options.logger),
@@ -333,7 +340,10 @@ export class LocalEngine implements Engine {
 
   private async run(job: EngineJob): Promise<void> {
     const p = job.params;
-    const processing: State = { state: 'PROCESSING', job, step: 0, totalSteps: p.numInferenceSteps };
+    // The steps the run will report (the thread's progress says the same from its first step): all
+    // of them, or the ones strength leaves to run from an init image (diffusers' get_timesteps).
+    const totalSteps = p.initImage ? p.numInferenceSteps - strengthStartIndex(p.numInferenceSteps, p.strength ?? 0.8) : p.numInferenceSteps;
+    const processing: State = { state: 'PROCESSING', job, step: 0, totalSteps };
     this.states.set(job.id, processing);
     try {
       const checkpointId = this.models.catalogue.find(p.modelId)?.id ?? p.modelId;
@@ -358,11 +368,16 @@ export class LocalEngine implements Engine {
           width: p.width,
           height: p.height,
           seed: p.seed,
+          // Jobs recorded before the noise source was recorded draw from today's.
+          noise: p.noise ?? this.noise,
           scheduler: p.scheduler ?? this.options.defaultScheduler,
           embeddings,
           initImage,
           maskImage,
           strength: p.strength,
+          // Inpainting only; absent (jobs recorded before these were asked): the pipeline's defaults, the same as the API's.
+          maskBlur: p.maskBlur,
+          keepUnmasked: p.keepUnmasked,
           safetyChecker: p.safetyChecker,
         },
         (step, total, pixels) => {

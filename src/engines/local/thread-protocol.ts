@@ -10,7 +10,19 @@ import type { PreviewPixels } from '../../diffusion/preview.js';
 /** A generation request as it crosses to the worker: images still encoded, the checkpoint by folder. */
 export interface GenerateMessage extends Pick<
   GenerateRequest,
-  'prompt' | 'negativePrompt' | 'steps' | 'guidanceScale' | 'samples' | 'width' | 'height' | 'seed' | 'scheduler' | 'strength'
+  | 'prompt'
+  | 'negativePrompt'
+  | 'steps'
+  | 'guidanceScale'
+  | 'samples'
+  | 'width'
+  | 'height'
+  | 'seed'
+  | 'noise'
+  | 'scheduler'
+  | 'strength'
+  | 'keepUnmasked'
+  | 'maskBlur'
 > {
   type: 'generate';
   jobId: string;

@@ -12,6 +12,9 @@ const CAMEL_BY_SNAKE: Record<string, string> = {
   safety_checker: 'safetyChecker',
   init_image: 'initImage',
   mask_image: 'maskImage',
+  // The contract's extensions (docs/api-contract.md, "Our extensions"): inpainting's blend.
+  mask_blur: 'maskBlur',
+  keep_unmasked: 'keepUnmasked',
   // Not in the contract: this server's extension, named as REST clients would write it.
   webhook: 'webhookUrl',
   webhook_url: 'webhookUrl',

@@ -55,6 +55,9 @@ export interface FormValues {
   samples: string;
   seed: string;
   strength: string;
+  /** Inpainting: the blend edge in pixels, and whether the unmasked pixels stay the init image's. */
+  maskBlur: string;
+  keepUnmasked: boolean;
   scheduler: Scheduler | '';
   safetyChecker: boolean;
   initImage: InitImage | null;
@@ -84,6 +87,8 @@ export type FieldName =
   | 'samples'
   | 'seed'
   | 'strength'
+  | 'maskBlur'
+  | 'keepUnmasked'
   | 'scheduler'
   | 'safetyChecker'
   | 'initImage'
@@ -103,6 +108,8 @@ const FIELD_NAMES = new Set<string>([
   'samples',
   'seed',
   'strength',
+  'maskBlur',
+  'keepUnmasked',
   'scheduler',
   'safetyChecker',
   'initImage',
@@ -124,6 +131,8 @@ export const DEFAULT_VALUES: FormValues = {
   samples: '1',
   seed: '',
   strength: '0.8',
+  maskBlur: '4',
+  keepUnmasked: true,
   scheduler: '',
   safetyChecker: true,
   initImage: null,
@@ -159,6 +168,7 @@ export function buildRequest(values: FormValues, mask: File | null): { request: 
     safetyChecker: values.safetyChecker,
   };
   const strength = values.mode === 'text2image' ? undefined : float('strength', values.strength);
+  const maskBlur = values.mode === 'inpainting' ? int('maskBlur', values.maskBlur) : undefined;
   if (values.mode !== 'text2image' && !values.initImage) errors.initImage = 'choose an image file, drop one here, or give its URL';
   if (values.mode === 'inpainting' && !mask) errors.maskImage = 'paint over the part to repaint, or upload a mask';
   if (Object.keys(errors).length > 0) return { errors };
@@ -171,7 +181,12 @@ export function buildRequest(values: FormValues, mask: File | null): { request: 
     case 'image2image':
       return { request: { mode: 'image2image', input: { ...common, ...init, strength } } };
     case 'inpainting':
-      return { request: { mode: 'inpainting', input: { ...common, ...init, maskImageFile: mask, strength } } };
+      return {
+        request: {
+          mode: 'inpainting',
+          input: { ...common, ...init, maskImageFile: mask, strength, maskBlur, keepUnmasked: values.keepUnmasked },
+        },
+      };
   }
 }
 
@@ -203,6 +218,8 @@ export function valuesFromJob(job: JobWithSettings | FullJob, current: FormValue
     samples: String(p.samples),
     seed: String(p.seed),
     strength: p.strength == null ? current.strength : String(p.strength),
+    maskBlur: p.maskBlur == null ? current.maskBlur : String(p.maskBlur),
+    keepUnmasked: p.keepUnmasked ?? current.keepUnmasked,
     scheduler: p.scheduler ?? '',
     safetyChecker: p.safetyChecker,
     initImage: initImage

@@ -166,6 +166,26 @@ export function GenerationForm({ values, onChange, checkpoints, embeddings, load
         />
       )}
       {withImage && number('strength', 'Strength', { min: 0, max: 1, step: 0.05 }, '0 keeps the init image, 1 ignores it.')}
+      {values.mode === 'inpainting' && (
+        <div class="row">
+          {number(
+            'maskBlur',
+            'Mask blur',
+            { min: 0, max: 64, step: 1 },
+            'Pixels of soft edge where the repainted part meets the kept image; 0 is a hard edge.',
+          )}
+          <div class="checkbox">
+            <input
+              id="keepUnmasked"
+              type="checkbox"
+              checked={values.keepUnmasked}
+              onChange={(e) => set('keepUnmasked', e.currentTarget.checked)}
+            />
+            <label for="keepUnmasked">Keep unmasked pixels</label>
+            <span class="hint">Off: the whole image as the model drew it.</span>
+          </div>
+        </div>
+      )}
 
       <Field id="prompt" label="Prompt" error={errors.prompt}>
         <textarea
