@@ -370,7 +370,8 @@ export class LocalEngine implements Engine {
           seed: p.seed,
           // Jobs recorded before the noise source was recorded draw from today's.
           noise: p.noise ?? this.noise,
-          scheduler: p.scheduler ?? this.options.defaultScheduler,
+          // The request's, else the checkpoint's own (manifest.json), else LOCAL_SCHEDULER.
+          scheduler: p.scheduler ?? checkpoint.scheduler ?? this.options.defaultScheduler,
           embeddings,
           initImage,
           maskImage,

@@ -3,6 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_MODEL_ALIAS } from '../../generation/input.js';
+import { SCHEDULER_NAMES, type SchedulerName } from '../../generation/request.js';
 import { Catalogue, catalogueEntrySchema, type CatalogueEntry } from '../../catalogue/catalogue.js';
 import { EMBEDDING_EXTENSIONS } from '../../diffusion/embeddings/index.js';
 
@@ -12,7 +13,7 @@ import { EMBEDDING_EXTENSIONS } from '../../diffusion/embeddings/index.js';
  * Ids are stable: the folder or file name, unless MODELS_DIR/manifest.json fixes them:
  *
  *   { "defaultCheckpoint": "stable-diffusion-v1-5",
- *     "checkpoints": { "stable-diffusion-v1-5": { "id": "38ff8ad2-…", "name": "SD 1.5" } },
+ *     "checkpoints": { "stable-diffusion-v1-5": { "id": "38ff8ad2-…", "name": "SD 1.5", "scheduler": "EULER_A" } },
  *     "embeddings": { "UnrealisticDream.pt": { "id": "f84133b4-…", "triggerWords": ["UnrealisticDream"] } } }
  */
 
@@ -25,13 +26,16 @@ const entryOverrides = z.object({
 
 const manifestSchema = z.object({
   defaultCheckpoint: z.string().min(1).optional(),
-  checkpoints: z.record(z.string(), entryOverrides).default({}),
+  // scheduler: the checkpoint's own default, for requests that name none (else LOCAL_SCHEDULER).
+  checkpoints: z.record(z.string(), entryOverrides.extend({ scheduler: z.enum(SCHEDULER_NAMES).optional() })).default({}),
   embeddings: z.record(z.string(), entryOverrides.extend({ triggerWords: z.array(z.string().min(1)).min(1).optional() })).default({}),
 });
 
 export interface LocalCheckpointInfo {
   id: string;
   dir: string;
+  /** The manifest's default scheduler for this checkpoint, if it names one. */
+  scheduler?: SchedulerName;
 }
 
 export interface LocalEmbeddingInfo {
@@ -101,7 +105,7 @@ export async function scanModelDirectory(
         inpainting: inpaintingFolders.has(folder),
       }),
     );
-    checkpoints.set(id, { id, dir: path.join(dir, folder) });
+    checkpoints.set(id, { id, dir: path.join(dir, folder), ...(o.scheduler ? { scheduler: o.scheduler } : {}) });
   }
 
   const embeddingFiles = [
