@@ -4,7 +4,15 @@ import { createRequire } from 'node:module';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { appendInitializerRows, decodeModel, encodeModel, findInitializer, inlineExternalData, tensorDims } from './onnx/proto.js';
+import {
+  appendInitializerRows,
+  decodeModel,
+  encodeModel,
+  findInitializer,
+  inlineExternalData,
+  TensorDataType,
+  tensorDims,
+} from './onnx/proto.js';
 import { widthHint } from './embeddings/index.js';
 import { fromFloat16, toFloat16 } from './float16.js';
 import { InvalidRequestError } from './request-error.js';
@@ -349,11 +357,15 @@ async function loadVaeEncoder(
   const attr = (name: string) => node.attribute.find((a) => a.name === name);
   const mean = attr('mean')?.f ?? 0;
   const scale = attr('scale')?.f ?? 1;
-  const dtype = Number(attr('dtype')?.i ?? 1);
   const input = node.output[0]!;
-  // The random node's output becomes a graph input, fed with the job's noise.
+  const elemType = randomNodeType(graph, node);
+  if (elemType !== TensorDataType.FLOAT && elemType !== TensorDataType.FLOAT16) {
+    throw new CheckpointError(file, `its ${node.op_type} draws numbers of ONNX data type ${elemType}; expected float32 or float16`);
+  }
+  // The random node's output becomes a graph input, fed with the job's noise (float32 here,
+  // converted at the session boundary when the input is float16).
   graph.node = graph.node.filter((n) => n !== node);
-  graph.input.push({ name: input, type: { tensor_type: { elem_type: dtype === 10 ? 10 : 1 } } } as (typeof graph.input)[number]);
+  graph.input.push({ name: input, type: { tensor_type: { elem_type: elemType } } } as (typeof graph.input)[number]);
   inlineExternalData(model, (location) => readFileSync(path.join(path.dirname(file), location)));
   let session: Session;
   try {
@@ -364,9 +376,71 @@ async function loadVaeEncoder(
   return { session, kind: { type: 'noise-input', input, mean, scale } };
 }
 
+type Graph = NonNullable<ReturnType<typeof decodeModel>['graph']>;
+type GraphNode = Graph['node'][number];
+
+/**
+ * The element type a random node draws: its dtype; without one, RandomNormal draws float32 and
+ * RandomNormalLike the type of its input (the ONNX defaults): float16 in an fp16 VAE encoder whose
+ * RandomNormalLike follows a float16 ConstantOfShape (sd-fp16-script in the parity fixtures). When
+ * the input's type cannot be read from the graph, the graph's own float type (its sample input's).
+ */
+function randomNodeType(graph: Graph, node: GraphNode): number {
+  const dtype = node.attribute.find((a) => a.name === 'dtype')?.i;
+  if (dtype !== undefined) return Number(dtype);
+  if (node.op_type === 'RandomNormal') return TensorDataType.FLOAT;
+  return elemTypeOf(graph, node.input[0] ?? '') ?? elemTypeOf(graph, 'sample') ?? TensorDataType.FLOAT;
+}
+
+/** A value's element type when the graph declares it or a constant-like node gives it; undefined otherwise. */
+function elemTypeOf(graph: Graph, name: string, depth = 0): number | undefined {
+  const declared = [...graph.input, ...graph.value_info, ...graph.output].find((v) => v.name === name)?.type?.tensor_type?.elem_type;
+  if (declared) return declared;
+  const init = graph.initializer.find((t) => t.name === name);
+  if (init) return init.data_type;
+  const producer = graph.node.find((n) => n.output.includes(name));
+  if (!producer || depth > 8) return undefined;
+  const attr = (a: string) => producer.attribute.find((x) => x.name === a);
+  switch (producer.op_type) {
+    case 'Constant':
+      return attr('value')?.t?.data_type ?? (attr('value_float') || attr('value_floats') ? TensorDataType.FLOAT : undefined);
+    case 'ConstantOfShape':
+      return attr('value')?.t?.data_type ?? TensorDataType.FLOAT;
+    case 'Cast':
+      return attr('to')?.i === undefined ? undefined : Number(attr('to')!.i);
+    case 'CastLike':
+      return elemTypeOf(graph, producer.input[1] ?? '', depth + 1);
+    case 'Identity':
+    case 'Reshape':
+    case 'Expand':
+    case 'Unsqueeze':
+    case 'Squeeze':
+    case 'Transpose':
+    case 'Mul':
+    case 'Add':
+    case 'Sub':
+    case 'Div':
+      return elemTypeOf(graph, producer.input[0] ?? '', depth + 1);
+    default:
+      return undefined;
+  }
+}
+
 /**
  * fp16 exports: float32 feeds become float16 (Uint16Array, round to nearest even) for inputs the
  * session declares float16, and float16 outputs come back as float32. Other sessions are returned as they are.
+ *
+ * The graph itself is handed to ONNX Runtime as it is, float16, on every provider: CUDA runs it in
+ * half precision. The CPU provider (onnxruntime-node 1.30 on x86-64) has float16 kernels only for
+ * data movement (Reshape, Transpose, Concat, Shape, ...), not for Conv, MatMul, Gemm, the norms or
+ * Softmax, yet it loads such graphs: ONNX Runtime's own InsertCastTransformer puts Casts to float32
+ * around the nodes without a float16 kernel when the session is created (at the default
+ * optimization level the Casts of initializers are then folded: the weights become float32 once),
+ * so those nodes compute in float32 and values are rounded to half where they pass a float16 node.
+ * That is how ONNX Runtime runs the same export under diffusers' OnnxStableDiffusionPipeline on the
+ * CPU too, so the engine does no upcasting of its own (which would also need external data: a
+ * float32 copy of an SD 1.5 fp16 UNet, 3.4 GB, is past protobuf's 2 GB).
+ * test/parity-exports.test.ts bounds the difference from the float32 export of the same weights.
  */
 function float16Boundary(session: Session): Session {
   const half = (meta: readonly ort.InferenceSession.ValueMetadata[]) =>

@@ -72,6 +72,13 @@ export class GenerationCanceled extends Error {
  *   then each step's ancestral noise inside scheduler.step.
  */
 export async function generate(ckpt: Checkpoint, req: GenerateRequest): Promise<Float32Array> {
+  if (ckpt.inpainting && !(req.initImage && req.mask)) {
+    // A 9-channel UNet reads the mask and the masked image's latents at every step (the engine
+    // refuses such requests before they get here; this keeps ONNX Runtime's shape error out).
+    throw new InvalidRequestError(
+      `the checkpoint "${path.basename(ckpt.dir)}" is an inpainting checkpoint: it needs an init image and a mask`,
+    );
+  }
   const n = req.samples;
   const h = req.height / 8;
   const w = req.width / 8;

@@ -13,6 +13,8 @@
  * Slice attributes), see {@link Int64}.
  */
 
+import { toFloat16 } from '../float16.js';
+
 /* ------------------------------------------------------------------------------------------------
  * Public types
  * ---------------------------------------------------------------------------------------------- */
@@ -923,10 +925,37 @@ export function setTensorFloat32(tensor: TensorProto, data: Float32Array, dims: 
 }
 
 /**
- * Appends rows along dim 0 of a 2-D FLOAT initializer (e.g. the text encoder's token-embedding
- * table, for textual-inversion vectors). `rows` holds `k * dims[1]` values. Also updates the first
- * dimension of a graph input / value_info of the same name if one declares a fixed size.
- * Returns the index of the first new row.
+ * Raw IEEE half bits of a FLOAT16 tensor stored inline: raw_data (little-endian), or int32_data
+ * (one value's bits in the low 16 bits of each entry, as onnx.numpy_helper writes them). A copy.
+ */
+export function tensorToFloat16Bits(tensor: TensorProto): Uint16Array {
+  if (tensor.data_type !== TensorDataType.FLOAT16) throw new TypeError(`tensor ${tensor.name ?? '?'} is not FLOAT16`);
+  if (tensor.data_location === DataLocation.EXTERNAL) throw new TypeError(`tensor ${tensor.name ?? '?'} data is external`);
+  if (tensor.raw_data) {
+    const copy = new Uint8Array(tensor.raw_data);
+    return new Uint16Array(copy.buffer, 0, copy.length / 2);
+  }
+  return Uint16Array.from(tensor.int32_data, (v) => v & 0xffff);
+}
+
+/** Replaces a FLOAT16 tensor's data (half bits, as raw_data, little-endian) and dims. */
+export function setTensorFloat16Bits(tensor: TensorProto, bits: Uint16Array, dims: number[]): void {
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (count !== bits.length) throw new RangeError(`dims ${dims.join('x')} do not match ${bits.length} values`);
+  tensor.data_type = TensorDataType.FLOAT16;
+  tensor.dims = [...dims];
+  tensor.raw_data = new Uint8Array(bits.buffer.slice(bits.byteOffset, bits.byteOffset + bits.byteLength));
+  tensor.int32_data = [];
+  tensor.external_data = [];
+  delete tensor.data_location;
+}
+
+/**
+ * Appends rows along dim 0 of a 2-D FLOAT or FLOAT16 initializer (e.g. the text encoder's
+ * token-embedding table, for textual-inversion vectors; fp16 exports have a FLOAT16 table, and
+ * the rows are rounded to half, to nearest even, as torch's .half() rounds). `rows` holds
+ * `k * dims[1]` values. Also updates the first dimension of a graph input / value_info of the same
+ * name if one declares a fixed size. Returns the index of the first new row.
  */
 export function appendInitializerRows(model: ModelProto, name: string, rows: Float32Array): number {
   const t = findInitializer(model, name);
@@ -936,11 +965,20 @@ export function appendInitializerRows(model: ModelProto, name: string, rows: Flo
   const [n, d] = dims as [number, number];
   if (rows.length % d !== 0) throw new RangeError(`rows length ${rows.length} is not a multiple of ${d}`);
   const k = rows.length / d;
-  const old = tensorToFloat32(t);
-  const data = new Float32Array((n + k) * d);
-  data.set(old, 0);
-  data.set(rows, n * d);
-  setTensorFloat32(t, data, [n + k, d]);
+  if (t.data_type === TensorDataType.FLOAT16) {
+    const bits = new Uint16Array((n + k) * d);
+    bits.set(tensorToFloat16Bits(t), 0);
+    bits.set(toFloat16(rows), n * d);
+    setTensorFloat16Bits(t, bits, [n + k, d]);
+  } else {
+    if (t.data_type !== TensorDataType.FLOAT) {
+      throw new TypeError(`initializer ${name} is of data type ${t.data_type}; rows can be added to FLOAT or FLOAT16 only`);
+    }
+    const data = new Float32Array((n + k) * d);
+    data.set(tensorToFloat32(t), 0);
+    data.set(rows, n * d);
+    setTensorFloat32(t, data, [n + k, d]);
+  }
   const g = model.graph!;
   for (const vi of [...g.input, ...g.value_info]) {
     if (vi.name !== name) continue;
