@@ -7,6 +7,8 @@ import { DeleteBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalImageStore, type ImageStore } from '../src/images/image-store.js';
 import { S3ImageStore, type S3Location } from '../src/images/s3-image-store.js';
+import type { Job, JobPatch } from '../src/jobs/job.js';
+import type { JobStore } from '../src/jobs/job-store.js';
 import { TestS3Server } from './fixtures/s3-server.js';
 
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -50,7 +52,7 @@ const stores: [string, () => Promise<ImageStore>][] = [
     async () => {
       const dir = mkdtempSync(path.join(tmpdir(), 'sd-api-images-'));
       folders.push(dir);
-      const store = new LocalImageStore(path.join(dir, 'images'));
+      const store = new LocalImageStore({ dir: path.join(dir, 'images') });
       await store.init();
       return store;
     },
@@ -145,7 +147,7 @@ describe('the local folder store', () => {
   it('lists by modification time and skips files that are not its images', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sd-api-images-'));
     folders.push(dir);
-    const store = new LocalImageStore(dir);
+    const store = new LocalImageStore({ dir });
     await store.init();
     const old = await store.put(png(), 'image/png');
     const recent = await store.put(png(), 'image/png');
@@ -243,6 +245,43 @@ describe('the S3 store', () => {
     await expect(store.put(png(), 'image/png')).rejects.toThrow(/refused the write: NoSuchBucket/);
     await expect(client.send(new GetObjectCommand({ Bucket: 'other', Key: 'x' }))).rejects.toThrow();
     client.destroy();
+    store.close();
+  });
+});
+
+describe('the job updater with a store that fails part-way', () => {
+  it('fails the job naming the store, and deletes the samples it had already stored', async () => {
+    const { JobUpdater } = await import('../src/jobs/job-updater.js');
+    const { InProcessJobEvents } = await import('../src/jobs/job-events.js');
+    const pino = (await import('pino')).default;
+    const store = new S3ImageStore(location({ prefix: 'partial/' }));
+    let puts = 0;
+    const flaky: ImageStore = Object.assign(Object.create(store) as S3ImageStore, {
+      put: (data: Buffer, type: string) =>
+        ++puts === 2 ? Promise.reject(new Error('S3 bucket "images" could not be reached (test)')) : store.put(data, type),
+    });
+    const job = {
+      id: 'j1',
+      status: 'PROCESSING',
+      startedAt: new Date(),
+      progress: null,
+      params: { numInferenceSteps: 2 },
+    } as unknown as Job;
+    let saved: Job = job;
+    const jobs = {
+      update: (_: string, patch: JobPatch) => Promise.resolve((saved = { ...saved, ...patch })),
+      get: () => Promise.resolve(saved),
+    } as unknown as JobStore;
+    const updater = new JobUpdater(jobs, new InProcessJobEvents(), flaky, pino({ level: 'silent' }));
+    const image = { data: png(), contentType: 'image/png', nsfw: null };
+    const after = await updater.applyEngineStatus(job, { state: 'SUCCESS', images: [image, image, image] });
+    expect(after.status).toBe('FAILURE');
+    expect(after.error).toEqual({
+      code: 'IMAGE_STORE_FAILED',
+      message: 'the results could not be written to the image store: S3 bucket "images" could not be reached (test)',
+    });
+    expect(puts).toBe(2);
+    expect(await names(store.listOlderThan(new Date(Date.now() + 60_000)))).toEqual([]);
     store.close();
   });
 });

@@ -52,5 +52,5 @@ function parseS3(value: string): ImageStoreUrl {
 
 /** Opens the configured store (not yet initialised: call init()). */
 export function createImageStore(config: ImageStoreConfig): ImageStore {
-  return config.kind === 'file' ? new LocalImageStore(config.dir) : new S3ImageStore(config);
+  return config.kind === 'file' ? new LocalImageStore({ dir: config.dir }) : new S3ImageStore(config);
 }

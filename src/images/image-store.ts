@@ -75,8 +75,11 @@ export function imageNameType(name: string): string | null {
  */
 export class LocalImageStore implements ImageStore {
   readonly location: string;
+  readonly dir: string;
 
-  constructor(readonly dir: string) {
+  /** dir: the folder itself (IMAGE_STORE_URL's path; by default DATA_DIR/images). */
+  constructor({ dir }: { dir: string }) {
+    this.dir = dir;
     this.location = pathToFileURL(dir).href;
   }
 

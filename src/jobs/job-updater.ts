@@ -43,6 +43,8 @@ export class JobUpdater {
       }
     } catch (err) {
       this.logger.error({ err, jobId: job.id }, 'could not store result images');
+      // The samples stored before the failure belong to no job: best effort, the retention sweep takes what is left.
+      await Promise.allSettled(stored.map((i) => this.images.delete(i.name)));
       return this.fail(job, JobErrorCode.IMAGE_STORE_FAILED, `the results could not be written to the image store: ${errorReason(err)}`);
     }
     if (stored.length === 0) {
