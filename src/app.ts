@@ -6,7 +6,8 @@ import { createEngine } from './engines/create-engine.js';
 import { createGraphQL, GRAPHQL_PATH } from './http/graphql.js';
 import { createHttpServer } from './http/server.js';
 import { checkDataUrl } from './images/fetch-image.js';
-import { LocalImageStore } from './images/image-store.js';
+import { ImageLinks } from './images/image-links.js';
+import { createImageStore } from './images/image-store-url.js';
 import { InProcessJobEvents } from './jobs/job-events.js';
 import { JobService } from './jobs/job-service.js';
 import { SqliteJobStore } from './jobs/job-store.js';
@@ -38,8 +39,14 @@ export async function buildApp(config: Config): Promise<App> {
   const keys = new SqliteKeyStore(db, walSync);
   const store = new SqliteJobStore(db, walSync);
   const events = new InProcessJobEvents();
-  const images = new LocalImageStore(config.dataDir);
-  await images.init();
+  const images = createImageStore(config.imageStore);
+  try {
+    await images.init();
+  } catch (err) {
+    images.close();
+    throw new Error(`the image store ${images.location} cannot be used: ${(err as Error).message}`, { cause: err });
+  }
+  const links = new ImageLinks(images, config.imageUrls);
   const engine = await createEngine(config.engine, logger);
   const upstreamKeys = config.engine.kind === 'imagepipeline' ? config.engine.workers.flatMap((w) => (w.apiKey ? [w.apiKey] : [])) : [];
   const updater = new JobUpdater(store, events, images, logger, upstreamKeys);
@@ -80,7 +87,7 @@ export async function buildApp(config: Config): Promise<App> {
   const jobs = new JobService({ store, events, engine, runner, admission, outboundUrls, logger });
   const models = new CatalogueService(engine);
 
-  const yoga = createGraphQL({ config, logger, keys, jobs, models });
+  const yoga = createGraphQL({ config, logger, keys, jobs, models, links });
   const gauges = [
     { name: 'sd_jobs_tracked', help: 'Jobs the runner follows on their engine now.', value: () => runner.trackedCount() },
     { name: 'sd_job_subscriptions', help: 'Open jobStatus subscriptions (job event listeners).', value: () => events.listenerCount() },
@@ -91,7 +98,7 @@ export async function buildApp(config: Config): Promise<App> {
       value: () => engine.previewsMade?.() ?? 0,
     },
   ];
-  const http = createHttpServer({ config, logger, yoga, keys, jobs, images, gauges });
+  const http = createHttpServer({ config, logger, yoga, keys, jobs, images, links, gauges });
 
   let stopping: Promise<void> | null = null;
 
@@ -124,6 +131,7 @@ export async function buildApp(config: Config): Promise<App> {
         await http.closeConnections(config.shutdownGraceMs);
         logger.debug('stop: http closed');
         await Promise.all([engine.close(), webhooks.close()]);
+        images.close();
         await store.flush();
         db.pragma('wal_checkpoint(TRUNCATE)');
         walSync.close();

@@ -3,6 +3,9 @@ import { z } from 'zod';
 import { parseAllowHosts } from './net/address-policy.js';
 import { NOISE_SOURCES, SCHEDULER_NAMES, type NoiseSourceName } from './generation/request.js';
 import type { AdmissionLimits } from './limits/job-admission.js';
+import type { ImageUrlMode } from './images/image-links.js';
+import { parseImageStoreUrl, type ImageStoreConfig, type ImageStoreUrl } from './images/image-store-url.js';
+import { MAX_PRESIGN_SECONDS } from './images/s3-image-store.js';
 
 /**
  * The server's whole configuration: read once from the environment at start,
@@ -44,6 +47,23 @@ const allowHosts = z
     return hosts;
   })
   .default([]);
+/** A duration in whole seconds: "3600", "90s", "15m", "1h" or "7d". */
+const durationSeconds = z.string().transform((value, ctx) => {
+  const match = /^(\d+)\s*(s|m|h|d)?$/.exec(value.trim());
+  if (!match) {
+    ctx.addIssue({ code: 'custom', message: 'must be a duration such as 3600, 90s, 15m, 1h or 7d' });
+    return z.NEVER;
+  }
+  return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[(match[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
+});
+const imageStoreUrl = z.string().transform((value, ctx): ImageStoreUrl => {
+  try {
+    return parseImageStoreUrl(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
 const optionalUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional();
 
 const envSchema = z
@@ -124,10 +144,36 @@ const envSchema = z
     /** The web studio at / (studio/dist). */
     STUDIO: bool.default(true),
     SHUTDOWN_GRACE_MS: positiveMs.default(10_000),
+
+    /** file:///path (default: DATA_DIR/images) or s3://bucket/prefix. */
+    IMAGE_STORE_URL: imageStoreUrl.optional(),
+    IMAGE_URLS: z.enum(['proxied', 'presigned']).default('proxied'),
+    IMAGE_URL_TTL: durationSeconds
+      .refine((s) => s >= 1 && s <= MAX_PRESIGN_SECONDS, 'must be between 1 second and 7 days (the most S3 signs for)')
+      .default(3600),
+    // The AWS SDK's standard variables, read here so they are checked with the rest; what is
+    // unset is left to the SDK's own chain (profiles, web identity, instance roles).
+    AWS_REGION: z.string().min(1).optional(),
+    AWS_ENDPOINT_URL_S3: optionalUrl,
+    AWS_ENDPOINT_URL: optionalUrl,
+    AWS_ACCESS_KEY_ID: z.string().min(1).optional(),
+    AWS_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+    AWS_SESSION_TOKEN: z.string().min(1).optional(),
+    /** Path-style addressing (http://host/bucket/key); default: on when an endpoint is set (S3-compatible servers). */
+    S3_FORCE_PATH_STYLE: bool.optional(),
   })
   .refine((c) => c.POLL_MIN_INTERVAL_MS <= c.POLL_MAX_INTERVAL_MS, {
     path: ['POLL_MAX_INTERVAL_MS'],
     message: 'must be at least POLL_MIN_INTERVAL_MS',
+  })
+  .refine((c) => c.IMAGE_URLS !== 'presigned' || c.IMAGE_STORE_URL?.kind === 's3', {
+    path: ['IMAGE_URLS'],
+    message: 'presigned URLs need an s3:// IMAGE_STORE_URL; the file store is served only through this server (IMAGE_URLS=proxied)',
+  })
+  .refine((c) => c.IMAGE_STORE_URL?.kind !== 's3' || !c.AWS_ACCESS_KEY_ID === !c.AWS_SECRET_ACCESS_KEY, {
+    // Not the secret's name: a problem's report shows the variable's value.
+    path: ['AWS_ACCESS_KEY_ID'],
+    message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither to use the SDK's other credentials",
   })
   .refine((c) => !c.IMAGEPIPELINE_API_KEY || [1, c.IMAGEPIPELINE_URL.length].includes(c.IMAGEPIPELINE_API_KEY.length), {
     path: ['IMAGEPIPELINE_API_KEY'],
@@ -147,6 +193,10 @@ export interface Config {
   graphiql: boolean;
   studio: boolean;
   shutdownGraceMs: number;
+  /** Where generated images are kept: a folder, or an S3 bucket shared by every replica and worker. */
+  imageStore: ImageStoreConfig;
+  /** Download URLs through this server, or presigned straight to the bucket. */
+  imageUrls: ImageUrlMode;
   engine: EngineConfig;
   poller: {
     minIntervalMs: number;
@@ -231,7 +281,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(
       parsed.error.issues.map((issue) => {
         const name = issue.path.join('.') || '(environment)';
-        const value = typeof issue.path[0] === 'string' ? cleaned[issue.path[0]] : undefined;
+        // A URL's user:password part is not repeated (s3://key:secret@bucket is refused, not shown).
+        const value =
+          typeof issue.path[0] === 'string' ? cleaned[issue.path[0]]?.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1…@') : undefined;
         return `${name}: ${issue.message}${value !== undefined ? ` (got ${JSON.stringify(value)})` : ''}`;
       }),
     );
@@ -247,6 +299,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     graphiql: e.GRAPHIQL,
     studio: e.STUDIO,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    imageStore: imageStoreConfig(e),
+    imageUrls: e.IMAGE_URLS === 'presigned' ? { kind: 'presigned', ttlSeconds: e.IMAGE_URL_TTL } : { kind: 'proxied' },
     engine:
       e.ENGINE === 'local'
         ? {
@@ -312,5 +366,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       initTimeoutMs: e.WS_CONNECTION_INIT_TIMEOUT_MS,
       revocationCheckMs: 1_000,
     },
+  };
+}
+
+function imageStoreConfig(e: Env): ImageStoreConfig {
+  const url = e.IMAGE_STORE_URL ?? { kind: 'file', dir: path.join(path.resolve(e.DATA_DIR), 'images') };
+  if (url.kind === 'file') return url;
+  const endpoint = (e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL)?.replace(/\/+$/, '');
+  return {
+    ...url,
+    region: e.AWS_REGION,
+    endpoint,
+    forcePathStyle: e.S3_FORCE_PATH_STYLE ?? endpoint !== undefined,
+    credentials:
+      e.AWS_ACCESS_KEY_ID && e.AWS_SECRET_ACCESS_KEY
+        ? {
+            accessKeyId: e.AWS_ACCESS_KEY_ID,
+            secretAccessKey: e.AWS_SECRET_ACCESS_KEY,
+            ...(e.AWS_SESSION_TOKEN ? { sessionToken: e.AWS_SESSION_TOKEN } : {}),
+          }
+        : undefined,
   };
 }

@@ -4,6 +4,7 @@ import { apiKeyFromConnectionParams, apiKeyFromHeaders } from '../auth/credentia
 import type { SqliteKeyStore } from '../auth/key-store.js';
 import type { Config } from '../config.js';
 import type { CatalogueService } from '../engines/catalogue-service.js';
+import type { ImageLinks } from '../images/image-links.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { Logger } from '../logger.js';
 import type { GraphQLContext } from '../schema/context.js';
@@ -27,10 +28,11 @@ export interface GraphQLDeps {
   keys: SqliteKeyStore;
   jobs: JobService;
   models: CatalogueService;
+  links: ImageLinks;
 }
 
 /** GraphQL over HTTP (and, through graphql-websocket.ts, over WebSocket): yoga with the schema, GraphiQL, key and limit plugins. */
-export function createGraphQL({ config, logger, keys, jobs, models }: GraphQLDeps) {
+export function createGraphQL({ config, logger, keys, jobs, models, links }: GraphQLDeps) {
   const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {
     if (!key) return { principal: null, authProblem: null };
     const principal = keys.authenticate(key);
@@ -57,6 +59,7 @@ export function createGraphQL({ config, logger, keys, jobs, models }: GraphQLDep
       jobs,
       models,
       publicBaseUrl: wsBaseUrl ?? config.publicUrl ?? new URL(request.url).origin,
+      links,
       idempotencyKey: connectionParams ? null : request.headers.get('idempotency-key'),
       webhookSecretOf: (keyId: string) => keys.webhookSecret(keyId),
     }),

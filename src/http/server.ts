@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { SqliteKeyStore } from '../auth/key-store.js';
 import type { Config } from '../config.js';
-import type { LocalImageStore } from '../images/image-store.js';
+import type { ImageLinks } from '../images/image-links.js';
+import type { ImageStore } from '../images/image-store.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { Logger } from '../logger.js';
 import { bodyTooLarge } from './body-limit.js';
@@ -21,7 +22,8 @@ export interface HttpDeps {
   yoga: GraphQLHandler;
   keys: SqliteKeyStore;
   jobs: JobService;
-  images: LocalImageStore;
+  images: ImageStore;
+  links: ImageLinks;
   /** What GET /metrics reports (besides the open WebSocket connections, which this server knows). */
   gauges: readonly Gauge[];
 }
@@ -36,7 +38,7 @@ export interface HttpServer {
 }
 
 /** One port: GraphQL over HTTP and WebSocket, GraphiQL, the web studio, the contract's REST API, images, /healthz, /metrics. */
-export function createHttpServer({ config, logger, yoga, keys, jobs, images, gauges }: HttpDeps): HttpServer {
+export function createHttpServer({ config, logger, yoga, keys, jobs, images, links, gauges }: HttpDeps): HttpServer {
   /** Base of absolute image URLs: PUBLIC_URL, or the Host the client used (node requests, and WebSocket upgrades). */
   const baseUrlOf = (req: IncomingMessage) => config.publicUrl ?? `http://${req.headers.host ?? `${config.host}:${config.port}`}`;
 
@@ -44,6 +46,7 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images, gau
     jobs,
     authenticate: (key: string) => keys.authenticate(key),
     publicBaseUrl: baseUrlOf,
+    links,
     maxBodyBytes: config.maxRequestBodyBytes,
   };
 
@@ -64,7 +67,7 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images, gau
     } else if (graphiql && path === GRAPHQL_PATH && wantsPage(req)) {
       void serveAsset(graphiql, req, res);
     } else if (url.startsWith(IMAGES_PATH)) {
-      serveImage(images, req, res).catch((err: unknown) => {
+      serveImage(images, req, res, logger).catch((err: unknown) => {
         logger.error({ err }, 'serving an image failed');
         if (!res.headersSent) res.writeHead(500).end();
       });

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { access, constants, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Readable } from 'node:stream';
 import { EXTENSION_BY_TYPE } from './sniff.js';
 
@@ -14,15 +15,72 @@ export interface StoredImage {
   contentType: string;
 }
 
+/** What a download needs to know before the bytes. */
+export interface ImageInfo {
+  size: number;
+  contentType: string;
+  /** The store's entity tag, quoted as HTTP sends it, when it has one. */
+  etag?: string;
+}
+
+export interface OpenedImage extends ImageInfo {
+  /** The bytes, streamed from the store; destroy it to give the connection back early. */
+  stream: Readable;
+}
+
 /**
- * Generated images on the local disk under DATA_DIR/images, named unguessably. Writes are
- * atomic (temp file, fsync, rename) so a crash never leaves a half image under a real name.
+ * Where generated images live: a local folder or an S3 bucket. Names come from the store
+ * (newImageName) and are unguessable; stored bytes never change under a name.
  */
-export class LocalImageStore {
+export interface ImageStore {
+  /** For logs and error messages: file:///… or s3://bucket/prefix (no secrets). */
+  readonly location: string;
+  /** Prepares the store at start (creates the folder, checks the bucket); throws if it cannot be used. */
+  init(): Promise<void>;
+  /** Whether the store answers now (for readiness); throws with the reason if not. */
+  check(): Promise<void>;
+  /** Stores the bytes durably under a new name; resolves once they are safe. */
+  put(data: Buffer, contentType: string): Promise<StoredImage>;
+  /** Opens a stored image by name for streaming; null for names that are malformed or absent. */
+  open(name: string): Promise<OpenedImage | null>;
+  /** Size and type without the bytes (HEAD); null for names that are malformed or absent. */
+  stat(name: string): Promise<ImageInfo | null>;
+  exists(name: string): Promise<boolean>;
+  /** Removes an image; a name that is absent (or malformed) is not an error. */
+  delete(name: string): Promise<void>;
+  /** Names of the images stored before a time, as the store records it (for retention sweeps). */
+  listOlderThan(before: Date): AsyncIterable<string>;
+  /** A URL that downloads the image straight from the store, valid for ttlSeconds; only stores that can sign have it. */
+  presignedUrl?(name: string, ttlSeconds: number): Promise<string>;
+  /** Releases connections (the store is not used after). */
+  close(): void;
+}
+
+/** A new unguessable name for an image of this type; throws for types the store does not keep. */
+export function newImageName(contentType: string): string {
+  const ext = EXTENSION_BY_TYPE[contentType];
+  if (!ext) throw new Error(`cannot store images of type ${contentType}`);
+  return `${randomBytes(32).toString('base64url')}.${ext}`;
+}
+
+/** The content type a stored name implies; null for names the store never makes. */
+export function imageNameType(name: string): string | null {
+  const match = NAME_PATTERN.exec(name);
+  return match ? TYPE_BY_EXTENSION[match[1]!]! : null;
+}
+
+/**
+ * Generated images on the local disk (by default DATA_DIR/images), named unguessably. Writes
+ * are atomic (temp file, fsync, rename) so a crash never leaves a half image under a real name.
+ */
+export class LocalImageStore implements ImageStore {
+  readonly location: string;
   readonly dir: string;
 
-  constructor(dataDir: string) {
-    this.dir = path.join(dataDir, 'images');
+  /** dir: the folder itself (IMAGE_STORE_URL's path; by default DATA_DIR/images). */
+  constructor({ dir }: { dir: string }) {
+    this.dir = dir;
+    this.location = pathToFileURL(dir).href;
   }
 
   /** Creates the folder, and removes temp files a killed process left half-written. */
@@ -33,10 +91,14 @@ export class LocalImageStore {
     }
   }
 
+  async check(): Promise<void> {
+    const info = await stat(this.dir);
+    if (!info.isDirectory()) throw new Error(`${this.dir} is not a folder`);
+    await access(this.dir, constants.W_OK);
+  }
+
   async put(data: Buffer, contentType: string): Promise<StoredImage> {
-    const ext = EXTENSION_BY_TYPE[contentType];
-    if (!ext) throw new Error(`cannot store images of type ${contentType}`);
-    const name = `${randomBytes(32).toString('base64url')}.${ext}`;
+    const name = newImageName(contentType);
     const final = path.join(this.dir, name);
     const temp = `${final}.tmp`;
     try {
@@ -50,12 +112,7 @@ export class LocalImageStore {
       await rename(temp, final);
       // The rename is durable only once the directory is synced: until then a power cut could
       // lose the name while the job that points at it says SUCCESS.
-      const dir = await open(this.dir, 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
+      await this.syncDir();
     } catch (err) {
       // A full disk leaves no half-written temp file behind.
       await rm(temp, { force: true }).catch(() => {});
@@ -64,25 +121,47 @@ export class LocalImageStore {
     return { name, contentType };
   }
 
-  /** Opens a stored image by name; null for names that are malformed or absent. */
-  async open(name: string): Promise<{ stream: Readable; size: number; contentType: string } | null> {
-    const match = NAME_PATTERN.exec(name);
-    if (!match) return null;
-    const file = path.join(this.dir, name);
+  async open(name: string): Promise<OpenedImage | null> {
+    const info = await this.stat(name);
+    return info ? { ...info, stream: createReadStream(path.join(this.dir, name)) } : null;
+  }
+
+  async stat(name: string): Promise<ImageInfo | null> {
+    const contentType = imageNameType(name);
+    if (!contentType) return null;
     try {
-      const info = await stat(file);
-      if (!info.isFile()) return null;
-      return { stream: createReadStream(file), size: info.size, contentType: TYPE_BY_EXTENSION[match[1]!]! };
+      const info = await stat(path.join(this.dir, name));
+      return info.isFile() ? { size: info.size, contentType } : null;
     } catch {
       return null;
     }
   }
 
   async exists(name: string): Promise<boolean> {
-    if (!NAME_PATTERN.test(name)) return false;
-    return stat(path.join(this.dir, name)).then(
-      (s) => s.isFile(),
-      () => false,
-    );
+    return (await this.stat(name)) !== null;
+  }
+
+  async delete(name: string): Promise<void> {
+    if (!imageNameType(name)) return;
+    await rm(path.join(this.dir, name), { force: true });
+  }
+
+  async *listOlderThan(before: Date): AsyncIterable<string> {
+    for (const name of await readdir(this.dir)) {
+      if (!imageNameType(name)) continue;
+      const info = await stat(path.join(this.dir, name)).catch(() => null);
+      if (info?.isFile() && info.mtime < before) yield name;
+    }
+  }
+
+  close(): void {}
+
+  private async syncDir(): Promise<void> {
+    const dir = await open(this.dir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
   }
 }

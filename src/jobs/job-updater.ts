@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { EngineStatus } from '../engines/engine.js';
-import type { LocalImageStore } from '../images/image-store.js';
+import type { ImageStore } from '../images/image-store.js';
 import { isTerminal, type Job, type JobImage, type JobPatch } from './job.js';
 import { JobErrorCode } from '../generation/request.js';
 import type { JobEvents } from './job-events.js';
@@ -10,7 +10,7 @@ import { cleanErrorMessage, errorReason, failurePatch, patchFromEngineStatus, re
 /**
  * The one place where job state changes: persist first, then publish, so a subscriber never
  * sees a state the store could lose. Results are written to the image store before the job is
- * marked SUCCESS, so SUCCESS always means every image is on disk.
+ * marked SUCCESS, so SUCCESS always means every image is stored (on disk, or in the bucket).
  */
 export class JobUpdater {
   private readonly finishedListeners: ((job: Job) => void)[] = [];
@@ -18,7 +18,7 @@ export class JobUpdater {
   constructor(
     private readonly store: JobStore,
     private readonly events: JobEvents,
-    private readonly images: LocalImageStore,
+    private readonly images: ImageStore,
     private readonly logger: Logger,
     /** Secrets that must never reach a stored error message (upstream API keys). */
     private readonly secrets: readonly string[] = [],
@@ -43,6 +43,8 @@ export class JobUpdater {
       }
     } catch (err) {
       this.logger.error({ err, jobId: job.id }, 'could not store result images');
+      // The samples stored before the failure belong to no job: best effort, the retention sweep takes what is left.
+      await Promise.allSettled(stored.map((i) => this.images.delete(i.name)));
       return this.fail(job, JobErrorCode.IMAGE_STORE_FAILED, `the results could not be written to the image store: ${errorReason(err)}`);
     }
     if (stored.length === 0) {

@@ -3,6 +3,7 @@ import { authorize, type Operation } from '../auth/permissions.js';
 import { unauthenticated } from '../errors.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { CatalogueService } from '../engines/catalogue-service.js';
+import type { ImageLinks } from '../images/image-links.js';
 
 /** What every resolver gets: who is calling, the domain services, and how to build absolute URLs. */
 export interface GraphQLContext {
@@ -13,6 +14,8 @@ export interface GraphQLContext {
   models: CatalogueService;
   /** Base of absolute image URLs, e.g. http://host:4000 */
   publicBaseUrl: string;
+  /** Download URLs: through publicBaseUrl, or presigned for the bucket (IMAGE_URLS). */
+  links: ImageLinks;
   /** The webhook signing secret of a key (made on first use). */
   webhookSecretOf: (keyId: string) => string | null;
   /** The Idempotency-Key header of an HTTP request (WebSocket operations use the input field). */

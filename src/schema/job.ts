@@ -66,12 +66,13 @@ const JobErrorType = builder.objectRef<JobError>('JobError').implement({
   }),
 });
 
-const imageUrl = (ctx: { publicBaseUrl: string }, image: JobImage) => `${ctx.publicBaseUrl}/images/${image.name}`;
-
 const JobImageType = builder.objectRef<JobImage>('JobImage').implement({
   description: 'One generated sample.',
   fields: (t) => ({
-    url: t.string({ description: 'Where to download it; the name is unguessable.', resolve: (i, _, ctx) => imageUrl(ctx, i) }),
+    url: t.string({
+      description: 'Where to download it; the name is unguessable. A presigned URL expires, as downloadUrls do.',
+      resolve: (i, _, ctx) => ctx.links.url(i.name, ctx.publicBaseUrl),
+    }),
     contentType: t.exposeString('contentType', { description: 'The MIME type, for example image/png.' }),
     nsfw: t.exposeBoolean('nsfw', {
       nullable: true,
@@ -142,8 +143,9 @@ export const JobType = builder.objectRef<Job>('Job').implement({
       resolve: (j, _, ctx) => ctx.jobs.queuePosition(j),
     }),
     downloadUrls: t.stringList({
-      description: 'One URL per sample once SUCCESS; empty before. Served by this server; they do not expire.',
-      resolve: (j, _, ctx) => j.images.map((i) => imageUrl(ctx, i)),
+      description:
+        'One URL per sample once SUCCESS; empty before. Served by this server, where they do not expire; or, when the server is set up for presigned URLs, straight from its bucket, valid for a while (ask the job again for fresh ones).',
+      resolve: (j, _, ctx) => ctx.links.urls(j.images, ctx.publicBaseUrl),
     }),
     images: t.field({
       type: [JobImageType],

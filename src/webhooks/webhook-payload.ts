@@ -23,6 +23,8 @@ export function webhookBody(deliveryId: string, job: Job, publicBaseUrl: string)
       id: job.id,
       mode: job.mode,
       status: job.status,
+      // This server's URLs even with IMAGE_URLS=presigned: a delivery is stored and retried for
+      // hours, longer than a presigned URL lives, and any replica serves these from the store.
       download_urls: job.images.map((i) => `${publicBaseUrl}/images/${i.name}`),
       nsfw: job.images.map((i) => i.nsfw),
       seed: job.params.seed,

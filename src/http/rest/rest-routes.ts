@@ -7,6 +7,7 @@ import { InputValidationError, type FieldIssue } from '../../generation/input.js
 import type { Job } from '../../jobs/job.js';
 import type { JobMode } from '../../generation/request.js';
 import type { JobService } from '../../jobs/job-service.js';
+import type { ImageLinks } from '../../images/image-links.js';
 import { fromRestRequestBody, toRestFieldName } from './rest-mapping.js';
 
 /**
@@ -27,6 +28,8 @@ export interface RestDeps {
   jobs: JobService;
   authenticate: (key: string) => Principal | null;
   publicBaseUrl: (req: IncomingMessage) => string;
+  /** download_urls: through publicBaseUrl, or presigned (IMAGE_URLS). */
+  links: ImageLinks;
   /** init_image and mask_image may be data: URLs, so bodies can be large, but not unbounded. */
   maxBodyBytes: number;
 }
@@ -57,7 +60,7 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
       const job = await deps.jobs.create(principal, mode, fromRestRequestBody(body), {
         idempotencyKey: headerValue(req, 'idempotency-key'),
       });
-      return send(res, 200, describe(job, deps.publicBaseUrl(req), await deps.jobs.queuePosition(job)));
+      return send(res, 200, describe(job, await deps.links.urls(job.images, deps.publicBaseUrl(req)), await deps.jobs.queuePosition(job)));
     }
     const id = decodePathSegment(status![2]!);
     // A malformed escape cannot name any job: the same answer as an unknown id.
@@ -66,7 +69,7 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
     // preview=1 (an extension, for gateways): the newest live preview since the last such poll.
     const preview = PREVIEW_ASKED.test(url.searchParams.get('preview') ?? '') ? deps.jobs.pollPreview(job) : undefined;
     return send(res, 200, {
-      ...describe(job, deps.publicBaseUrl(req), await deps.jobs.queuePosition(job)),
+      ...describe(job, await deps.links.urls(job.images, deps.publicBaseUrl(req)), await deps.jobs.queuePosition(job)),
       ...(preview ? { preview } : {}),
     });
   } catch (err) {
@@ -85,8 +88,8 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
   }
 }
 
-/** The contract's reply for a job: PENDING (+ progress extras), SUCCESS (+ download_urls) or FAILURE. */
-export function describe(job: Job, baseUrl: string, queuePosition: number | null): Record<string, unknown> {
+/** The contract's reply for a job: PENDING (+ progress extras), SUCCESS (+ download_urls, one per image) or FAILURE. */
+export function describe(job: Job, downloadUrls: readonly string[], queuePosition: number | null): Record<string, unknown> {
   switch (job.status) {
     case 'PENDING':
     case 'PROCESSING': {
@@ -107,7 +110,7 @@ export function describe(job: Job, baseUrl: string, queuePosition: number | null
       return {
         status: 'SUCCESS',
         id: job.id,
-        download_urls: job.images.map((i) => `${baseUrl}/images/${i.name}`),
+        download_urls: downloadUrls,
         nsfw: job.images.map((i) => i.nsfw ?? false),
         seed: job.params.seed,
       };
