@@ -79,10 +79,14 @@ describe('GraphiQL in a browser', { timeout: 120_000 }, () => {
     await expect.poll(() => response(), { timeout: 30_000 }).toMatch(/"id":/);
     const id = /"id": "([^"]+)"/.exec(await response())![1]!;
 
+    // Over the WebSocket, not HTTP (where a finished job's snapshot alone would also read SUCCESS).
+    const sockets: string[] = [];
+    page.on('websocket', (ws) => sockets.push(ws.url()));
     await run(`subscription { jobStatus(id: "${id}") { id status progress { step totalSteps } downloadUrls } }`);
     await expect.poll(() => response(), { timeout: 60_000 }).toMatch(/"status":\s*"SUCCESS"/);
     const final = await response();
     expect(final).toContain(id);
     expect(final).toMatch(/\/images\//);
+    expect(sockets.some((url) => url.startsWith(server.url.replace(/^http/, 'ws')))).toBe(true);
   });
 });

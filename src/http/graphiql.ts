@@ -34,14 +34,28 @@ const FETCHER = /* js */ `
     }
     return client;
   }
-  function operationType(params, documentAST) {
-    var operations = ((documentAST && documentAST.definitions) || []).filter(function (d) { return d.kind === 'OperationDefinition'; });
-    var chosen = operations.find(function (o) { return params.operationName ? o.name && o.name.value === params.operationName : true; });
-    return chosen ? chosen.operation : 'query';
+  // From the text being sent, not GraphiQL's documentAST: on a busy page that can still be the
+  // previous document's, which sent a subscription over HTTP (seen in the browser test).
+  function operationType(params) {
+    var text = String(params.query || '').replace(/"""[\\s\\S]*?"""|"(?:[^"\\\\\\n]|\\\\.)*"|#[^\\n]*/g, ' ');
+    // Top-level words only (outside every brace and parenthesis): the operations' keywords and names.
+    var depth = 0, top = '';
+    for (var i = 0; i < text.length; i++) {
+      var c = text[i];
+      if (c === '{' || c === '(') { depth++; top += ' '; } else if (c === '}' || c === ')') { depth--; top += ' '; } else top += depth === 0 ? c : ' ';
+    }
+    var re = /\\b(query|mutation|subscription|fragment)\\b\\s*([_A-Za-z][_0-9A-Za-z]*)?/g;
+    var first = null;
+    for (var m = re.exec(top); m; m = re.exec(top)) {
+      if (m[1] === 'fragment') continue;
+      if (!params.operationName || m[2] === params.operationName) return m[1];
+      first = first || m[1];
+    }
+    return first || 'query';
   }
   window.graphiqlFetcher = function (params, options) {
     var headers = (options && options.headers) || {};
-    if (operationType(params, options && options.documentAST) === 'subscription') {
+    if (operationType(params) === 'subscription') {
       return socketFor(keyOf(headers)).iterate({ query: params.query, variables: params.variables, operationName: params.operationName });
     }
     return fetch(endpoint, {
