@@ -44,6 +44,28 @@ const allowHosts = z
     return hosts;
   })
   .default([]);
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/**
+ * A duration as operators write it: a whole number with a unit (500ms, 90s, 90m, 12h, 30d, 2w),
+ * or a bare number of seconds. Returns milliseconds; null when the text is not one.
+ */
+export function parseDuration(text: string): number | null {
+  const match = /^(\d{1,12})\s*(ms|s|m|h|d|w)?$/.exec(text.trim().toLowerCase());
+  if (!match) return null;
+  const ms = Number(match[1]) * DURATION_UNITS_MS[match[2] ?? 's']!;
+  return Number.isSafeInteger(ms) ? ms : null;
+}
+
+const duration = z.string().transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === null) {
+    ctx.addIssue({ code: 'custom', message: 'must be a duration: a whole number with a unit (90m, 12h, 30d, 2w), or seconds' });
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const optionalUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional();
 
 const envSchema = z
@@ -53,6 +75,17 @@ const envSchema = z
     DATA_DIR: z.string().min(1).default('./data'),
     PUBLIC_URL: optionalUrl,
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+    /** How long finished jobs (with their images and webhook deliveries) are kept; 0: forever. */
+    JOB_RETENTION: duration.default(30 * 86_400_000),
+    RETENTION_SWEEP_INTERVAL: duration
+      .pipe(
+        z
+          .number()
+          .min(1_000, 'must be at least 1s')
+          .max(2 ** 31 - 1, 'must be at most 24d'),
+      )
+      .default(3_600_000),
     ENGINE: z.enum(['local', 'imagepipeline']).default('local'),
     MODELS_DIR: z.string().min(1).optional(),
     LOCAL_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
@@ -142,6 +175,13 @@ export interface Config {
   /** Base for absolute download URLs; when absent, taken from each request's Host header. */
   publicUrl: string | undefined;
   logLevel: Env['LOG_LEVEL'];
+  logFormat: Env['LOG_FORMAT'];
+  retention: {
+    /** Finished jobs older than this (by their end) are deleted; 0 keeps every job. */
+    maxAgeMs: number;
+    /** How often the sweep runs (the first time shortly after start). */
+    sweepIntervalMs: number;
+  };
   sqliteSynchronous: Env['SQLITE_SYNCHRONOUS'];
   graphiql: boolean;
   studio: boolean;
@@ -240,6 +280,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: path.resolve(e.DATA_DIR),
     publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
+    retention: { maxAgeMs: e.JOB_RETENTION, sweepIntervalMs: e.RETENTION_SWEEP_INTERVAL },
     sqliteSynchronous: e.SQLITE_SYNCHRONOUS,
     graphiql: e.GRAPHIQL,
     studio: e.STUDIO,

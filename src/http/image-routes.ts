@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import type { LocalImageStore } from '../images/image-store.js';
+import type { ImageStore } from '../images/image-store.js';
 
 export const IMAGES_PATH = '/images/';
 
@@ -8,7 +8,7 @@ export const IMAGES_PATH = '/images/';
  * Serves stored images. No API key: the unguessable name is the capability, as with the
  * contract's download_urls, so the URLs work in <img> tags and plain downloads.
  */
-export async function serveImage(store: LocalImageStore, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function serveImage(store: ImageStore, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { allow: 'GET, HEAD' }).end();
     return;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { EXTENSION_BY_TYPE } from './sniff.js';
@@ -15,10 +15,26 @@ export interface StoredImage {
 }
 
 /**
+ * Where generated images live. The local folder below is one; an object store (S3) is another.
+ * Names are chosen by the store and unguessable: a name is the capability to read its image.
+ */
+export interface ImageStore {
+  /** Writes an image under a new name; durable once this resolves. */
+  put(data: Buffer, contentType: string): Promise<StoredImage>;
+  /** Opens a stored image by name; null for names that are malformed or absent. */
+  open(name: string): Promise<{ stream: Readable; size: number; contentType: string } | null>;
+  exists(name: string): Promise<boolean>;
+  /** Removes an image; a name that is absent (or not one of this store's) is not an error. */
+  delete(name: string): Promise<void>;
+  /** Resolves while the store answers and takes writes (for /readyz); rejects with the reason otherwise. */
+  ping(): Promise<void>;
+}
+
+/**
  * Generated images on the local disk under DATA_DIR/images, named unguessably. Writes are
  * atomic (temp file, fsync, rename) so a crash never leaves a half image under a real name.
  */
-export class LocalImageStore {
+export class LocalImageStore implements ImageStore {
   readonly dir: string;
 
   constructor(dataDir: string) {
@@ -75,6 +91,21 @@ export class LocalImageStore {
       return { stream: createReadStream(file), size: info.size, contentType: TYPE_BY_EXTENSION[match[1]!]! };
     } catch {
       return null;
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    if (!NAME_PATTERN.test(name)) return;
+    await rm(path.join(this.dir, name), { force: true });
+  }
+
+  /** Writes and removes a small file: the folder exists and takes writes (init() clears a left-over probe). */
+  async ping(): Promise<void> {
+    const probe = path.join(this.dir, `.ping-${randomBytes(8).toString('hex')}.tmp`);
+    try {
+      await writeFile(probe, 'ok');
+    } finally {
+      await rm(probe, { force: true }).catch(() => {});
     }
   }
 
