@@ -108,7 +108,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   metrics.sample('queueDepth', () => runner.queueDepth());
   metrics.sample('jobsTracked', () => runner.trackedCount());
   metrics.sample('jobSubscriptions', () => events.listenerCount());
-  if (engine.previewsMade) metrics.sample('previews', () => engine.previewsMade?.() ?? 0);
+  metrics.sample('previews', () => engine.previewsMade?.() ?? 0);
 
   const retention = new RetentionSweeper(
     { store: retentionStore, images, lock: new InProcessLock(), logger, metrics, clock },
