@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CancelJobDocument, JobStatusDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
+import { loadConfig } from '../src/config.js';
 import { createLogger, jobLogger } from '../src/logger.js';
 import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
 
@@ -113,6 +114,9 @@ describe('log format', () => {
   };
 
   it('JSON when not on a terminal, or when asked; pretty on a terminal, or when asked', () => {
+    expect(loadConfig({}).logFormat).toBe('auto');
+    expect(loadConfig({ LOG_FORMAT: 'json' }).logFormat).toBe('json');
+    expect(() => loadConfig({ LOG_FORMAT: 'xml' })).toThrow(/LOG_FORMAT/);
     for (const text of [lineOf('auto', false), lineOf('json', true)]) {
       expect(JSON.parse(text)).toMatchObject({ level: 30, msg: 'job finished', jobId: 'job-123', status: 'SUCCESS' });
     }
