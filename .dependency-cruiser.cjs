@@ -8,6 +8,7 @@ const LAYERS = [
   'logger.ts',
   'retry', // back-off
   'concurrency', // bounded background tasks
+  'metrics', // what is measured (prom-client definitions, one registry per app)
   'diffusion', // the SD 1.5 core: imports nothing else of src/
   'net',
   'storage',
@@ -24,6 +25,7 @@ const LAYERS = [
   'jobs',
   'runner',
   'webhooks',
+  'retention', // the sweep of old jobs and orphan images, and the lock that keeps it to one process
   'schema',
   'http', // routing, GraphQL over HTTP and WebSocket, REST, images, GraphiQL, request limits
   'app.ts', // the wiring: buildApp() owns every part's start and stop

@@ -4,21 +4,28 @@ import type { Config } from './config.js';
 import { CatalogueService } from './engines/catalogue-service.js';
 import { createEngine } from './engines/create-engine.js';
 import { createGraphQL, GRAPHQL_PATH } from './http/graphql.js';
+import { createReadiness } from './http/health.js';
 import { createHttpServer } from './http/server.js';
 import { checkDataUrl } from './images/fetch-image.js';
 import { ImageLinks } from './images/image-links.js';
 import { createImageStore } from './images/image-store-url.js';
 import { InProcessJobEvents } from './jobs/job-events.js';
+import { JobMetrics } from './jobs/job-metrics.js';
 import { JobService } from './jobs/job-service.js';
 import { SqliteJobStore } from './jobs/job-store.js';
 import { JobUpdater } from './jobs/job-updater.js';
 import { JobAdmission } from './limits/job-admission.js';
-import { createLogger, type Logger } from './logger.js';
+import { createLogger, jobLogger, type Logger } from './logger.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { parseAllowHosts } from './net/address-policy.js';
 import { checkOutboundUrl, outboundRefusal } from './net/guarded-agent.js';
+import { RetentionSweeper } from './retention/retention-sweeper.js';
+import { InProcessLock } from './retention/sweep-lock.js';
+import { SqliteRetentionStore } from './retention/sqlite-retention-store.js';
 import { InProcessRunner } from './runner/in-process-runner.js';
 import { openDatabase, WalSync } from './storage/sqlite.js';
 import { createWebhooks } from './webhooks/create-webhooks.js';
+import type { DestinationStream } from 'pino';
 
 export interface App {
   /** Listens, resumes unfinished jobs; resolves to the base URL. */
@@ -28,16 +35,31 @@ export interface App {
   /** The API keys (main.ts makes the first one). */
   readonly keys: SqliteKeyStore;
   readonly logger: Logger;
+  /** This app's metrics (its own registry, served at GET /metrics). */
+  readonly metrics: Metrics;
+  /** The periodic deletion of old jobs and orphan images (sweep() runs one now). */
+  readonly retention: RetentionSweeper;
+}
+
+export interface AppOptions {
+  /** The time jobs are stamped with and retention measures by (tests move it on instead of waiting). */
+  clock?: () => number;
+  /** Where log lines go instead of stdout (tests read them). */
+  logDestination?: DestinationStream;
 }
 
 /** Wires the whole server. Owns every socket, timer and handle it opens; stop() releases them all. */
-export async function buildApp(config: Config): Promise<App> {
-  const logger = createLogger(config.logLevel);
+export async function buildApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const clock = options.clock ?? Date.now;
+  const now = () => new Date(clock());
+  const logger = createLogger(config.logLevel, { format: config.logFormat, destination: options.logDestination });
+  const metrics = createMetrics();
   const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
   const db = openDatabase(dbFile);
   const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
   const keys = new SqliteKeyStore(db, walSync);
   const store = new SqliteJobStore(db, walSync);
+  const retentionStore = new SqliteRetentionStore(db, walSync, clock);
   const events = new InProcessJobEvents();
   const images = createImageStore(config.imageStore);
   try {
@@ -49,7 +71,9 @@ export async function buildApp(config: Config): Promise<App> {
   const links = new ImageLinks(images, config.imageUrls);
   const engine = await createEngine(config.engine, logger);
   const upstreamKeys = config.engine.kind === 'imagepipeline' ? config.engine.workers.flatMap((w) => (w.apiKey ? [w.apiKey] : [])) : [];
-  const updater = new JobUpdater(store, events, images, logger, upstreamKeys);
+  const updater = new JobUpdater({ store, events, images, logger, ledger: retentionStore, secrets: upstreamKeys, now });
+  const jobMetrics = new JobMetrics(metrics, clock);
+  updater.onChange((before, after) => jobMetrics.changed(before, after));
   const runner = new InProcessRunner(
     engine,
     store,
@@ -71,7 +95,7 @@ export async function buildApp(config: Config): Promise<App> {
     logger,
   });
   updater.onFinished((job) => {
-    webhooks.deliverer.jobFinished(job).catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
+    webhooks.deliverer.jobFinished(job).catch((err: unknown) => jobLogger(logger, job.id).error({ err }, 'could not queue the webhook'));
   });
   const imageAllow = parseAllowHosts(config.imageFetchAllowHosts);
   // What can be judged when the request arrives (a data: URL's bytes are in it); names that
@@ -84,27 +108,31 @@ export async function buildApp(config: Config): Promise<App> {
         ? checkDataUrl(url, imageLimits)
         : outboundRefusal(checkOutboundUrl(url, imageAllow)),
   };
-  const jobs = new JobService({ store, events, engine, runner, admission, outboundUrls, logger });
+  const jobs = new JobService({ store, events, engine, runner, admission, outboundUrls, logger, now });
+  jobs.onCreated((job) => jobMetrics.created(job));
   const models = new CatalogueService(engine);
 
-  const yoga = createGraphQL({ config, logger, keys, jobs, models, links });
-  const gauges = [
-    { name: 'sd_jobs_tracked', help: 'Jobs the runner follows on their engine now.', value: () => runner.trackedCount() },
-    { name: 'sd_job_subscriptions', help: 'Open jobStatus subscriptions (job event listeners).', value: () => events.listenerCount() },
-    {
-      name: 'sd_previews_total',
-      help: 'Live previews made by this engine (only while a jobStatus subscriber selects progress.preview).',
-      type: 'counter' as const,
-      value: () => engine.previewsMade?.() ?? 0,
-    },
-  ];
-  const http = createHttpServer({ config, logger, yoga, keys, jobs, images, links, gauges });
+  metrics.sample('queueDepth', () => runner.queueDepth());
+  metrics.sample('jobsTracked', () => runner.trackedCount());
+  metrics.sample('jobSubscriptions', () => events.listenerCount());
+  metrics.sample('previews', () => engine.previewsMade?.() ?? 0);
+
+  const retention = new RetentionSweeper(
+    { store: retentionStore, images, lock: new InProcessLock(), logger, metrics, clock },
+    { maxAgeMs: config.retention.maxAgeMs, sweepIntervalMs: config.retention.sweepIntervalMs },
+  );
+  const readiness = createReadiness({ database: () => store.ping(), images: () => images.ping() }, logger);
+
+  const yoga = createGraphQL({ config, logger, keys, jobs, models, links, metrics });
+  const http = createHttpServer({ config, logger, yoga, keys, jobs, images, links, metrics, readiness });
 
   let stopping: Promise<void> | null = null;
 
   return {
     keys,
     logger,
+    metrics,
+    retention,
 
     async start() {
       const url = await http.listen();
@@ -112,6 +140,7 @@ export async function buildApp(config: Config): Promise<App> {
       const active = await runner.start();
       for (const job of active) admission.started(job.ownerId, job.id);
       await webhooks.deliverer.start();
+      retention.start();
       logger.info({ url: `${url}${GRAPHQL_PATH}`, resumedJobs: active.length, engine: engine.name }, 'server listening');
       return url;
     },
@@ -123,7 +152,7 @@ export async function buildApp(config: Config): Promise<App> {
         // Engine calls in flight get the grace period; past it their jobs are simply resumed on the next start.
         let graceTimer: NodeJS.Timeout | undefined;
         await Promise.race([
-          Promise.all([runner.stop(), webhooks.deliverer.stop()]),
+          Promise.all([runner.stop(), webhooks.deliverer.stop(), retention.stop()]),
           new Promise((resolve) => (graceTimer = setTimeout(resolve, config.shutdownGraceMs))),
         ]);
         clearTimeout(graceTimer);
@@ -132,7 +161,7 @@ export async function buildApp(config: Config): Promise<App> {
         logger.debug('stop: http closed');
         await Promise.all([engine.close(), webhooks.close()]);
         images.close();
-        await store.flush();
+        await Promise.all([store.flush(), retentionStore.flush()]);
         db.pragma('wal_checkpoint(TRUNCATE)');
         walSync.close();
         db.close();

@@ -47,15 +47,52 @@ const allowHosts = z
     return hosts;
   })
   .default([]);
-/** A duration in whole seconds: "3600", "90s", "15m", "1h" or "7d". */
-const durationSeconds = z.string().transform((value, ctx) => {
-  const match = /^(\d+)\s*(s|m|h|d)?$/.exec(value.trim());
-  if (!match) {
-    ctx.addIssue({ code: 'custom', message: 'must be a duration such as 3600, 90s, 15m, 1h or 7d' });
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/**
+ * A duration as operators write it: a whole number with a unit (500ms, 90s, 15m, 12h, 30d, 2w),
+ * or a bare number of seconds. Returns milliseconds; null when the text is not one. The one
+ * parser of JOB_RETENTION, RETENTION_SWEEP_INTERVAL and IMAGE_URL_TTL.
+ */
+export function parseDuration(text: string): number | null {
+  const match = /^(\d{1,12})\s*(ms|s|m|h|d|w)?$/.exec(text.trim().toLowerCase());
+  if (!match) return null;
+  const ms = Number(match[1]) * DURATION_UNITS_MS[match[2] ?? 's']!;
+  return Number.isSafeInteger(ms) ? ms : null;
+}
+
+const DURATION_EXPECTED = 'must be a duration such as 3600, 90s, 15m, 12h, 30d or 2w (a bare number is seconds)';
+
+/** A duration in milliseconds. */
+const duration = z.string().transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === null) {
+    ctx.addIssue({ code: 'custom', message: DURATION_EXPECTED });
     return z.NEVER;
   }
-  return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[(match[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
+  return ms;
 });
+
+/** A duration in whole seconds, between min and max seconds (a presigned URL's lifetime). */
+const durationSeconds = (min: number, max: number, range: string) =>
+  z.string().transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === null) {
+      ctx.addIssue({ code: 'custom', message: DURATION_EXPECTED });
+      return z.NEVER;
+    }
+    if (ms % 1000 !== 0) {
+      ctx.addIssue({ code: 'custom', message: 'must be a whole number of seconds' });
+      return z.NEVER;
+    }
+    const seconds = ms / 1000;
+    if (seconds < min || seconds > max) {
+      ctx.addIssue({ code: 'custom', message: range });
+      return z.NEVER;
+    }
+    return seconds;
+  });
+
 const imageStoreUrl = z.string().transform((value, ctx): ImageStoreUrl => {
   try {
     return parseImageStoreUrl(value);
@@ -64,6 +101,7 @@ const imageStoreUrl = z.string().transform((value, ctx): ImageStoreUrl => {
     return z.NEVER;
   }
 });
+
 const optionalUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional();
 
 const envSchema = z
@@ -73,6 +111,17 @@ const envSchema = z
     DATA_DIR: z.string().min(1).default('./data'),
     PUBLIC_URL: optionalUrl,
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+    /** How long finished jobs (with their images and webhook deliveries) are kept; 0: forever. */
+    JOB_RETENTION: duration.default(30 * 86_400_000),
+    RETENTION_SWEEP_INTERVAL: duration
+      .pipe(
+        z
+          .number()
+          .min(1_000, 'must be at least 1s')
+          .max(2 ** 31 - 1, 'must be at most 24d'),
+      )
+      .default(3_600_000),
     ENGINE: z.enum(['local', 'imagepipeline']).default('local'),
     MODELS_DIR: z.string().min(1).optional(),
     LOCAL_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
@@ -148,9 +197,7 @@ const envSchema = z
     /** file:///path (default: DATA_DIR/images) or s3://bucket/prefix. */
     IMAGE_STORE_URL: imageStoreUrl.optional(),
     IMAGE_URLS: z.enum(['proxied', 'presigned']).default('proxied'),
-    IMAGE_URL_TTL: durationSeconds
-      .refine((s) => s >= 1 && s <= MAX_PRESIGN_SECONDS, 'must be between 1 second and 7 days (the most S3 signs for)')
-      .default(3600),
+    IMAGE_URL_TTL: durationSeconds(1, MAX_PRESIGN_SECONDS, 'must be between 1 second and 7 days (the most S3 signs for)').default(3600),
     // The AWS SDK's standard variables, read here so they are checked with the rest; what is
     // unset is left to the SDK's own chain (profiles, web identity, instance roles).
     AWS_REGION: z.string().min(1).optional(),
@@ -189,6 +236,13 @@ export interface Config {
   /** Base for absolute download URLs; when absent, taken from each request's Host header. */
   publicUrl: string | undefined;
   logLevel: Env['LOG_LEVEL'];
+  logFormat: Env['LOG_FORMAT'];
+  retention: {
+    /** Finished jobs older than this (by their end) are deleted; 0 keeps every job. */
+    maxAgeMs: number;
+    /** How often the sweep runs (the first time shortly after start). */
+    sweepIntervalMs: number;
+  };
   sqliteSynchronous: Env['SQLITE_SYNCHRONOUS'];
   graphiql: boolean;
   studio: boolean;
@@ -295,6 +349,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: path.resolve(e.DATA_DIR),
     publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
+    retention: { maxAgeMs: e.JOB_RETENTION, sweepIntervalMs: e.RETENTION_SWEEP_INTERVAL },
     sqliteSynchronous: e.SQLITE_SYNCHRONOUS,
     graphiql: e.GRAPHIQL,
     studio: e.STUDIO,

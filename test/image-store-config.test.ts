@@ -78,6 +78,8 @@ describe('IMAGE_STORE_URL and IMAGE_URLS', () => {
       ['15m', 900],
       ['2h', 7200],
       ['7d', 604_800],
+      ['1w', 604_800],
+      ['5000ms', 5],
     ] as const) {
       expect(loadConfig({ IMAGE_STORE_URL: 's3://b1c', IMAGE_URLS: 'presigned', IMAGE_URL_TTL: ttl }).imageUrls).toEqual({
         kind: 'presigned',
@@ -121,12 +123,13 @@ describe('IMAGE_STORE_URL and IMAGE_URLS', () => {
     expect(problems({ IMAGE_URLS: 'presigned' })).toMatch(/^IMAGE_URLS: presigned URLs need an s3:\/\/ IMAGE_STORE_URL/);
     expect(problems({ IMAGE_STORE_URL: 'file:///x', IMAGE_URLS: 'presigned' })).toMatch(/^IMAGE_URLS: presigned URLs need an s3:\/\//);
     expect(problems({ IMAGE_URLS: 'public' })).toMatch(/^IMAGE_URLS: .*"public"/);
-    for (const ttl of ['forever', '1.5h', '-1', '1w']) {
+    for (const ttl of ['forever', '1.5h', '-1', '1y']) {
       expect(problems({ IMAGE_STORE_URL: 's3://b1c', IMAGE_URL_TTL: ttl }), ttl).toMatch(
         /^IMAGE_URL_TTL: must be a duration such as 3600, 90s/,
       );
     }
-    for (const ttl of ['0', '8d', '604801']) {
+    expect(problems({ IMAGE_STORE_URL: 's3://b1c', IMAGE_URL_TTL: '1500ms' })).toMatch(/^IMAGE_URL_TTL: must be a whole number of seconds/);
+    for (const ttl of ['0', '0s', '8d', '2w', '604801']) {
       expect(problems({ IMAGE_STORE_URL: 's3://b1c', IMAGE_URL_TTL: ttl }), ttl).toMatch(
         /^IMAGE_URL_TTL: must be between 1 second and 7 days/,
       );

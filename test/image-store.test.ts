@@ -139,7 +139,7 @@ describe.each(stores)('the image store contract: %s', (_, make) => {
   });
 
   it('answers a readiness check', async () => {
-    await expect(store.check()).resolves.toBeUndefined();
+    await expect(store.ping()).resolves.toBeUndefined();
   });
 });
 
@@ -265,6 +265,7 @@ describe('the job updater with a store that fails part-way', () => {
       status: 'PROCESSING',
       startedAt: new Date(),
       progress: null,
+      images: [],
       params: { numInferenceSteps: 2 },
     } as unknown as Job;
     let saved: Job = job;
@@ -272,7 +273,7 @@ describe('the job updater with a store that fails part-way', () => {
       update: (_: string, patch: JobPatch) => Promise.resolve((saved = { ...saved, ...patch })),
       get: () => Promise.resolve(saved),
     } as unknown as JobStore;
-    const updater = new JobUpdater(jobs, new InProcessJobEvents(), flaky, pino({ level: 'silent' }));
+    const updater = new JobUpdater({ store: jobs, events: new InProcessJobEvents(), images: flaky, logger: pino({ level: 'silent' }) });
     const image = { data: png(), contentType: 'image/png', nsfw: null };
     const after = await updater.applyEngineStatus(job, { state: 'SUCCESS', images: [image, image, image] });
     expect(after.status).toBe('FAILURE');

@@ -7,10 +7,12 @@ import type { CatalogueService } from '../engines/catalogue-service.js';
 import type { ImageLinks } from '../images/image-links.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { GraphQLContext } from '../schema/context.js';
 import { createErrorMasker } from '../schema/errors.js';
 import { schema } from '../schema/index.js';
 import { graphqlLimitPlugins } from './graphql-limits.js';
+import { useOperationMetrics } from './request-metrics.js';
 import { useRequireApiKey } from './require-api-key.js';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -29,10 +31,11 @@ export interface GraphQLDeps {
   jobs: JobService;
   models: CatalogueService;
   links: ImageLinks;
+  metrics: Metrics;
 }
 
 /** GraphQL over HTTP (and, through graphql-websocket.ts, over WebSocket): yoga with the schema, GraphiQL, key and limit plugins. */
-export function createGraphQL({ config, logger, keys, jobs, models, links }: GraphQLDeps) {
+export function createGraphQL({ config, logger, keys, jobs, models, links, metrics }: GraphQLDeps) {
   const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {
     if (!key) return { principal: null, authProblem: null };
     const principal = keys.authenticate(key);
@@ -53,7 +56,7 @@ export function createGraphQL({ config, logger, keys, jobs, models, links }: Gra
       error: (...args) => logger.debug(args.map(String).join(' ')),
     },
     maskedErrors: { maskError: createErrorMasker(logger) },
-    plugins: [useRequireApiKey(), ...graphqlLimitPlugins(config.graphqlLimits)],
+    plugins: [useOperationMetrics(metrics), useRequireApiKey(), ...graphqlLimitPlugins(config.graphqlLimits)],
     context: ({ request, connectionParams, wsBaseUrl }) => ({
       ...authenticate(connectionParams ? apiKeyFromConnectionParams(connectionParams) : apiKeyFromHeaders(request.headers)),
       jobs,

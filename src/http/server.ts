@@ -6,12 +6,15 @@ import type { ImageLinks } from '../images/image-links.js';
 import type { ImageStore } from '../images/image-store.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { bodyTooLarge } from './body-limit.js';
 import { GRAPHQL_PATH, type GraphQLHandler } from './graphql.js';
 import { createGraphQLWebSocketServer } from './graphql-websocket.js';
 import { IMAGES_PATH, serveImage } from './image-routes.js';
 import { createGraphiQLPage } from './graphiql.js';
-import { METRICS_PATH, renderMetrics, type Gauge } from './metrics.js';
+import { HEALTH_PATH, READY_PATH, serveHealth, serveReady, type Readiness } from './health.js';
+import { METRICS_PATH, serveMetrics } from './metrics.js';
+import { measureRequest } from './request-metrics.js';
 import { handleRest, REST_PREFIX } from './rest/rest-routes.js';
 import type { StaticAsset } from './static-asset.js';
 import { loadStudio } from './studio.js';
@@ -24,8 +27,10 @@ export interface HttpDeps {
   jobs: JobService;
   images: ImageStore;
   links: ImageLinks;
-  /** What GET /metrics reports (besides the open WebSocket connections, which this server knows). */
-  gauges: readonly Gauge[];
+  /** What GET /metrics reports; this server adds its requests and open WebSocket connections. */
+  metrics: Metrics;
+  /** What GET /readyz asks. */
+  readiness: Readiness;
 }
 
 export interface HttpServer {
@@ -37,8 +42,11 @@ export interface HttpServer {
   closeConnections(graceMs: number): Promise<void>;
 }
 
-/** One port: GraphQL over HTTP and WebSocket, GraphiQL, the web studio, the contract's REST API, images, /healthz, /metrics. */
-export function createHttpServer({ config, logger, yoga, keys, jobs, images, links, gauges }: HttpDeps): HttpServer {
+/** Route label of a REST path: the contract's two endpoints, with the mode and id as placeholders. */
+const REST_STATUS_ROUTE = /^\/sd\/[^/]+\/v1\/status\//;
+
+/** One port: GraphQL over HTTP and WebSocket, GraphiQL, the web studio, the contract's REST API, images, /healthz, /readyz, /metrics. */
+export function createHttpServer({ config, logger, yoga, keys, jobs, images, links, metrics, readiness }: HttpDeps): HttpServer {
   /** Base of absolute image URLs: PUBLIC_URL, or the Host the client used (node requests, and WebSocket upgrades). */
   const baseUrlOf = (req: IncomingMessage) => config.publicUrl ?? `http://${req.headers.host ?? `${config.host}:${config.port}`}`;
 
@@ -63,25 +71,41 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images, lin
     const path = url.split('?')[0]!;
     const asset = studio.get(path);
     if (asset) {
+      measureRequest(metrics, req, res, 'studio');
       void serveAsset(asset, req, res);
     } else if (graphiql && path === GRAPHQL_PATH && wantsPage(req)) {
+      measureRequest(metrics, req, res, 'graphiql');
       void serveAsset(graphiql, req, res);
     } else if (url.startsWith(IMAGES_PATH)) {
+      measureRequest(metrics, req, res, `${IMAGES_PATH}{name}`);
       serveImage(images, req, res, logger).catch((err: unknown) => {
         logger.error({ err }, 'serving an image failed');
         if (!res.headersSent) res.writeHead(500).end();
       });
     } else if (url.startsWith(REST_PREFIX)) {
+      measureRequest(metrics, req, res, REST_STATUS_ROUTE.test(path) ? '/sd/{mode}/v1/status/{id}' : '/sd/{mode}/v1');
       handleRest(restDeps, req, res).catch((err: unknown) => {
         logger.error({ err }, 'REST request failed');
         if (!res.headersSent)
           res.writeHead(500, { 'content-type': 'application/json' }).end('{"status":"FAILURE","error":"internal server error"}');
       });
-    } else if (url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-    } else if (url === METRICS_PATH && req.method === 'GET') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(renderMetrics([...gauges, sockets]));
+    } else if (path === HEALTH_PATH) {
+      measureRequest(metrics, req, res, HEALTH_PATH);
+      serveHealth(res);
+    } else if (path === READY_PATH) {
+      measureRequest(metrics, req, res, READY_PATH);
+      serveReady(readiness, req, res).catch((err: unknown) => {
+        logger.error({ err }, 'readiness check failed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+    } else if (path === METRICS_PATH) {
+      measureRequest(metrics, req, res, METRICS_PATH);
+      serveMetrics(metrics.registry, req, res).catch((err: unknown) => {
+        logger.error({ err }, 'collecting metrics failed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
     } else {
+      measureRequest(metrics, req, res, path === GRAPHQL_PATH ? GRAPHQL_PATH : 'other');
       const refusal = bodyTooLarge(req, config.maxRequestBodyBytes);
       if (refusal) {
         res.writeHead(refusal.status, { 'content-type': 'application/json', connection: 'close' });
@@ -100,11 +124,7 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images, lin
     options: { path: GRAPHQL_PATH, ...config.websocket },
     logger,
   });
-  const sockets: Gauge = {
-    name: 'sd_websocket_connections',
-    help: 'Open GraphQL WebSocket connections.',
-    value: () => websocket.socketCount(),
-  };
+  metrics.sample('websocketConnections', () => websocket.socketCount());
 
   let listening = false;
   let closed: Promise<void> = Promise.resolve();
@@ -125,6 +145,7 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images, lin
     },
 
     async closeSockets() {
+      readiness.stopping();
       closed = listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
       await websocket.close();
     },

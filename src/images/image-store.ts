@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, constants, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Readable } from 'node:stream';
@@ -37,8 +37,8 @@ export interface ImageStore {
   readonly location: string;
   /** Prepares the store at start (creates the folder, checks the bucket); throws if it cannot be used. */
   init(): Promise<void>;
-  /** Whether the store answers now (for readiness); throws with the reason if not. */
-  check(): Promise<void>;
+  /** Resolves while the store answers (for /readyz: a folder that takes writes, a bucket that answers); rejects with the reason otherwise. */
+  ping(): Promise<void>;
   /** Stores the bytes durably under a new name; resolves once they are safe. */
   put(data: Buffer, contentType: string): Promise<StoredImage>;
   /** Opens a stored image by name for streaming; null for names that are malformed or absent. */
@@ -91,10 +91,14 @@ export class LocalImageStore implements ImageStore {
     }
   }
 
-  async check(): Promise<void> {
-    const info = await stat(this.dir);
-    if (!info.isDirectory()) throw new Error(`${this.dir} is not a folder`);
-    await access(this.dir, constants.W_OK);
+  /** Writes and removes a small file: the folder exists and takes writes (init() clears a left-over probe). */
+  async ping(): Promise<void> {
+    const probe = path.join(this.dir, `.ping-${randomBytes(8).toString('hex')}.tmp`);
+    try {
+      await writeFile(probe, 'ok');
+    } finally {
+      await rm(probe, { force: true }).catch(() => {});
+    }
   }
 
   async put(data: Buffer, contentType: string): Promise<StoredImage> {

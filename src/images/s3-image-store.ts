@@ -70,10 +70,11 @@ export class S3ImageStore implements ImageStore {
   }
 
   async init(): Promise<void> {
-    await this.check();
+    await this.ping();
   }
 
-  async check(): Promise<void> {
+  /** HEAD on the bucket: it exists and these credentials reach it. */
+  async ping(): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.s3.bucket }));
     } catch (err) {

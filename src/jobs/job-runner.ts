@@ -28,4 +28,6 @@ export interface JobRunner {
    * does, the engine is asked for previews (which arrive as published progress events).
    */
   watchPreview(jobId: string): () => void;
+  /** Jobs accepted and not started yet, as this runner knows them (the queue depth, for metrics). */
+  queueDepth(): Promise<number>;
 }

@@ -1,5 +1,5 @@
 import { randomInt, randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
+import { jobLogger, type Logger } from '../logger.js';
 import type { Principal } from '../auth/api-key.js';
 import { PREVIEW_LEASE_MS, type Engine } from '../engines/engine.js';
 import { ApiError, notFound } from '../errors.js';
@@ -30,6 +30,7 @@ export const MAX_PAGE_SIZE = 100;
  */
 export class JobService {
   private readonly previews: PreviewLeases;
+  private readonly createdListeners: ((job: Job) => void)[] = [];
 
   constructor(
     private readonly deps: {
@@ -41,6 +42,7 @@ export class JobService {
       /** What is wrong with a URL, as far as can be judged now (scheme, private IP literals, a data: URL's bytes); null: fine. */
       outboundUrls: { webhook: (url: string) => string | null; image: (url: string) => Promise<string | null> };
       logger: Logger;
+      now?: () => Date;
     },
   ) {
     this.previews = new PreviewLeases(deps.runner, deps.events, PREVIEW_LEASE_MS);
@@ -103,7 +105,7 @@ export class JobService {
       images: [],
       error: null,
       version: 1,
-      createdAt: new Date(),
+      createdAt: this.deps.now?.() ?? new Date(),
       startedAt: null,
       finishedAt: null,
     };
@@ -127,8 +129,15 @@ export class JobService {
       throw err;
     }
     this.deps.admission.started(job.ownerId, job.id);
+    jobLogger(this.deps.logger, job.id).info({ mode, keyId: job.ownerId, webhook: webhookUrl !== null }, 'job created');
+    for (const listener of this.createdListeners) listener(job);
     await this.deps.runner.enqueue(job);
     return job;
+  }
+
+  /** Called with each job once it is persisted (metrics). */
+  onCreated(listener: (job: Job) => void): void {
+    this.createdListeners.push(listener);
   }
 
   /** The job made earlier with this idempotency key; refuses a different request under the same key. */

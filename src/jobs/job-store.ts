@@ -27,6 +27,8 @@ export interface JobStore {
   listForOwner(ownerId: string, query: JobListQuery): Promise<JobPage>;
   /** PENDING and PROCESSING jobs, oldest first: what the runner resumes after a restart. */
   listActive(): Promise<Job[]>;
+  /** Resolves while the database answers (for /readyz); rejects with the reason otherwise. */
+  ping(): Promise<void>;
 }
 
 export interface JobListQuery {
@@ -146,6 +148,7 @@ export class SqliteJobStore implements JobStore {
   private readonly getStmt;
   private readonly activeStmt;
   private readonly byIdempotencyStmt;
+  private readonly pingStmt;
   private readonly updateStmts = new Map<string, ReturnType<SqliteDatabase['prepare']>>();
   /** At most 8 shapes (after x status filter x mode filter), so the cache stays tiny. */
   private readonly listStmts = new Map<string, Database.Statement<Record<string, unknown>, JobRow>>();
@@ -166,6 +169,7 @@ export class SqliteJobStore implements JobStore {
     this.byIdempotencyStmt = db.prepare<[string, string], JobRow>('SELECT * FROM jobs WHERE owner_id = ? AND idempotency_key = ?');
     this.getStmt = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?');
     this.activeStmt = db.prepare<[], JobRow>(`SELECT * FROM jobs WHERE status IN ('PENDING', 'PROCESSING') ORDER BY seq`);
+    this.pingStmt = db.prepare('SELECT 1');
   }
 
   async insert(job: Job, idempotency?: IdempotencyRecord): Promise<void> {
@@ -247,6 +251,12 @@ export class SqliteJobStore implements JobStore {
 
   async listActive(): Promise<Job[]> {
     return this.activeStmt.all().map(fromRow);
+  }
+
+  async ping(): Promise<void> {
+    if (!this.db.open) throw Object.assign(new Error('the database is closed'), { code: 'DATABASE_CLOSED' });
+    // A broken connection or file throws here, with SQLite's code.
+    this.pingStmt.get();
   }
 
   /** Commits and syncs queued writes now (before the database closes). */

@@ -1,6 +1,7 @@
-import type { Logger } from 'pino';
+import { jobLogger, type Logger } from '../logger.js';
 import type { EngineStatus } from '../engines/engine.js';
 import type { ImageStore } from '../images/image-store.js';
+import type { ImageLedger } from './image-ledger.js';
 import { isTerminal, type Job, type JobImage, type JobPatch } from './job.js';
 import { JobErrorCode } from '../generation/request.js';
 import type { JobEvents } from './job-events.js';
@@ -10,20 +11,41 @@ import { cleanErrorMessage, errorReason, failurePatch, patchFromEngineStatus, re
 /**
  * The one place where job state changes: persist first, then publish, so a subscriber never
  * sees a state the store could lose. Results are written to the image store before the job is
- * marked SUCCESS, so SUCCESS always means every image is stored (on disk, or in the bucket).
+ * marked SUCCESS, so SUCCESS always means every image is stored (on disk, or in the bucket); the
+ * ledger notes each image written, so those of a job that never commits them can be found and removed.
  */
+export interface JobUpdaterDeps {
+  store: JobStore;
+  events: JobEvents;
+  images: ImageStore;
+  logger: Logger;
+  /** Where written images are noted before SUCCESS commits; without one, orphans are not tracked. */
+  ledger?: ImageLedger;
+  /** Secrets that must never reach a stored error message (upstream API keys). */
+  secrets?: readonly string[];
+  now?: () => Date;
+}
+
 export class JobUpdater {
   private readonly finishedListeners: ((job: Job) => void)[] = [];
+  private readonly changeListeners: ((before: Job, after: Job) => void)[] = [];
+  private readonly store: JobStore;
+  private readonly events: JobEvents;
+  private readonly images: ImageStore;
+  private readonly logger: Logger;
+  private readonly ledger: ImageLedger | undefined;
+  private readonly secrets: readonly string[];
+  private readonly now: () => Date;
 
-  constructor(
-    private readonly store: JobStore,
-    private readonly events: JobEvents,
-    private readonly images: ImageStore,
-    private readonly logger: Logger,
-    /** Secrets that must never reach a stored error message (upstream API keys). */
-    private readonly secrets: readonly string[] = [],
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+  constructor(deps: JobUpdaterDeps) {
+    this.store = deps.store;
+    this.events = deps.events;
+    this.images = deps.images;
+    this.logger = deps.logger;
+    this.ledger = deps.ledger;
+    this.secrets = deps.secrets ?? [];
+    this.now = deps.now ?? (() => new Date());
+  }
 
   /** Applies an engine report; returns the job as it now stands. */
   async applyEngineStatus(job: Job, status: EngineStatus): Promise<Job> {
@@ -36,16 +58,39 @@ export class JobUpdater {
       return job;
     }
     const stored: JobImage[] = [];
+    let storeError: unknown = null;
     try {
       for (const image of status.images) {
         const { name, contentType } = await this.images.put(image.data, image.contentType);
         stored.push({ name, contentType, nsfw: image.nsfw });
       }
     } catch (err) {
-      this.logger.error({ err, jobId: job.id }, 'could not store result images');
-      // The samples stored before the failure belong to no job: best effort, the retention sweep takes what is left.
+      storeError = err;
+    }
+    // Noted before SUCCESS commits (and when some were written before a failure): whatever
+    // happens next, the sweep can tell these from the images a finished job references.
+    if (this.ledger && stored.length > 0) {
+      try {
+        await this.ledger.record(
+          job.id,
+          stored.map((i) => i.name),
+        );
+      } catch (err) {
+        jobLogger(this.logger, job.id).warn(
+          { err },
+          'could not note the written images; if the job does not commit them, they stay behind',
+        );
+      }
+    }
+    if (storeError) {
+      jobLogger(this.logger, job.id).error({ err: storeError }, 'could not store result images');
+      // The samples stored before the failure belong to no job: best effort now, the retention sweep takes what is left.
       await Promise.allSettled(stored.map((i) => this.images.delete(i.name)));
-      return this.fail(job, JobErrorCode.IMAGE_STORE_FAILED, `the results could not be written to the image store: ${errorReason(err)}`);
+      return this.fail(
+        job,
+        JobErrorCode.IMAGE_STORE_FAILED,
+        `the results could not be written to the image store: ${errorReason(storeError)}`,
+      );
     }
     if (stored.length === 0) {
       return this.fail(job, JobErrorCode.ENGINE_BAD_REPLY, 'the engine reported success without any image');
@@ -56,6 +101,11 @@ export class JobUpdater {
   /** Called once for each job that reaches a terminal state through this updater. */
   onFinished(listener: (job: Job) => void): void {
     this.finishedListeners.push(listener);
+  }
+
+  /** Called with the job before and after each change this updater persists (metrics). */
+  onChange(listener: (before: Job, after: Job) => void): void {
+    this.changeListeners.push(listener);
   }
 
   /** Takes a job back from a worker that lost it, to be submitted again. */
@@ -83,7 +133,17 @@ export class JobUpdater {
       return (await this.store.get(job.id)) ?? job;
     }
     this.events.publish(preview && updated.progress ? withPreview(updated, preview) : updated);
-    if (isTerminal(updated.status)) for (const listener of this.finishedListeners) listener(updated);
+    for (const listener of this.changeListeners) listener(job, updated);
+    const log = jobLogger(this.logger, job.id);
+    if (job.status !== updated.status) log.debug({ from: job.status, to: updated.status }, 'job changed status');
+    if (isTerminal(updated.status)) {
+      const runMs = updated.startedAt && updated.finishedAt ? updated.finishedAt.getTime() - updated.startedAt.getTime() : null;
+      log.info(
+        { mode: updated.mode, status: updated.status, code: updated.error?.code, runMs, images: updated.images.length },
+        'job finished',
+      );
+      for (const listener of this.finishedListeners) listener(updated);
+    }
     return updated;
   }
 }

@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import { jobLogger, type Logger } from '../logger.js';
 import type { Engine } from '../engines/engine.js';
 import type { Job } from '../jobs/job.js';
 import type { JobStore } from '../jobs/job-store.js';
@@ -68,7 +68,7 @@ export class InProcessRunner implements JobRunner {
     if (job.engineHandle) {
       this.engine
         .cancel(job.engineHandle, { id: job.id, mode: job.mode, params: job.params })
-        .catch((err: unknown) => this.logger.warn({ err, jobId: job.id }, 'engine cancel failed'));
+        .catch((err: unknown) => jobLogger(this.logger, job.id).warn({ err }, 'engine cancel failed'));
     }
     return canceled;
   }
@@ -91,7 +91,11 @@ export class InProcessRunner implements JobRunner {
     return this.poller.watchPreview(jobId);
   }
 
-  /** Jobs followed on the engine now (for /healthz and tests). */
+  async queueDepth(): Promise<number> {
+    return this.submitter.waitingCount() + this.poller.pendingCount();
+  }
+
+  /** Jobs followed on the engine now (for /metrics and tests). */
   trackedCount(): number {
     return this.poller.trackedCount();
   }

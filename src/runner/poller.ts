@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import { jobLogger, type Logger } from '../logger.js';
 import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
 import { isTerminal, type Job } from '../jobs/job.js';
 import { JobErrorCode } from '../generation/request.js';
@@ -116,6 +116,13 @@ export class Poller {
     return this.tracked.size;
   }
 
+  /** Tracked jobs their engine has not started yet (as of the last poll). */
+  pendingCount(): number {
+    let n = 0;
+    for (const t of this.tracked.values()) if (t.job.status === 'PENDING') n++;
+    return n;
+  }
+
   private schedule(): void {
     if (!this.running || this.slots.free === 0) return;
     let next = Infinity;
@@ -142,7 +149,7 @@ export class Poller {
       if (this.slots.free === 0) break;
       t.inFlight = true;
       this.slots.run(
-        () => this.poll(t).catch((err: unknown) => this.logger.error({ err, jobId: t.job.id }, 'poll failed')),
+        () => this.poll(t).catch((err: unknown) => jobLogger(this.logger, t.job.id).error({ err }, 'poll failed')),
         () => {
           t.inFlight = false;
           this.schedule();
@@ -162,8 +169,8 @@ export class Poller {
         after = await this.updater.requeue(before);
         this.tracked.delete(before.id);
         if (!isTerminal(after.status) && !after.engineHandle) {
-          this.logger.warn(
-            { jobId: before.id, reason: status.state === 'LOST' ? status.message : '' },
+          jobLogger(this.logger, before.id).warn(
+            { reason: status.state === 'LOST' ? status.message : '' },
             'job lost by its worker before it started; queued again',
           );
           this.resubmit(after);
@@ -188,11 +195,12 @@ export class Poller {
 
   private async handleError(t: Tracked, err: unknown): Promise<Job> {
     const job = t.job;
+    const log = jobLogger(this.logger, job.id);
     if (err instanceof EngineUnavailableError) {
       const now = this.clock();
       t.unreachableSince ??= now;
       if (now - t.unreachableSince < this.options.failureBudgetMs) {
-        this.logger.warn({ jobId: job.id, err: err.message }, 'engine unreachable; will poll again');
+        log.warn({ err: err.message }, 'engine unreachable; will poll again');
         return job;
       }
       return this.updater.fail(job, JobErrorCode.ENGINE_UNREACHABLE, `the engine stayed unreachable: ${err.message}`);
@@ -200,7 +208,7 @@ export class Poller {
     if (err instanceof EngineProtocolError) {
       return this.updater.fail(job, JobErrorCode.ENGINE_BAD_REPLY, err.message);
     }
-    this.logger.error({ err, jobId: job.id }, 'polling failed');
+    log.error({ err }, 'polling failed');
     return this.updater.fail(job, JobErrorCode.INTERNAL, `internal error while checking the job with its engine: ${errorReason(err)}`);
   }
 }

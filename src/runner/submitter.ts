@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import { jobLogger, type Logger } from '../logger.js';
 import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
 import { isTerminal, type Job } from '../jobs/job.js';
 import { JobErrorCode } from '../generation/request.js';
@@ -81,6 +81,11 @@ export class Submitter {
     return ahead;
   }
 
+  /** Jobs waiting to be submitted or being submitted now (retries waiting included). */
+  waitingCount(): number {
+    return this.queued.size;
+  }
+
   /** Drops a job that no longer needs submitting (canceled). */
   forget(jobId: string): void {
     this.tickets.delete(jobId);
@@ -127,7 +132,7 @@ export class Submitter {
       const job = this.shift();
       if (!job) break;
       this.slots.run(
-        () => this.submit(job).catch((err: unknown) => this.logger.error({ err, jobId: job.id }, 'submission failed')),
+        () => this.submit(job).catch((err: unknown) => jobLogger(this.logger, job.id).error({ err }, 'submission failed')),
         () => this.pump(),
       );
     }
@@ -148,6 +153,7 @@ export class Submitter {
       const submission = await this.engine
         .submit({ id: job.id, mode: job.mode, params: job.params })
         .finally(() => this.submitting.delete(job.id));
+      jobLogger(this.logger, job.id).debug({ engine: this.engine.name }, 'job handed to the engine');
       current = submission.handle ? await this.updater.setEngineHandle(job, submission.handle) : job;
       current = await this.updater.applyEngineStatus(current, submission.status);
     } catch (err) {
@@ -167,7 +173,7 @@ export class Submitter {
     const { count: attempt, since } = this.attempts.get(job.id) ?? { count: 0, since: this.clock() };
     this.attempts.set(job.id, { count: attempt + 1, since });
     const delay = backoffDelay(attempt, { baseMs: this.options.retryDelayMs ?? 1_000, maxMs: 30_000 });
-    this.logger.warn({ jobId: job.id, err: err.message, retryInMs: delay }, 'engine unavailable; submission will be retried');
+    jobLogger(this.logger, job.id).warn({ err: err.message, retryInMs: delay }, 'engine unavailable; submission will be retried');
     const timer = setTimeout(() => {
       this.retryTimers.delete(timer);
       if (!this.queued.has(job.id)) return; // canceled while waiting to retry
@@ -182,7 +188,7 @@ export class Submitter {
       return this.updater.fail(job, JobErrorCode.ENGINE_UNREACHABLE, `the engine stayed unreachable: ${err.message}`);
     }
     if (err instanceof EngineProtocolError) return this.updater.fail(job, JobErrorCode.ENGINE_BAD_REPLY, err.message);
-    this.logger.error({ err, jobId: job.id }, 'submission failed');
+    jobLogger(this.logger, job.id).error({ err }, 'submission failed');
     return this.updater.fail(job, JobErrorCode.INTERNAL, `internal error while submitting the job to its engine: ${errorReason(err)}`);
   }
 }

@@ -65,6 +65,16 @@ const MIGRATIONS: string[] = [
    );
    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'PENDING';
    CREATE INDEX jobs_with_webhook ON jobs (status) WHERE webhook_url IS NOT NULL;`,
+  // Retention: finished jobs by their end, and every image written for a job (noted before the job
+  // commits SUCCESS), so images no finished job references can be found and removed.
+  `CREATE INDEX jobs_finished ON jobs (finished_at) WHERE status IN ('SUCCESS', 'FAILURE', 'CANCELED');
+   CREATE TABLE job_images (
+     name        TEXT PRIMARY KEY,
+     job_id      TEXT NOT NULL,
+     created_at  INTEGER NOT NULL
+   );
+   CREATE INDEX job_images_by_job ON job_images (job_id);
+   CREATE INDEX job_images_by_age ON job_images (created_at);`,
 ];
 
 /**

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
+import { jobLogger, type Logger } from '../logger.js';
 import type { Job } from '../jobs/job.js';
 import { webhookBody } from './webhook-payload.js';
 import type { SendOutcome } from './webhook-sender.js';
@@ -94,7 +94,7 @@ export class WebhookDeliverer {
         this.slots.run(
           () =>
             this.attempt(delivery).catch((err: unknown) =>
-              this.deps.logger.error({ err, deliveryId: delivery.id }, 'webhook delivery failed'),
+              jobLogger(this.deps.logger, delivery.jobId).error({ err, deliveryId: delivery.id }, 'webhook delivery failed'),
             ),
           () => {
             this.inFlight.delete(delivery.id);
@@ -113,19 +113,20 @@ export class WebhookDeliverer {
   private async attempt(d: WebhookDelivery): Promise<void> {
     const outcome = await this.deps.send(d.url, d.id, d.body, d.ownerId);
     const attempts = d.attempts + 1;
-    const log = { deliveryId: d.id, jobId: d.jobId, attempts };
+    const log = jobLogger(this.deps.logger, d.jobId).child({ deliveryId: d.id, attempts });
     if (outcome.ok) {
       await this.deps.store.delivered(d, attempts);
+      log.debug('webhook delivered');
       return;
     }
     if (!outcome.retry || attempts >= this.options.maxAttempts) {
-      this.deps.logger.warn({ ...log, error: outcome.error }, 'webhook given up');
+      log.warn({ error: outcome.error }, 'webhook given up');
       await this.deps.store.gaveUp(d, attempts, outcome.error);
       return;
     }
     // Full jitter on an exponential back-off keeps many failing receivers from retrying in step.
     const delay = backoffDelay(attempts - 1, { baseMs: this.options.retryBaseMs, maxMs: MAX_RETRY_DELAY_MS, jitter: 'equal' });
-    this.deps.logger.info({ ...log, error: outcome.error, retryInMs: Math.round(delay) }, 'webhook will be retried');
+    log.info({ error: outcome.error, retryInMs: Math.round(delay) }, 'webhook will be retried');
     await this.deps.store.retryLater(d, attempts, this.now() + delay, outcome.error);
   }
 }

@@ -5,7 +5,7 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print, type ExecutionResult } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { buildApp, type App } from '../../src/app.js';
+import { buildApp, type App, type AppOptions } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { FakeImagePipeline } from '../fixtures/fake-imagepipeline.js';
 import { readMetrics } from './metrics.js';
@@ -40,7 +40,7 @@ export const FAST_POLLING = {
 };
 
 export async function startTestServer(
-  options: { upstream?: FakeImagePipeline; dataDir?: string; env?: Record<string, string> } = {},
+  options: { upstream?: FakeImagePipeline; dataDir?: string; env?: Record<string, string>; app?: AppOptions } = {},
 ): Promise<TestServer> {
   const upstream = options.upstream ?? new FakeImagePipeline();
   if (!options.upstream) await upstream.start();
@@ -55,7 +55,7 @@ export async function startTestServer(
     IMAGEPIPELINE_API_KEY: upstream.apiKey,
     ...options.env,
   };
-  const app = await buildApp(loadConfig(env));
+  const app = await buildApp(loadConfig(env), options.app);
   const url = await app.start();
   const clients: Client[] = [];
   const key = app.keys.create('test').key;
