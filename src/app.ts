@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { SqliteKeyStore } from './auth/key-store.js';
+import { SqliteKeyStore, type KeyStore } from './auth/key-store.js';
+import { PgKeyStore } from './auth/pg-key-store.js';
 import type { Config } from './config.js';
 import { CatalogueService } from './engines/catalogue-service.js';
 import { createEngine } from './engines/create-engine.js';
@@ -9,15 +10,20 @@ import { checkDataUrl } from './images/fetch-image.js';
 import { LocalImageStore } from './images/image-store.js';
 import { InProcessJobEvents } from './jobs/job-events.js';
 import { JobService } from './jobs/job-service.js';
-import { SqliteJobStore } from './jobs/job-store.js';
+import { SqliteJobStore, type JobStore } from './jobs/job-store.js';
+import { PgJobStore } from './jobs/pg-job-store.js';
 import { JobUpdater } from './jobs/job-updater.js';
 import { JobAdmission } from './limits/job-admission.js';
 import { createLogger, type Logger } from './logger.js';
 import { parseAllowHosts } from './net/address-policy.js';
 import { checkOutboundUrl, outboundRefusal } from './net/guarded-agent.js';
 import { InProcessRunner } from './runner/in-process-runner.js';
+import { createPgPool, migratePostgres } from './storage/postgres.js';
 import { openDatabase, WalSync } from './storage/sqlite.js';
+import { WriteBatcher } from './storage/write-batcher.js';
 import { createWebhooks } from './webhooks/create-webhooks.js';
+import { PgWebhookStore } from './webhooks/pg-webhook-store.js';
+import { SqliteWebhookStore, type WebhookStore } from './webhooks/webhook-store.js';
 
 export interface App {
   /** Listens, resumes unfinished jobs; resolves to the base URL. */
@@ -25,18 +31,15 @@ export interface App {
   /** Graceful: stops accepting, closes sockets, waits for in-flight engine calls, closes the store. */
   stop(): Promise<void>;
   /** The API keys (main.ts makes the first one). */
-  readonly keys: SqliteKeyStore;
+  readonly keys: KeyStore;
   readonly logger: Logger;
 }
 
 /** Wires the whole server. Owns every socket, timer and handle it opens; stop() releases them all. */
 export async function buildApp(config: Config): Promise<App> {
   const logger = createLogger(config.logLevel);
-  const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
-  const db = openDatabase(dbFile);
-  const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
-  const keys = new SqliteKeyStore(db, walSync);
-  const store = new SqliteJobStore(db, walSync);
+  const stores = await openStores(config, logger);
+  const { keys, jobs: store } = stores;
   const events = new InProcessJobEvents();
   const images = new LocalImageStore(config.dataDir);
   await images.init();
@@ -55,8 +58,7 @@ export async function buildApp(config: Config): Promise<App> {
 
   let listeningUrl = `http://${config.host}:${config.port}`;
   const webhooks = createWebhooks({
-    db,
-    walSync,
+    store: stores.webhooks,
     keys,
     jobs: store,
     config: config.webhooks,
@@ -124,13 +126,56 @@ export async function buildApp(config: Config): Promise<App> {
         await http.closeConnections(config.shutdownGraceMs);
         logger.debug('stop: http closed');
         await Promise.all([engine.close(), webhooks.close()]);
-        await store.flush();
-        db.pragma('wal_checkpoint(TRUNCATE)');
-        walSync.close();
-        db.close();
+        await stores.close();
         logger.info('server stopped');
       })();
       return stopping;
+    },
+  };
+}
+
+/** Where jobs, keys and webhook deliveries live: SQLite in DATA_DIR, or Postgres with DATABASE_URL. */
+interface Stores {
+  keys: KeyStore;
+  jobs: JobStore;
+  webhooks: WebhookStore;
+  /** Makes every answered write durable and closes the database (or its pool). */
+  close(): Promise<void>;
+}
+
+async function openStores(config: Config, logger: Logger): Promise<Stores> {
+  if (config.databaseUrl) {
+    const pool = createPgPool(config.databaseUrl, (err) =>
+      logger.warn({ err }, 'a Postgres connection failed; the next query opens a new one'),
+    );
+    try {
+      const { applied } = await migratePostgres(pool);
+      logger.info({ database: 'postgres', migrationsApplied: applied }, 'database ready');
+    } catch (err) {
+      await pool.end();
+      throw err;
+    }
+    return {
+      keys: new PgKeyStore(pool),
+      jobs: new PgJobStore(pool),
+      // A claimed delivery is left to its process for two attempts' time limits and a margin.
+      webhooks: new PgWebhookStore(pool, 2 * config.webhooks.timeoutMs + 30_000),
+      close: () => pool.end(),
+    };
+  }
+  const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
+  const db = openDatabase(dbFile);
+  const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
+  const jobs = new SqliteJobStore(db, walSync);
+  return {
+    keys: new SqliteKeyStore(db, walSync),
+    jobs,
+    webhooks: new SqliteWebhookStore(db, new WriteBatcher(db, walSync)),
+    async close() {
+      await jobs.flush();
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      walSync.close();
+      db.close();
     },
   };
 }

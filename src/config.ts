@@ -51,6 +51,11 @@ const envSchema = z
     PORT: port.default(4000),
     HOST: z.string().min(1).default('0.0.0.0'),
     DATA_DIR: z.string().min(1).default('./data'),
+    /** Postgres as the store of jobs, keys and webhook deliveries; unset: SQLite in DATA_DIR. */
+    DATABASE_URL: z
+      .string()
+      .refine((v) => /^postgres(ql)?:\/\/[^\s]+$/.test(v) && URL.canParse(v), { message: 'must be a postgres:// or postgresql:// URL' })
+      .optional(),
     PUBLIC_URL: optionalUrl,
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     ENGINE: z.enum(['local', 'imagepipeline']).default('local'),
@@ -135,10 +140,15 @@ const envSchema = z
 
 type Env = z.output<typeof envSchema>;
 
+/** Variables whose values a configuration error does not repeat. */
+const SECRET_VARIABLES = new Set(['DATABASE_URL']);
+
 export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** Postgres (postgres://...) as the store of jobs, keys and webhook deliveries; undefined: SQLite in dataDir. */
+  databaseUrl: string | undefined;
   /** Base for absolute download URLs; when absent, taken from each request's Host header. */
   publicUrl: string | undefined;
   logLevel: Env['LOG_LEVEL'];
@@ -228,7 +238,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(
       parsed.error.issues.map((issue) => {
         const name = issue.path.join('.') || '(environment)';
-        const value = typeof issue.path[0] === 'string' ? cleaned[issue.path[0]] : undefined;
+        // A database URL may carry a password: never echoed.
+        const value = typeof issue.path[0] === 'string' && !SECRET_VARIABLES.has(issue.path[0]) ? cleaned[issue.path[0]] : undefined;
         return `${name}: ${issue.message}${value !== undefined ? ` (got ${JSON.stringify(value)})` : ''}`;
       }),
     );
@@ -238,6 +249,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: e.PORT,
     host: e.HOST,
     dataDir: path.resolve(e.DATA_DIR),
+    databaseUrl: e.DATABASE_URL,
     publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
     logLevel: e.LOG_LEVEL,
     sqliteSynchronous: e.SQLITE_SYNCHRONOUS,

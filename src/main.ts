@@ -16,8 +16,8 @@ try {
 
 const app = await buildApp(config);
 
-if (app.keys.count() === 0) {
-  const { key } = app.keys.create('default');
+if ((await app.keys.count()) === 0) {
+  const { key } = await app.keys.create('default');
   // Printed once, on its own line: this is the only time the plain key exists.
   process.stdout.write(
     `\nNo API key existed, so one was created. Keep it; it is not shown again:\n\n${key}\n\n` +

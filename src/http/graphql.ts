@@ -1,11 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import { createYoga } from 'graphql-yoga';
 import { apiKeyFromConnectionParams, apiKeyFromHeaders } from '../auth/credentials.js';
-import type { SqliteKeyStore } from '../auth/key-store.js';
+import type { KeyStore } from '../auth/key-store.js';
 import type { Config } from '../config.js';
 import type { CatalogueService } from '../engines/catalogue-service.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { Logger } from '../logger.js';
+import { StorageUnavailableError, storageUnavailableAnswer } from '../storage/storage-fault.js';
 import type { GraphQLContext } from '../schema/context.js';
 import { createErrorMasker } from '../schema/errors.js';
 import { schema } from '../schema/index.js';
@@ -24,17 +25,25 @@ export type ServerContext = {
 export interface GraphQLDeps {
   config: Config;
   logger: Logger;
-  keys: SqliteKeyStore;
+  keys: KeyStore;
   jobs: JobService;
   models: CatalogueService;
 }
 
 /** GraphQL over HTTP (and, through graphql-websocket.ts, over WebSocket): yoga with the schema, GraphiQL, key and limit plugins. */
 export function createGraphQL({ config, logger, keys, jobs, models }: GraphQLDeps) {
-  const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {
-    if (!key) return { principal: null, authProblem: null };
-    const principal = keys.authenticate(key);
-    return principal ? { principal, authProblem: null } : { principal: null, authProblem: 'the API key is not valid' };
+  const authenticate = async (key: string | null): Promise<Pick<GraphQLContext, 'principal' | 'authProblem' | 'authUnavailable'>> => {
+    if (!key) return { principal: null, authProblem: null, authUnavailable: null };
+    try {
+      const principal = await keys.authenticate(key);
+      return principal
+        ? { principal, authProblem: null, authUnavailable: null }
+        : { principal: null, authProblem: 'the API key is not valid', authUnavailable: null };
+    } catch (err) {
+      if (!(err instanceof StorageUnavailableError)) throw err;
+      logger.warn({ err: err.cause }, `cannot check an API key: ${err.message}`);
+      return { principal: null, authProblem: null, authUnavailable: storageUnavailableAnswer(err, 'check API keys') };
+    }
   };
   return createYoga<ServerContext, GraphQLContext>({
     schema,
@@ -52,8 +61,8 @@ export function createGraphQL({ config, logger, keys, jobs, models }: GraphQLDep
     },
     maskedErrors: { maskError: createErrorMasker(logger) },
     plugins: [useRequireApiKey(), ...graphqlLimitPlugins(config.graphqlLimits)],
-    context: ({ request, connectionParams, wsBaseUrl }) => ({
-      ...authenticate(connectionParams ? apiKeyFromConnectionParams(connectionParams) : apiKeyFromHeaders(request.headers)),
+    context: async ({ request, connectionParams, wsBaseUrl }) => ({
+      ...(await authenticate(connectionParams ? apiKeyFromConnectionParams(connectionParams) : apiKeyFromHeaders(request.headers))),
       jobs,
       models,
       publicBaseUrl: wsBaseUrl ?? config.publicUrl ?? new URL(request.url).origin,

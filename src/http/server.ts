@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { SqliteKeyStore } from '../auth/key-store.js';
+import type { KeyStore } from '../auth/key-store.js';
 import type { Config } from '../config.js';
 import type { LocalImageStore } from '../images/image-store.js';
 import type { JobService } from '../jobs/job-service.js';
@@ -19,7 +19,7 @@ export interface HttpDeps {
   config: Config;
   logger: Logger;
   yoga: GraphQLHandler;
-  keys: SqliteKeyStore;
+  keys: KeyStore;
   jobs: JobService;
   images: LocalImageStore;
   /** What GET /metrics reports (besides the open WebSocket connections, which this server knows). */

@@ -68,6 +68,11 @@ export class WebSocketSessions<Ctx extends object> {
   }
 
   /** Closes every connection whose key is no longer valid; returns how many were closed. */
+  /** The owners (key ids, or anonymous addresses) with open connections. */
+  owners(): string[] {
+    return [...this.byKey.keys()];
+  }
+
   closeRevoked(isValid: (keyId: string) => boolean): number {
     let closed = 0;
     for (const [keyId, mine] of this.byKey) {
