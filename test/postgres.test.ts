@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { print } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { CreateText2ImageDocument, JobDocument, JobStatusDocument, JobsDocument } from '../src/client/generated/graphql.js';
 import { PgKeyStore } from '../src/auth/pg-key-store.js';
 import { StorageUnavailableError } from '../src/jobs/job-store.js';
@@ -157,6 +158,12 @@ describe.runIf(runPostgresTests)('while PostgreSQL cannot be reached', () => {
       const read = await server.gql(JobDocument, { id: first.data!.text2image.id });
       expect(read.errors![0]!.extensions!.code).toBe('STORAGE_UNAVAILABLE');
       expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+      // A WebSocket whose key cannot be checked: closed with 1013, "try again later".
+      const socket = new WebSocket(`${server.url.replace('http', 'ws')}/graphql`, 'graphql-transport-ws');
+      const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
+      await new Promise((resolve) => socket.once('open', resolve));
+      socket.send(JSON.stringify({ type: 'connection_init', payload: { apiKey: server.key } }));
+      expect(await closed).toBe(1013);
 
       await proxy.open();
       const after = await waitFor(async () => {
