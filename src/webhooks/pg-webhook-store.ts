@@ -47,6 +47,7 @@ export class PgWebhookStore implements WebhookStore {
     );
   }
 
+  /** What this process attempts now is claimed, so never due here: inFlight needs no look. */
   async due(now: number, limit: number): Promise<WebhookDelivery[]> {
     const rows = await this.query<DeliveryRow>(
       `WITH due AS (

@@ -115,9 +115,10 @@ export class WebhookDeliverer {
     this.timer = null;
     const free = this.slots.free;
     if (free > 0) {
-      const due = (await this.deps.store.due(this.now(), free + this.inFlight.size)).filter((d) => !this.inFlight.has(d.id));
+      // Only as many as there are free slots: a shared store claims what it returns.
+      const due = await this.deps.store.due(this.now(), free, this.inFlight);
       if (!this.running) return;
-      for (const delivery of due.slice(0, this.slots.free)) {
+      for (const delivery of due) {
         this.inFlight.add(delivery.id);
         this.slots.run(
           () =>

@@ -20,10 +20,11 @@ export interface WebhookStore {
   /** Persists a delivery (durable before this resolves); a second one for a job is ignored. */
   add(delivery: Omit<WebhookDelivery, 'attempts'>): Promise<void>;
   /**
-   * Pending deliveries due by now, earliest first. A store shared by several processes claims
-   * the ones it returns for a while, so that only one process attempts each.
+   * At most limit pending deliveries due by now, earliest first, leaving out the ones this
+   * process is attempting (inFlight). A store shared by several processes claims the ones it
+   * returns for a while, so that only one process attempts each.
    */
-  due(now: number, limit: number): Promise<WebhookDelivery[]>;
+  due(now: number, limit: number, inFlight?: ReadonlySet<string>): Promise<WebhookDelivery[]>;
   /** When the earliest pending delivery is due, if any. */
   nextDueAt(): Promise<number | null>;
   delivered(d: WebhookDelivery, attempts: number): Promise<void>;
@@ -93,8 +94,12 @@ export class SqliteWebhookStore implements WebhookStore {
     await this.writes.run(() => this.insertStmt.run({ ...delivery, createdAt: Date.now() }));
   }
 
-  async due(now: number, limit: number): Promise<WebhookDelivery[]> {
-    return this.dueStmt.all(now, limit).map(fromRow);
+  async due(now: number, limit: number, inFlight: ReadonlySet<string> = new Set()): Promise<WebhookDelivery[]> {
+    return this.dueStmt
+      .all(now, limit + inFlight.size)
+      .map(fromRow)
+      .filter((d) => !inFlight.has(d.id))
+      .slice(0, limit);
   }
 
   async nextDueAt(): Promise<number | null> {
