@@ -1,5 +1,6 @@
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { StorageUnavailableError } from './storage/storage-fault.js';
 
 /** Entry point: config from the environment, the app, signals. Nothing else. */
 
@@ -14,7 +15,17 @@ try {
   throw err;
 }
 
-const app = await buildApp(config);
+let app;
+try {
+  app = await buildApp(config);
+} catch (err) {
+  if (err instanceof StorageUnavailableError) {
+    // Postgres down or unreachable at start: say so in one line, and let the supervisor retry.
+    process.stderr.write(`cannot reach the database (DATABASE_URL): ${(err.cause as Error | undefined)?.message ?? err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
 
 if ((await app.keys.count()) === 0) {
   const { key } = await app.keys.create('default');
