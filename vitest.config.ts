@@ -12,6 +12,8 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // DATABASE_URL names the test PostgreSQL; servers started as processes get it only when a test says so.
+    setupFiles: ['./test/helpers/env-setup.ts'],
     reporters: ['default', './test/helpers/summary-reporter.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,

@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { SqliteKeyStore } from './auth/key-store.js';
+import { SqliteKeyStore, type KeyStore } from './auth/key-store.js';
+import { PgKeyStore } from './auth/pg-key-store.js';
 import type { Config } from './config.js';
 import { CatalogueService } from './engines/catalogue-service.js';
 import { createEngine } from './engines/create-engine.js';
@@ -10,9 +11,11 @@ import { checkDataUrl } from './images/fetch-image.js';
 import { ImageLinks } from './images/image-links.js';
 import { createImageStore } from './images/image-store-url.js';
 import { InProcessJobEvents } from './jobs/job-events.js';
+import type { ImageLedger } from './jobs/image-ledger.js';
 import { JobMetrics } from './jobs/job-metrics.js';
 import { JobService } from './jobs/job-service.js';
-import { SqliteJobStore } from './jobs/job-store.js';
+import { SqliteJobStore, type JobStore } from './jobs/job-store.js';
+import { PgJobStore } from './jobs/pg-job-store.js';
 import { JobUpdater } from './jobs/job-updater.js';
 import { JobAdmission } from './limits/job-admission.js';
 import { createLogger, jobLogger, type Logger } from './logger.js';
@@ -20,11 +23,18 @@ import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { parseAllowHosts } from './net/address-policy.js';
 import { checkOutboundUrl, outboundRefusal } from './net/guarded-agent.js';
 import { RetentionSweeper } from './retention/retention-sweeper.js';
-import { InProcessLock } from './retention/sweep-lock.js';
+import { PgRetentionStore } from './retention/pg-retention-store.js';
+import { PgSweepLock } from './retention/pg-sweep-lock.js';
+import type { RetentionStore } from './retention/retention-store.js';
+import { InProcessLock, type SweepLock } from './retention/sweep-lock.js';
 import { SqliteRetentionStore } from './retention/sqlite-retention-store.js';
 import { InProcessRunner } from './runner/in-process-runner.js';
+import { createPgPool, migratePostgres } from './storage/postgres.js';
 import { openDatabase, WalSync } from './storage/sqlite.js';
+import { WriteBatcher } from './storage/write-batcher.js';
 import { createWebhooks } from './webhooks/create-webhooks.js';
+import { PgWebhookStore } from './webhooks/pg-webhook-store.js';
+import { SqliteWebhookStore, type WebhookStore } from './webhooks/webhook-store.js';
 import type { DestinationStream } from 'pino';
 
 export interface App {
@@ -33,7 +43,7 @@ export interface App {
   /** Graceful: stops accepting, closes sockets, waits for in-flight engine calls, closes the store. */
   stop(): Promise<void>;
   /** The API keys (main.ts makes the first one). */
-  readonly keys: SqliteKeyStore;
+  readonly keys: KeyStore;
   readonly logger: Logger;
   /** This app's metrics (its own registry, served at GET /metrics). */
   readonly metrics: Metrics;
@@ -54,18 +64,15 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const now = () => new Date(clock());
   const logger = createLogger(config.logLevel, { format: config.logFormat, destination: options.logDestination });
   const metrics = createMetrics();
-  const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
-  const db = openDatabase(dbFile);
-  const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
-  const keys = new SqliteKeyStore(db, walSync);
-  const store = new SqliteJobStore(db, walSync);
-  const retentionStore = new SqliteRetentionStore(db, walSync, clock);
+  const stores = await openStores(config, logger, clock);
+  const { keys, jobs: store, retention: retentionStore } = stores;
   const events = new InProcessJobEvents();
   const images = createImageStore(config.imageStore);
   try {
     await images.init();
   } catch (err) {
     images.close();
+    await stores.close();
     throw new Error(`the image store ${images.location} cannot be used: ${(err as Error).message}`, { cause: err });
   }
   const links = new ImageLinks(images, config.imageUrls);
@@ -86,8 +93,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   let listeningUrl = `http://${config.host}:${config.port}`;
   const webhooks = createWebhooks({
-    db,
-    walSync,
+    store: stores.webhooks,
     keys,
     jobs: store,
     config: config.webhooks,
@@ -118,7 +124,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   metrics.sample('previews', () => engine.previewsMade?.() ?? 0);
 
   const retention = new RetentionSweeper(
-    { store: retentionStore, images, lock: new InProcessLock(), logger, metrics, clock },
+    { store: retentionStore, images, lock: stores.sweepLock, logger, metrics, clock },
     { maxAgeMs: config.retention.maxAgeMs, sweepIntervalMs: config.retention.sweepIntervalMs },
   );
   const readiness = createReadiness({ database: () => store.ping(), images: () => images.ping() }, logger);
@@ -161,13 +167,66 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         logger.debug('stop: http closed');
         await Promise.all([engine.close(), webhooks.close()]);
         images.close();
-        await Promise.all([store.flush(), retentionStore.flush()]);
-        db.pragma('wal_checkpoint(TRUNCATE)');
-        walSync.close();
-        db.close();
+        await stores.close();
         logger.info('server stopped');
       })();
       return stopping;
+    },
+  };
+}
+
+/** Where jobs, keys, webhook deliveries and the image ledger live: SQLite in DATA_DIR, or Postgres with DATABASE_URL. */
+interface Stores {
+  keys: KeyStore;
+  jobs: JobStore;
+  webhooks: WebhookStore;
+  /** What the retention sweep deletes, and the notes of images written for a job (JobUpdater's ledger). */
+  retention: RetentionStore & ImageLedger;
+  /** Keeps the sweep to one process at a time: in this process for SQLite, across processes for Postgres. */
+  sweepLock: SweepLock;
+  /** Makes every answered write durable and closes the database (or its pool). */
+  close(): Promise<void>;
+}
+
+async function openStores(config: Config, logger: Logger, clock: () => number): Promise<Stores> {
+  if (config.databaseUrl) {
+    const pool = createPgPool(config.databaseUrl, (err) =>
+      logger.warn({ err }, 'a Postgres connection failed; the next query opens a new one'),
+    );
+    try {
+      const { applied } = await migratePostgres(pool);
+      logger.info({ database: 'postgres', migrationsApplied: applied }, 'database ready');
+    } catch (err) {
+      await pool.end();
+      throw err;
+    }
+    return {
+      keys: new PgKeyStore(pool),
+      jobs: new PgJobStore(pool),
+      // A claimed delivery is left to its process for two attempts' time limits and a margin.
+      webhooks: new PgWebhookStore(pool, 2 * config.webhooks.timeoutMs + 30_000),
+      retention: new PgRetentionStore(pool, clock),
+      sweepLock: new PgSweepLock(pool),
+      close: () => pool.end(),
+    };
+  }
+  const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
+  const db = openDatabase(dbFile);
+  const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
+  const jobs = new SqliteJobStore(db, walSync);
+  const retention = new SqliteRetentionStore(db, walSync, clock);
+  return {
+    keys: new SqliteKeyStore(db, walSync),
+    jobs,
+    webhooks: new SqliteWebhookStore(db, new WriteBatcher(db, walSync)),
+    retention,
+    // One server process owns the SQLite file: a lock in this process is enough.
+    sweepLock: new InProcessLock(),
+    async close() {
+      await Promise.all([jobs.flush(), retention.flush()]);
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      walSync.close();
+      db.close();
     },
   };
 }

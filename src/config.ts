@@ -109,6 +109,11 @@ const envSchema = z
     PORT: port.default(4000),
     HOST: z.string().min(1).default('0.0.0.0'),
     DATA_DIR: z.string().min(1).default('./data'),
+    /** Postgres as the store of jobs, keys and webhook deliveries; unset: SQLite in DATA_DIR. */
+    DATABASE_URL: z
+      .string()
+      .refine((v) => /^postgres(ql)?:\/\/[^\s]+$/.test(v) && URL.canParse(v), { message: 'must be a postgres:// or postgresql:// URL' })
+      .optional(),
     PUBLIC_URL: optionalUrl,
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
@@ -229,10 +234,15 @@ const envSchema = z
 
 type Env = z.output<typeof envSchema>;
 
+/** Variables whose values a configuration error does not repeat. */
+const SECRET_VARIABLES = new Set(['DATABASE_URL']);
+
 export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** Postgres (postgres://...) as the store of jobs, keys and webhook deliveries; undefined: SQLite in dataDir. */
+  databaseUrl: string | undefined;
   /** Base for absolute download URLs; when absent, taken from each request's Host header. */
   publicUrl: string | undefined;
   logLevel: Env['LOG_LEVEL'];
@@ -335,9 +345,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(
       parsed.error.issues.map((issue) => {
         const name = issue.path.join('.') || '(environment)';
-        // A URL's user:password part is not repeated (s3://key:secret@bucket is refused, not shown).
+        // Never echoed: a database URL may carry a password; another URL's user:password part is
+        // masked (s3://key:secret@bucket is refused, not shown).
         const value =
-          typeof issue.path[0] === 'string' ? cleaned[issue.path[0]]?.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1…@') : undefined;
+          typeof issue.path[0] === 'string' && !SECRET_VARIABLES.has(issue.path[0])
+            ? cleaned[issue.path[0]]?.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1…@')
+            : undefined;
         return `${name}: ${issue.message}${value !== undefined ? ` (got ${JSON.stringify(value)})` : ''}`;
       }),
     );
@@ -347,6 +360,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: e.PORT,
     host: e.HOST,
     dataDir: path.resolve(e.DATA_DIR),
+    databaseUrl: e.DATABASE_URL,
     publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,

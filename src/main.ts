@@ -1,5 +1,6 @@
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { StorageUnavailableError } from './storage/storage-fault.js';
 
 /** Entry point: config from the environment, the app, signals. Nothing else. */
 
@@ -14,10 +15,20 @@ try {
   throw err;
 }
 
-const app = await buildApp(config);
+let app;
+try {
+  app = await buildApp(config);
+} catch (err) {
+  if (err instanceof StorageUnavailableError) {
+    // Postgres down or unreachable at start: say so in one line, and let the supervisor retry.
+    process.stderr.write(`cannot reach the database (DATABASE_URL): ${(err.cause as Error | undefined)?.message ?? err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
 
-if (app.keys.count() === 0) {
-  const { key } = app.keys.create('default');
+if ((await app.keys.count()) === 0) {
+  const { key } = await app.keys.create('default');
   // Printed once, on its own line: this is the only time the plain key exists.
   process.stdout.write(
     `\nNo API key existed, so one was created. Keep it; it is not shown again:\n\n${key}\n\n` +

@@ -249,7 +249,7 @@ describe('authentication and isolation', () => {
 
   describe('isolation between keys', () => {
     it("hides A's job from B exactly as a job that does not exist, and leaves it untouched", async () => {
-      const other = server.newKey('other');
+      const other = await server.newKey('other');
       server.upstream.behaviour.hold = true;
       try {
         const aJob = await createJob(server.key, "A's held job", 20);
@@ -387,29 +387,29 @@ describe('authentication and isolation', () => {
       expect((await post(JobsDocument, { 'API-Key': key }, { first: 5 })).status).toBe(401);
     });
 
-    it('finds the key an operator names by id, whole key or any prefix of either, and refuses an ambiguous one', () => {
+    it('finds the key an operator names by id, whole key or any prefix of either, and refuses an ambiguous one', async () => {
       const keys = server.app.keys;
-      const a = keys.create('find-a');
-      const b = keys.create('find-b');
-      const found = (ref: string) => {
-        const r = keys.find(ref);
+      const a = await keys.create('find-a');
+      const b = await keys.create('find-b');
+      const found = async (ref: string) => {
+        const r = await keys.find(ref);
         return 'record' in r ? r.record.id : r.problem;
       };
-      expect(found(a.key)).toBe(a.record.id);
-      expect(found(a.key.slice(0, 20))).toBe(a.record.id); // longer than the shown prefix
-      expect(found(a.record.prefix)).toBe(a.record.id);
-      expect(found(` ${a.record.id} `)).toBe(a.record.id);
-      expect(found(b.record.id.slice(0, 13))).toBe(b.record.id);
-      expect(found(a.record.prefix.slice(0, 8))).toBe(a.record.id);
-      expect(found(a.record.id.slice(0, 4))).toBe(a.record.id);
+      expect(await found(a.key)).toBe(a.record.id);
+      expect(await found(a.key.slice(0, 20))).toBe(a.record.id); // longer than the shown prefix
+      expect(await found(a.record.prefix)).toBe(a.record.id);
+      expect(await found(` ${a.record.id} `)).toBe(a.record.id);
+      expect(await found(b.record.id.slice(0, 13))).toBe(b.record.id);
+      expect(await found(a.record.prefix.slice(0, 8))).toBe(a.record.id);
+      expect(await found(a.record.id.slice(0, 4))).toBe(a.record.id);
       // "sdk_" starts every key: too short to name one, however few are left.
-      expect(found('sdk_')).toMatch(/^"sdk_" is too short to name a key: give at least 4 characters/);
-      expect(found('sdk_ab')).toMatch(/too short/);
-      expect(found('abc')).toMatch(/too short/);
-      expect(found(`${a.key.slice(0, -1)}${a.key.endsWith('A') ? 'B' : 'A'}`)).toMatch(/^no key has the id, key or prefix/);
-      expect(found('')).toMatch(/give a key id/);
-      expect(keys.revoke(b.record.id)).toBe(true);
-      expect(found(b.key)).toBe(`the key "${b.key}" names (${b.record.id}) is already revoked`);
+      expect(await found('sdk_')).toMatch(/^"sdk_" is too short to name a key: give at least 4 characters/);
+      expect(await found('sdk_ab')).toMatch(/too short/);
+      expect(await found('abc')).toMatch(/too short/);
+      expect(await found(`${a.key.slice(0, -1)}${a.key.endsWith('A') ? 'B' : 'A'}`)).toMatch(/^no key has the id, key or prefix/);
+      expect(await found('')).toMatch(/give a key id/);
+      expect(await keys.revoke(b.record.id)).toBe(true);
+      expect(await found(b.key)).toBe(`the key "${b.key}" names (${b.record.id}) is already revoked`);
     });
 
     it('revokes with the whole key from the command line, and says why an ambiguous prefix is refused', async () => {
@@ -423,7 +423,7 @@ describe('authentication and isolation', () => {
 });
 
 describe('key references', () => {
-  it('refuses a prefix two live keys share, naming both', () => {
+  it('refuses a prefix two live keys share, naming both', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sd-keys-'));
     const db = openDatabase(path.join(dir, 'keys.sqlite'));
     try {
@@ -431,12 +431,12 @@ describe('key references', () => {
       const insert = db.prepare('INSERT INTO api_keys (id, name, key_hash, key_prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)');
       insert.run('id-one', 'one', 'hash-one', 'sdk_abcd12', '["generate"]', 1);
       insert.run('id-two', 'two', 'hash-two', 'sdk_abcd34', '["generate"]', 2);
-      expect(keys.find('sdk_abcd')).toEqual({
+      expect(await keys.find('sdk_abcd')).toEqual({
         problem: '"sdk_abcd" names 2 keys: id-one (sdk_abcd12…, "one"), id-two (sdk_abcd34…, "two"); give more of it, or the id',
       });
-      expect(keys.find('sdk_abcd3')).toMatchObject({ record: { id: 'id-two' } });
-      expect(keys.revoke('id-two')).toBe(true);
-      expect(keys.find('sdk_abcd')).toMatchObject({ record: { id: 'id-one' } });
+      expect(await keys.find('sdk_abcd3')).toMatchObject({ record: { id: 'id-two' } });
+      expect(await keys.revoke('id-two')).toBe(true);
+      expect(await keys.find('sdk_abcd')).toMatchObject({ record: { id: 'id-one' } });
     } finally {
       db.close();
       rmSync(dir, { recursive: true, force: true });

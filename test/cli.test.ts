@@ -210,7 +210,7 @@ describe('sd15 against the local engine (tiny models, real PNGs)', { timeout: 90
   });
 
   it("exits 2 printing the server's field errors (field, option, reason), and creates no job", async () => {
-    const key = server.newKey('cli-refused');
+    const key = await server.newKey('cli-refused');
     const run = await sd15(['generate', 'a cat', '--steps', '500', '--width', '65'], envFor(server, key));
     expect(run.code).toBe(2);
     expect(run.stdout).toBe('');
@@ -221,7 +221,7 @@ describe('sd15 against the local engine (tiny models, real PNGs)', { timeout: 90
   });
 
   it('exits 2 on bad usage, saying what is wrong, and creates no job', async () => {
-    const key = server.newKey('cli-usage');
+    const key = await server.newKey('cli-usage');
     const env = envFor(server, key);
     const cases: [string[], RegExp][] = [
       [['generate', 'a cat', '--bogus'], /Unknown option '--bogus'/],
@@ -299,7 +299,7 @@ describe('sd15 against the local engine (tiny models, real PNGs)', { timeout: 90
     const unknown = await sd15(['watch', 'no-such-job'], envFor(server));
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('no job no-such-job for this API key');
-    const foreign = await sd15(['watch', id], envFor(server, server.newKey('cli-other')));
+    const foreign = await sd15(['watch', id], envFor(server, await server.newKey('cli-other')));
     expect(foreign.code).toBe(2);
     expect(foreign.stderr).toContain(`no job ${id}`);
   });
@@ -418,7 +418,7 @@ describe('sd15 against the fake upstream (failures, held jobs)', { timeout: 90_0
   });
 
   it('jobs prints the key’s jobs newest first, a page at a time (--first, --after)', async () => {
-    const key = server.newKey('cli-jobs');
+    const key = await server.newKey('cli-jobs');
     const ids: string[] = [];
     for (const prompt of ['first prompt', 'second prompt', 'third prompt']) {
       ids.push((await server.gql(Text2ImageDocument, { input: { prompt } }, key)).data!.text2image.id);

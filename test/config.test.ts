@@ -67,6 +67,26 @@ describe('configuration', () => {
     ]);
   });
 
+  it('takes DATABASE_URL as a postgres:// URL (unset: SQLite in DATA_DIR), and never repeats a wrong one', () => {
+    expect(loadConfig({}).databaseUrl).toBeUndefined();
+    expect(loadConfig({ DATABASE_URL: '' }).databaseUrl).toBeUndefined();
+    for (const url of ['postgres://u:p@db.internal:5432/sd', 'postgresql://localhost/sd?options=-c%20search_path%3Dsd']) {
+      expect(loadConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
+    }
+    for (const wrong of ['mysql://u:secret@db/sd', 'postgres://', 'u:secret@db/sd']) {
+      let error: unknown;
+      try {
+        loadConfig({ DATABASE_URL: wrong });
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      const problems = (error as ConfigError).problems.join('\n');
+      expect(problems).toMatch(/^DATABASE_URL: must be a postgres:\/\/ or postgresql:\/\/ URL$/m);
+      expect(problems).not.toContain('secret');
+    }
+  });
+
   it('refuses a poll interval range that is upside down', () => {
     expect(() => loadConfig({ POLL_MIN_INTERVAL_MS: '500', POLL_MAX_INTERVAL_MS: '100' })).toThrow(/POLL_MAX_INTERVAL_MS/);
   });

@@ -63,7 +63,7 @@ describe('idempotency keys', () => {
 
   it('scopes keys to the API key: another caller with the same idempotency key gets its own job', async () => {
     const mine = await graphql({ prompt: 'shared words' }, { 'idempotency-key': 'common' });
-    const theirs = await graphql({ prompt: 'shared words' }, { 'idempotency-key': 'common' }, server.newKey('other'));
+    const theirs = await graphql({ prompt: 'shared words' }, { 'idempotency-key': 'common' }, await server.newKey('other'));
     expect(theirs.data!.text2image.id).not.toBe(mine.data!.text2image.id);
   });
 

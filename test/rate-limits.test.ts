@@ -60,7 +60,7 @@ describe('per-key limits on new jobs', () => {
     expect(Number(rest.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(await rest.json()).toMatchObject({ status: 'FAILURE', code: 'RATE_LIMITED', error: expect.stringMatching(/too many new jobs/) });
 
-    const other = server.newKey('other');
+    const other = await server.newKey('other');
     expect((await createOverHttp(other)).status).toBe(200);
   });
 

@@ -149,7 +149,7 @@ describe('request and connection limits', () => {
     // Another key is not affected; a closed connection frees its place.
     const other = openSocket();
     await other.opened;
-    expect(await init(other.socket, server.newKey('other'))).toBe('connection_ack');
+    expect(await init(other.socket, await server.newKey('other'))).toBe('connection_ack');
     sockets[0]!.socket.close();
     await sockets[0]!.closed;
     const again = openSocket();
@@ -194,13 +194,13 @@ describe('request and connection limits', () => {
   });
 
   it('closes the open WebSockets of a key as soon as it is revoked (4403)', async () => {
-    const key = server.newKey('soon revoked');
+    const key = await server.newKey('soon revoked');
     const conn = openSocket();
     await conn.opened;
     expect(await init(conn.socket, key)).toBe('connection_ack');
-    const record = server.app.keys.list().find((k) => k.name === 'soon revoked')!;
+    const record = (await server.app.keys.list()).find((k) => k.name === 'soon revoked')!;
     const started = Date.now();
-    expect(server.app.keys.revoke(record.id)).toBe(true);
+    expect(await server.app.keys.revoke(record.id)).toBe(true);
     expect(await conn.closed).toBe(4403);
     expect(Date.now() - started).toBeLessThan(3_000);
   });

@@ -197,7 +197,7 @@ describe('REST API of the contract', () => {
     expect(await wrong.json()).toEqual({ status: 'FAILURE', error: 'the API key is not valid' });
 
     const mine = (await (await post('text2image', { prompt: 'mine', width: 64, height: 64 })).json()) as { id: string };
-    const other = server.newKey('other');
+    const other = await server.newKey('other');
     const theirs = await status('text2image', mine.id, other);
     const nobody = await status('text2image', '00000000-0000-4000-8000-000000000000', other);
     expect([theirs.status, nobody.status]).toEqual([404, 404]);

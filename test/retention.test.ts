@@ -21,7 +21,7 @@ import { SqliteRetentionStore } from '../src/retention/sqlite-retention-store.js
 import { InProcessLock } from '../src/retention/sweep-lock.js';
 import { openDatabase, WalSync, type SqliteDatabase } from '../src/storage/sqlite.js';
 import { WriteBatcher } from '../src/storage/write-batcher.js';
-import { WebhookStore } from '../src/webhooks/webhook-store.js';
+import { SqliteWebhookStore } from '../src/webhooks/webhook-store.js';
 import { TestS3Server } from './fixtures/s3-server.js';
 import { testJob } from './helpers/jobs.js';
 import { parseMetrics, sampleValue } from './helpers/metrics.js';
@@ -52,7 +52,7 @@ describe('the retention sweep (SQLite store, local images, a clock of its own)',
   let db: SqliteDatabase;
   let jobs: SqliteJobStore;
   let ledger: SqliteRetentionStore;
-  let webhooks: WebhookStore;
+  let webhooks: SqliteWebhookStore;
   let images: LocalImageStore;
   let flaky: LocalImageStore;
   let puts = 0;
@@ -66,11 +66,11 @@ describe('the retention sweep (SQLite store, local images, a clock of its own)',
     const file = path.join(dir, 'sd-api.sqlite');
     db = openDatabase(file);
     const walSync = new WalSync(file, false);
-    ownerId = new SqliteKeyStore(db, walSync).create('owner').record.id;
+    ownerId = (await new SqliteKeyStore(db, walSync).create('owner')).record.id;
     jobs = new SqliteJobStore(db, walSync);
     now = Date.parse('2030-06-01T00:00:00Z');
     ledger = new SqliteRetentionStore(db, walSync, () => now);
-    webhooks = new WebhookStore(db, new WriteBatcher(db, walSync));
+    webhooks = new SqliteWebhookStore(db, new WriteBatcher(db, walSync));
     images = new LocalImageStore({ dir: path.join(dir, 'images') });
     await images.init();
     // The same store, failing puts after the first failAfter of them, and deletes once a put failed
@@ -438,7 +438,7 @@ describe('retention with images in S3 (the s3rver test fixture)', () => {
     });
     try {
       let now = Date.parse('2030-01-01T00:00:00Z');
-      const ownerId = new SqliteKeyStore(db, walSync).create('owner').record.id;
+      const ownerId = (await new SqliteKeyStore(db, walSync).create('owner')).record.id;
       const jobs = new SqliteJobStore(db, walSync);
       const ledger = new SqliteRetentionStore(db, walSync, () => now);
       await jobs.insert(testJob({ id: 'failed', ownerId, createdAt: new Date(now) }));

@@ -124,7 +124,7 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
   });
 
   it("shows the key's name and scopes, and keeps the key in localStorage, never in the URL", async () => {
-    const { key } = server.app.keys.create('alice', ['read', 'generate']);
+    const { key } = await server.app.keys.create('alice', ['read', 'generate']);
     const page = await openStudio(key);
     await expect.poll(() => page.getByText('alice', { exact: true }).isVisible()).toBe(true);
     expect(await page.getByRole('list', { name: 'Scopes' }).getByRole('listitem').allTextContents()).toEqual(['read', 'generate']);
@@ -332,7 +332,7 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
   });
 
   it('history: newest first, a page at a time, and "Use these settings again" fills the form', async () => {
-    const { key } = server.app.keys.create('history', ['read', 'generate']);
+    const { key } = await server.app.keys.create('history', ['read', 'generate']);
     const total = HISTORY_PAGE_SIZE + 3;
     const init = `data:image/png;base64,${(await gradientPng(64, 64)).toString('base64')}`;
     // White (repaint) in the middle 32 x 32, black around it.
@@ -420,7 +420,7 @@ describe('the web studio in a browser', { timeout: 90_000 }, () => {
     expect(await jobPanel(page).getByText('Failed', { exact: true }).isVisible()).toBe(true);
 
     // A key that may only read: it says so, and generating is refused with the scope it lacks.
-    const { key } = server.app.keys.create('reader', ['read']);
+    const { key } = await server.app.keys.create('reader', ['read']);
     const reader = await openStudio(key);
     expect(await reader.getByText(/can only read/).isVisible()).toBe(true);
     await fill(reader, { Prompt: 'a calm sea', Steps: '2', Width: '64', Height: '64' });

@@ -16,7 +16,7 @@ if (!gc) throw new Error('start this process with node --expose-gc');
 
 const app = await buildApp(loadConfig({ ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent' }));
 const url = await app.start();
-const key = app.keys.create('bench').key;
+const key = (await app.keys.create('bench')).key;
 
 const STOP_LIMIT_MS = Number(process.env.BENCH_STOP_LIMIT_MS ?? 5_000);
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));

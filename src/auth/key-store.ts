@@ -11,6 +11,36 @@ export interface ApiKeyRecord {
   revokedAt: Date | null;
 }
 
+/**
+ * The API keys: SqliteKeyStore here, PgKeyStore (pg-key-store.ts) with DATABASE_URL. Lookups
+ * reach the database every time, so a revocation counts at once, on every process. Methods
+ * reject with StorageUnavailableError while a database server cannot be reached.
+ */
+export interface KeyStore {
+  /** Creates a key; the plain key is returned here and never again. */
+  create(name: string, scopes?: readonly KeyScope[]): Promise<{ key: string; record: ApiKeyRecord }>;
+  authenticate(key: string): Promise<Principal | null>;
+  /**
+   * The key's webhook signing secret, made on first use (keys from before webhooks have none).
+   * Stored in the clear on purpose: the server needs it to sign, unlike the key itself.
+   */
+  webhookSecret(keyId: string, options?: { rotate?: boolean }): Promise<string | null>;
+  /** Whether the key with this id exists and is not revoked (checked for open WebSockets). */
+  isActive(keyId: string): Promise<boolean>;
+  /** Every key, oldest first. */
+  list(): Promise<ApiKeyRecord[]>;
+  count(): Promise<number>;
+  /**
+   * The one live key an operator names: by its id, by the whole key (found by its hash), or by a
+   * prefix of either (longer than the one `list` shows, too) that no other live key has.
+   */
+  find(reference: string): Promise<{ record: ApiKeyRecord } | { problem: string }>;
+  /** Replaces a live key's scopes; takes effect on its next request. False if it is not live. */
+  setScopes(id: string, scopes: readonly KeyScope[]): Promise<boolean>;
+  /** Revokes a live key; true if it was live. */
+  revoke(id: string): Promise<boolean>;
+}
+
 interface KeyRow {
   id: string;
   name: string;
@@ -32,11 +62,47 @@ const fromRow = (row: KeyRow): ApiKeyRecord => ({
 /** Characters a reference must carry (after "sdk_" for a key) to name a key. */
 const MIN_REFERENCE_CHARS = 4;
 
+/**
+ * The one live key an operator names (KeyStore.find), among all keys, with idByHash to look a
+ * whole key up by its hash: the same rules for every store.
+ */
+export async function findKey(
+  reference: string,
+  keys: ApiKeyRecord[] | Promise<ApiKeyRecord[]>,
+  idByHash: (hash: string) => string | undefined | Promise<string | undefined>,
+): Promise<{ record: ApiKeyRecord } | { problem: string }> {
+  const ref = reference.trim();
+  if (!ref) return { problem: 'give a key id, the key itself, or a prefix of either' };
+  // "sdk_" starts every key: a prefix must say more than that, or one slip revokes the last key.
+  const told = ref.startsWith(API_KEY_PREFIX) ? ref.length - API_KEY_PREFIX.length : ref.length;
+  if (told < MIN_REFERENCE_CHARS) {
+    return {
+      problem: `"${ref}" is too short to name a key: give at least ${MIN_REFERENCE_CHARS} characters of its id, or of the key after "${API_KEY_PREFIX}"`,
+    };
+  }
+  const all = await keys;
+  const hashedId = await idByHash(hashApiKey(ref));
+  let matches = all.filter((k) => k.id === (hashedId ?? ref));
+  if (matches.length === 0 && ref.length < API_KEY_LENGTH) {
+    // Only the shown prefix of a key is stored: a longer one is matched on that part.
+    matches = all.filter((k) => k.id.startsWith(ref) || k.prefix.startsWith(ref) || ref.startsWith(k.prefix));
+  }
+  const live = matches.filter((k) => !k.revokedAt);
+  if (live.length === 1) return { record: live[0]! };
+  if (live.length > 1) {
+    const named = live.map((k) => `${k.id} (${k.prefix}…, "${k.name}")`).join(', ');
+    return { problem: `"${ref}" names ${live.length} keys: ${named}; give more of it, or the id` };
+  }
+  if (matches.length > 0) return { problem: `the key "${ref}" names (${matches[0]!.id}) is already revoked` };
+  return { problem: `no key has the id, key or prefix "${ref}"` };
+}
+
 /** API keys in SQLite. Lookups hit the database every time so a revocation counts at once. */
-export class SqliteKeyStore {
+export class SqliteKeyStore implements KeyStore {
   private readonly byHash;
   private readonly activeById;
   private readonly secretById;
+  private readonly idByHash;
 
   constructor(
     private readonly db: SqliteDatabase,
@@ -47,10 +113,10 @@ export class SqliteKeyStore {
       'SELECT webhook_secret FROM api_keys WHERE id = ? AND revoked_at IS NULL',
     );
     this.activeById = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM api_keys WHERE id = ? AND revoked_at IS NULL');
+    this.idByHash = db.prepare<[string], { id: string }>('SELECT id FROM api_keys WHERE key_hash = ?');
   }
 
-  /** Creates a key; the plain key is returned here and never again. */
-  create(name: string, scopes: readonly KeyScope[] = KEY_SCOPES): { key: string; record: ApiKeyRecord } {
+  async create(name: string, scopes: readonly KeyScope[] = KEY_SCOPES): Promise<{ key: string; record: ApiKeyRecord }> {
     const trimmed = name.trim();
     if (!trimmed) throw new Error('a key needs a non-empty name');
     const { id, key, hash, prefix } = generateApiKey();
@@ -65,17 +131,13 @@ export class SqliteKeyStore {
     };
   }
 
-  authenticate(key: string): Principal | null {
+  async authenticate(key: string): Promise<Principal | null> {
     const row = this.byHash.get(hashApiKey(key));
     if (!row) return null;
     return { keyId: row.id, name: row.name, scopes: JSON.parse(row.scopes) as KeyScope[] };
   }
 
-  /**
-   * The key's webhook signing secret, made on first use (keys from before webhooks have none).
-   * Stored in the clear on purpose: the server needs it to sign, unlike the key itself.
-   */
-  webhookSecret(keyId: string, options: { rotate?: boolean } = {}): string | null {
+  async webhookSecret(keyId: string, options: { rotate?: boolean } = {}): Promise<string | null> {
     const row = this.secretById.get(keyId);
     if (!row) return null;
     if (row.webhook_secret && !options.rotate) return row.webhook_secret;
@@ -85,60 +147,34 @@ export class SqliteKeyStore {
     return secret;
   }
 
-  /** Whether the key with this id exists and is not revoked (checked for open WebSockets). */
-  isActive(keyId: string): boolean {
+  async isActive(keyId: string): Promise<boolean> {
     return this.activeById.get(keyId) !== undefined;
   }
 
-  list(): ApiKeyRecord[] {
+  async list(): Promise<ApiKeyRecord[]> {
+    return this.listNow();
+  }
+
+  private listNow(): ApiKeyRecord[] {
     return this.db.prepare<[], KeyRow>('SELECT * FROM api_keys ORDER BY created_at').all().map(fromRow);
   }
 
-  count(): number {
+  async count(): Promise<number> {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n;
   }
 
-  /**
-   * The one live key an operator names: by its id, by the whole key (found by its hash), or by a
-   * prefix of either (longer than the one `list` shows, too) that no other live key has.
-   */
-  find(reference: string): { record: ApiKeyRecord } | { problem: string } {
-    const ref = reference.trim();
-    if (!ref) return { problem: 'give a key id, the key itself, or a prefix of either' };
-    // "sdk_" starts every key: a prefix must say more than that, or one slip revokes the last key.
-    const told = ref.startsWith(API_KEY_PREFIX) ? ref.length - API_KEY_PREFIX.length : ref.length;
-    if (told < MIN_REFERENCE_CHARS) {
-      return {
-        problem: `"${ref}" is too short to name a key: give at least ${MIN_REFERENCE_CHARS} characters of its id, or of the key after "${API_KEY_PREFIX}"`,
-      };
-    }
-    const all = this.list();
-    const hashed = this.db.prepare<[string], { id: string }>('SELECT id FROM api_keys WHERE key_hash = ?').get(hashApiKey(ref));
-    let matches = all.filter((k) => k.id === (hashed?.id ?? ref));
-    if (matches.length === 0 && ref.length < API_KEY_LENGTH) {
-      // Only the shown prefix of a key is stored: a longer one is matched on that part.
-      matches = all.filter((k) => k.id.startsWith(ref) || k.prefix.startsWith(ref) || ref.startsWith(k.prefix));
-    }
-    const live = matches.filter((k) => !k.revokedAt);
-    if (live.length === 1) return { record: live[0]! };
-    if (live.length > 1) {
-      const named = live.map((k) => `${k.id} (${k.prefix}…, "${k.name}")`).join(', ');
-      return { problem: `"${ref}" names ${live.length} keys: ${named}; give more of it, or the id` };
-    }
-    if (matches.length > 0) return { problem: `the key "${ref}" names (${matches[0]!.id}) is already revoked` };
-    return { problem: `no key has the id, key or prefix "${ref}"` };
+  async find(reference: string): Promise<{ record: ApiKeyRecord } | { problem: string }> {
+    return findKey(reference, this.listNow(), (hash) => this.idByHash.get(hash)?.id);
   }
 
-  /** Replaces a live key's scopes; takes effect on its next request. False if it is not live. */
-  setScopes(id: string, scopes: readonly KeyScope[]): boolean {
+  async setScopes(id: string, scopes: readonly KeyScope[]): Promise<boolean> {
     if (scopes.length === 0) throw new Error('a key needs at least one scope');
     const result = this.db.prepare('UPDATE api_keys SET scopes = ? WHERE id = ? AND revoked_at IS NULL').run(JSON.stringify(scopes), id);
     this.walSync.syncNow();
     return result.changes > 0;
   }
 
-  /** Revokes a live key; true if it was live. */
-  revoke(id: string): boolean {
+  async revoke(id: string): Promise<boolean> {
     const result = this.db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(Date.now(), id);
     this.walSync.syncNow();
     return result.changes > 0;

@@ -5,7 +5,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import type { YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { apiKeyFromConnectionParams } from '../auth/credentials.js';
-import type { SqliteKeyStore } from '../auth/key-store.js';
+import type { KeyStore } from '../auth/key-store.js';
 import { CLOSE_TOO_MANY, WebSocketSessions, type WebSocketLimits } from './websocket-sessions.js';
 import type { Logger } from '../logger.js';
 
@@ -18,6 +18,8 @@ export interface GraphQLWebSocketOptions extends WebSocketLimits {
 }
 
 const ANONYMOUS = 'anonymous:';
+/** WebSocket close code 1013, "try again later": the server cannot serve the connection now. */
+const CLOSE_TRY_AGAIN_LATER = 1013;
 const anonymousOwner = (req: IncomingMessage) => `${ANONYMOUS}${req.socket.remoteAddress ?? 'unknown'}`;
 
 type WsContext = Context<Record<string, unknown>, { socket: import('ws').WebSocket; request: IncomingMessage }>;
@@ -30,7 +32,7 @@ type WsContext = Context<Record<string, unknown>, { socket: import('ws').WebSock
 export function createGraphQLWebSocketServer(deps: {
   server: Server;
   yoga: YogaServerInstance<Record<string, unknown>, Record<string, unknown>>;
-  keys: SqliteKeyStore;
+  keys: KeyStore;
   baseUrlOf: (req: IncomingMessage) => string;
   options: GraphQLWebSocketOptions;
   logger: Logger;
@@ -43,9 +45,17 @@ export function createGraphQLWebSocketServer(deps: {
     {
       connectionInitWaitTimeout: options.initTimeoutMs,
       // A wrong key is refused at connection time; a missing one per operation (introspection works).
-      onConnect: (ctx) => {
+      onConnect: async (ctx) => {
         const key = apiKeyFromConnectionParams(ctx.connectionParams);
-        const principal = key === null ? null : keys.authenticate(key);
+        let principal;
+        try {
+          principal = key === null ? null : await keys.authenticate(key);
+        } catch (err) {
+          // The key cannot be checked now (its database is unreachable): "try again later".
+          logger.warn({ err }, 'cannot check the API key of a WebSocket connection');
+          ctx.extra.socket.close(CLOSE_TRY_AGAIN_LATER, 'the API key cannot be checked now; retry later');
+          return false;
+        }
         if (key !== null && !principal) return false;
         // Without a key (introspection only) the cap applies per client address instead.
         const owner = principal ? principal.keyId : anonymousOwner(ctx.extra.request);
@@ -95,9 +105,23 @@ export function createGraphQLWebSocketServer(deps: {
     wss,
   );
 
-  const revocationTimer = setInterval(() => {
-    const closed = sessions.closeRevoked((owner) => owner.startsWith(ANONYMOUS) || keys.isActive(owner));
+  /** Keys of open connections found revoked; a key that cannot be checked now is left open. */
+  const closeRevoked = async () => {
+    const owners = sessions.owners().filter((owner) => !owner.startsWith(ANONYMOUS));
+    const revoked = new Set<string>();
+    await Promise.all(
+      owners.map(async (owner) => {
+        if (!(await keys.isActive(owner).catch(() => true))) revoked.add(owner);
+      }),
+    );
+    const closed = sessions.closeRevoked((owner) => !revoked.has(owner));
     if (closed > 0) logger.info({ closed }, 'closed WebSocket connections of revoked API keys');
+  };
+  let checking: Promise<void> | null = null;
+  const revocationTimer = setInterval(() => {
+    checking ??= closeRevoked()
+      .catch((err: unknown) => logger.error({ err }, 'checking WebSocket keys for revocation failed'))
+      .finally(() => (checking = null));
   }, options.revocationCheckMs);
   revocationTimer.unref();
 
@@ -106,6 +130,7 @@ export function createGraphQLWebSocketServer(deps: {
     /** Closes every socket (1001) and the server. */
     async close(): Promise<void> {
       clearInterval(revocationTimer);
+      await checking;
       for (const socket of wss.clients) socket.close(1001, 'server shutting down');
       await wsServer.dispose();
       await new Promise<void>((resolve) => wss.close(() => resolve()));

@@ -1,13 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import { createYoga } from 'graphql-yoga';
 import { apiKeyFromConnectionParams, apiKeyFromHeaders } from '../auth/credentials.js';
-import type { SqliteKeyStore } from '../auth/key-store.js';
+import type { KeyStore } from '../auth/key-store.js';
 import type { Config } from '../config.js';
 import type { CatalogueService } from '../engines/catalogue-service.js';
 import type { ImageLinks } from '../images/image-links.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { StorageUnavailableError, storageUnavailableAnswer } from '../storage/storage-fault.js';
 import type { GraphQLContext } from '../schema/context.js';
 import { createErrorMasker } from '../schema/errors.js';
 import { schema } from '../schema/index.js';
@@ -27,7 +28,7 @@ export type ServerContext = {
 export interface GraphQLDeps {
   config: Config;
   logger: Logger;
-  keys: SqliteKeyStore;
+  keys: KeyStore;
   jobs: JobService;
   models: CatalogueService;
   links: ImageLinks;
@@ -36,10 +37,18 @@ export interface GraphQLDeps {
 
 /** GraphQL over HTTP (and, through graphql-websocket.ts, over WebSocket): yoga with the schema, GraphiQL, key and limit plugins. */
 export function createGraphQL({ config, logger, keys, jobs, models, links, metrics }: GraphQLDeps) {
-  const authenticate = (key: string | null): Pick<GraphQLContext, 'principal' | 'authProblem'> => {
-    if (!key) return { principal: null, authProblem: null };
-    const principal = keys.authenticate(key);
-    return principal ? { principal, authProblem: null } : { principal: null, authProblem: 'the API key is not valid' };
+  const authenticate = async (key: string | null): Promise<Pick<GraphQLContext, 'principal' | 'authProblem' | 'authUnavailable'>> => {
+    if (!key) return { principal: null, authProblem: null, authUnavailable: null };
+    try {
+      const principal = await keys.authenticate(key);
+      return principal
+        ? { principal, authProblem: null, authUnavailable: null }
+        : { principal: null, authProblem: 'the API key is not valid', authUnavailable: null };
+    } catch (err) {
+      if (!(err instanceof StorageUnavailableError)) throw err;
+      logger.warn({ err: err.cause }, `cannot check an API key: ${err.message}`);
+      return { principal: null, authProblem: null, authUnavailable: storageUnavailableAnswer(err, 'check API keys') };
+    }
   };
   return createYoga<ServerContext, GraphQLContext>({
     schema,
@@ -57,8 +66,8 @@ export function createGraphQL({ config, logger, keys, jobs, models, links, metri
     },
     maskedErrors: { maskError: createErrorMasker(logger) },
     plugins: [useOperationMetrics(metrics), useRequireApiKey(), ...graphqlLimitPlugins(config.graphqlLimits)],
-    context: ({ request, connectionParams, wsBaseUrl }) => ({
-      ...authenticate(connectionParams ? apiKeyFromConnectionParams(connectionParams) : apiKeyFromHeaders(request.headers)),
+    context: async ({ request, connectionParams, wsBaseUrl }) => ({
+      ...(await authenticate(connectionParams ? apiKeyFromConnectionParams(connectionParams) : apiKeyFromHeaders(request.headers))),
       jobs,
       models,
       publicBaseUrl: wsBaseUrl ?? config.publicUrl ?? new URL(request.url).origin,

@@ -11,6 +11,16 @@ export function useRequireApiKey(): Plugin<GraphQLContext> {
   const check = (document: DocumentNode, operationName: string | null | undefined, ctx: GraphQLContext) => {
     if (ctx.principal) return null;
     if (isIntrospectionOnly(document, operationName)) return null;
+    const unavailable = ctx.authUnavailable;
+    if (unavailable) {
+      return new GraphQLError(unavailable.message, {
+        extensions: {
+          code: unavailable.code,
+          ...unavailable.details,
+          http: { status: unavailable.httpStatus, headers: { 'Retry-After': String(unavailable.details.retryAfter ?? 1) } },
+        },
+      });
+    }
     return new GraphQLError(ctx.authProblem ?? 'an API key is required: send it in the API-Key header', {
       extensions: { code: 'UNAUTHENTICATED', http: { status: 401, headers: { 'WWW-Authenticate': 'API-Key' } } },
     });

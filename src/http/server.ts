@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { SqliteKeyStore } from '../auth/key-store.js';
+import type { KeyStore } from '../auth/key-store.js';
 import type { Config } from '../config.js';
 import type { ImageLinks } from '../images/image-links.js';
 import type { ImageStore } from '../images/image-store.js';
@@ -23,7 +23,7 @@ export interface HttpDeps {
   config: Config;
   logger: Logger;
   yoga: GraphQLHandler;
-  keys: SqliteKeyStore;
+  keys: KeyStore;
   jobs: JobService;
   images: ImageStore;
   links: ImageLinks;

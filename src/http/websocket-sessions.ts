@@ -67,6 +67,11 @@ export class WebSocketSessions<Ctx extends object> {
     this.sessions.get(ctx)?.operations.delete(id);
   }
 
+  /** The owners (key ids, or anonymous addresses) with open connections. */
+  owners(): string[] {
+    return [...this.byKey.keys()];
+  }
+
   /** Closes every connection whose key is no longer valid; returns how many were closed. */
   closeRevoked(isValid: (keyId: string) => boolean): number {
     let closed = 0;

@@ -18,6 +18,7 @@ import {
   type JobStore,
 } from './job-store.js';
 import { JobStream } from './job-stream.js';
+import { storageUnavailableAnswer } from '../storage/storage-fault.js';
 import { PreviewLeases } from './preview-leases.js';
 import type { JobAdmission } from '../limits/job-admission.js';
 import type { JobRunner } from './job-runner.js';
@@ -118,13 +119,8 @@ export class JobService {
         if (earlier) return earlier;
       }
       if (err instanceof StorageUnavailableError) {
-        this.deps.logger.error({ err: err.cause }, 'cannot record new jobs: the database is not writable');
-        throw new ApiError(
-          'STORAGE_UNAVAILABLE',
-          'the server cannot record new jobs right now (its storage is full or not writable); nothing was created, retry later',
-          503,
-          { retryAfter: 30 },
-        );
+        this.deps.logger.error({ err: err.cause }, `cannot record new jobs: ${err.message}`);
+        throw storageUnavailableAnswer(err, 'record new jobs', 'nothing was created');
       }
       throw err;
     }

@@ -1,21 +1,24 @@
 import type Database from 'better-sqlite3';
 import type { SqliteDatabase, WalSync } from '../storage/sqlite.js';
+import { isStorageFault, StorageUnavailableError } from '../storage/storage-fault.js';
 import { WriteBatcher } from '../storage/write-batcher.js';
 import type { Job, JobImage, JobPatch, JobStatus } from './job.js';
 import type { GenerationParams, JobMode } from '../generation/request.js';
 
-/**
- * Persistence of jobs. Async so that a Postgres store can take its place; the SQLite one
- * below commits synchronously, so a resolved insert() is on disk.
- *
- * Invariant kept here, not by callers: a job in a terminal state never changes again.
- */
 /** A create's idempotency key and the fingerprint of its request, stored with the job. */
 export interface IdempotencyRecord {
   key: string;
   fingerprint: string;
 }
 
+/**
+ * Persistence of jobs: SqliteJobStore below, PgJobStore (pg-job-store.ts) with DATABASE_URL.
+ * A resolved write is durable (on disk, or committed by the server).
+ *
+ * Invariant kept here, not by callers: a job in a terminal state never changes again.
+ * Writes reject with StorageUnavailableError when the database cannot take them (the Postgres
+ * store: any method, while its server cannot be reached).
+ */
 export interface JobStore {
   /** Rejects with DuplicateIdempotencyKeyError when the owner already used the key. */
   insert(job: Job, idempotency?: IdempotencyRecord): Promise<void>;
@@ -51,19 +54,8 @@ export class DuplicateIdempotencyKeyError extends Error {
   }
 }
 
-/** The database cannot take writes: the disk is full, read-only, or failing. */
-export class StorageUnavailableError extends Error {
-  constructor(options: { cause: unknown }) {
-    super('the job store cannot be written', options);
-    this.name = 'StorageUnavailableError';
-  }
-}
-
-const STORAGE_FAULT = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN)|^(ENOSPC|EIO|EROFS|EDQUOT)$/;
-
-export function isStorageFault(err: unknown): boolean {
-  return STORAGE_FAULT.test(String((err as { code?: unknown } | null)?.code ?? ''));
-}
+// Where every store's faults are told apart; here too, for the callers that know them from here.
+export { isStorageFault, StorageUnavailableError };
 
 export class InvalidCursorError extends Error {
   constructor() {
@@ -123,8 +115,9 @@ function fromRow(row: JobRow): Job {
   };
 }
 
-const encodeCursor = (seq: number) => Buffer.from(`job:${seq}`).toString('base64url');
-function decodeCursor(cursor: string): number {
+/** A page's cursor: the job's place in creation order, the same form in every store. */
+export const encodeCursor = (seq: number) => Buffer.from(`job:${seq}`).toString('base64url');
+export function decodeCursor(cursor: string): number {
   const match = /^job:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
   if (!match) throw new InvalidCursorError();
   return Number(match[1]);

@@ -6,6 +6,7 @@ import { errorReason, mayRequeue } from '../jobs/job-transitions.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
 import { backoffDelay } from '../retry/backoff.js';
 import { TaskSlots } from '../concurrency/task-slots.js';
+import { StorageUnavailableError } from '../storage/storage-fault.js';
 
 export interface PollerOptions {
   minIntervalMs: number;
@@ -179,7 +180,14 @@ export class Poller {
       }
       after = await this.updater.applyEngineStatus(before, status);
     } catch (err) {
-      after = await this.handleError(t, err);
+      try {
+        after = await this.handleError(t, err);
+      } catch (storeErr) {
+        // Failing the job needs the store too: it is tried again at the next poll.
+        if (!(storeErr instanceof StorageUnavailableError)) throw storeErr;
+        jobLogger(this.logger, before.id).warn({ err: storeErr.message }, 'cannot record the job’s failure now; will poll again');
+        after = before;
+      }
     }
     if (isTerminal(after.status)) {
       this.tracked.delete(after.id);
@@ -196,6 +204,12 @@ export class Poller {
   private async handleError(t: Tracked, err: unknown): Promise<Job> {
     const job = t.job;
     const log = jobLogger(this.logger, job.id);
+    if (err instanceof StorageUnavailableError) {
+      // The engine answered but the change could not be recorded (the database is unreachable):
+      // nothing changed in the store, so the next poll (backing off) brings the same news again.
+      log.warn({ err: err.message }, 'cannot record the job’s progress now; will poll again');
+      return job;
+    }
     if (err instanceof EngineUnavailableError) {
       const now = this.clock();
       t.unreachableSince ??= now;

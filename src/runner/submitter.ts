@@ -7,6 +7,7 @@ import { backoffDelay } from '../retry/backoff.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
 import type { Poller } from './poller.js';
 import { TaskSlots } from '../concurrency/task-slots.js';
+import { StorageUnavailableError } from '../storage/storage-fault.js';
 
 export interface SubmitterOptions {
   concurrency: number;
@@ -154,26 +155,45 @@ export class Submitter {
         .submit({ id: job.id, mode: job.mode, params: job.params })
         .finally(() => this.submitting.delete(job.id));
       jobLogger(this.logger, job.id).debug({ engine: this.engine.name }, 'job handed to the engine');
-      current = submission.handle ? await this.updater.setEngineHandle(job, submission.handle) : job;
-      current = await this.updater.applyEngineStatus(current, submission.status);
+      try {
+        current = submission.handle ? await this.updater.setEngineHandle(job, submission.handle) : job;
+        current = await this.updater.applyEngineStatus(current, submission.status);
+      } catch (err) {
+        if (!(err instanceof StorageUnavailableError) || !submission.handle) throw err;
+        // The engine has the job but the store cannot record it now (its database is
+        // unreachable): the poller follows it by the handle known here and records what comes
+        // next. Should this process stop first, the job (without a stored handle) is submitted again.
+        jobLogger(this.logger, job.id).warn({ err: err.message }, 'cannot record the engine’s handle now; following the job anyway');
+        current = { ...job, engineHandle: submission.handle };
+      }
     } catch (err) {
       const since = this.attempts.get(job.id)?.since ?? this.clock();
-      if (err instanceof EngineUnavailableError && this.clock() - since < this.options.failureBudgetMs) {
+      if (
+        (err instanceof EngineUnavailableError || err instanceof StorageUnavailableError) &&
+        this.clock() - since < this.options.failureBudgetMs
+      ) {
         this.retryLater(job, err);
         return;
       }
-      current = await this.failFor(job, err);
+      try {
+        current = await this.failFor(job, err);
+      } catch (failErr) {
+        if (!(failErr instanceof StorageUnavailableError)) throw failErr;
+        this.retryLater(job, failErr);
+        return;
+      }
     }
     this.queued.delete(job.id);
     this.attempts.delete(job.id);
     if (!isTerminal(current.status)) this.poller.track(current);
   }
 
-  private retryLater(job: Job, err: EngineUnavailableError): void {
+  private retryLater(job: Job, err: EngineUnavailableError | StorageUnavailableError): void {
     const { count: attempt, since } = this.attempts.get(job.id) ?? { count: 0, since: this.clock() };
     this.attempts.set(job.id, { count: attempt + 1, since });
     const delay = backoffDelay(attempt, { baseMs: this.options.retryDelayMs ?? 1_000, maxMs: 30_000 });
-    jobLogger(this.logger, job.id).warn({ err: err.message, retryInMs: delay }, 'engine unavailable; submission will be retried');
+    const why = err instanceof StorageUnavailableError ? 'job store unavailable' : 'engine unavailable';
+    jobLogger(this.logger, job.id).warn({ err: err.message, retryInMs: delay }, `${why}; submission will be retried`);
     const timer = setTimeout(() => {
       this.retryTimers.delete(timer);
       if (!this.queued.has(job.id)) return; // canceled while waiting to retry

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { ApiError } from '../errors.js';
 import { InputValidationError } from '../generation/input.js';
 import { InvalidCursorError } from '../jobs/job-store.js';
+import { StorageUnavailableError, storageUnavailableAnswer } from '../storage/storage-fault.js';
 
 /**
  * Turns domain errors into GraphQL errors with a stable extensions.code, and hides everything
@@ -11,7 +12,12 @@ import { InvalidCursorError } from '../jobs/job-store.js';
 export function createErrorMasker(logger: Logger) {
   return (error: unknown): Error => {
     const graphqlError = isGraphQLError(error) ? error : null;
-    const original = unwrap(error);
+    let original = unwrap(error);
+    if (original instanceof StorageUnavailableError) {
+      // A read or a change the database could not take: the client may retry (creates say so themselves).
+      logger.warn({ err: original.cause, path: graphqlError?.path }, `a GraphQL operation failed: ${original.message}`);
+      original = storageUnavailableAnswer(original);
+    }
     const at = graphqlError ? { nodes: graphqlError.nodes, path: graphqlError.path } : {};
 
     if (original instanceof InputValidationError) {

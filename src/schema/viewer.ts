@@ -25,7 +25,7 @@ builder.queryFields((t) => ({
     type: ApiKey,
     description: 'The API key making this request: its name and scopes (so a client can show who it is and what it may do).',
     resolve: (_, __, ctx) => {
-      if (!ctx.principal) throw unauthenticated(ctx.authProblem ?? 'an API key is required');
+      if (!ctx.principal) throw ctx.authUnavailable ?? unauthenticated(ctx.authProblem ?? 'an API key is required');
       return ctx.principal;
     },
   }),

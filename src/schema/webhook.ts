@@ -5,9 +5,9 @@ builder.queryFields((t) => ({
   webhookSecret: t.string({
     description:
       'This API key\'s webhook signing secret: X-Webhook-Signature is "sha256=" + hex HMAC-SHA256 of the raw request body with it. Rotate it with the keys command (keys webhook-secret ID --rotate).',
-    resolve: (_, __, ctx) => {
+    resolve: async (_, __, ctx) => {
       const principal = authorized(ctx, 'webhooks.secret');
-      return ctx.webhookSecretOf(principal.keyId) ?? '';
+      return (await ctx.webhookSecretOf(principal.keyId)) ?? '';
     },
   }),
 }));

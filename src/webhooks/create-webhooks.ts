@@ -1,23 +1,21 @@
 import type { Logger } from 'pino';
-import type { SqliteKeyStore } from '../auth/key-store.js';
+import type { KeyStore } from '../auth/key-store.js';
 import type { Config } from '../config.js';
 import type { JobStore } from '../jobs/job-store.js';
 import { parseAllowHosts } from '../net/address-policy.js';
 import { checkOutboundUrl, outboundRefusal } from '../net/guarded-agent.js';
-import type { SqliteDatabase, WalSync } from '../storage/sqlite.js';
-import { WriteBatcher } from '../storage/write-batcher.js';
 import { WebhookDeliverer } from './webhook-deliverer.js';
 import { WebhookSender } from './webhook-sender.js';
-import { WebhookStore } from './webhook-store.js';
+import type { WebhookStore } from './webhook-store.js';
 
 /** Deliveries in flight at once: receivers are other people's servers, so few. */
 const CONCURRENCY = 4;
 
 /** Wires the webhook sender, its stored deliveries and the deliverer that retries them. */
 export function createWebhooks(deps: {
-  db: SqliteDatabase;
-  walSync: WalSync;
-  keys: SqliteKeyStore;
+  /** The stored deliveries: SqliteWebhookStore, or PgWebhookStore with DATABASE_URL. */
+  store: WebhookStore;
+  keys: KeyStore;
   jobs: JobStore;
   config: Config['webhooks'];
   publicBaseUrl: () => string;
@@ -27,9 +25,9 @@ export function createWebhooks(deps: {
   const sender = new WebhookSender(allow, deps.config.timeoutMs);
   const deliverer = new WebhookDeliverer(
     {
-      store: new WebhookStore(deps.db, new WriteBatcher(deps.db, deps.walSync)),
+      store: deps.store,
       send: async (url, deliveryId, body, ownerId) => {
-        const secret = deps.keys.webhookSecret(ownerId);
+        const secret = await deps.keys.webhookSecret(ownerId);
         if (!secret) return { ok: false, retry: false, error: 'the API key that made the job was revoked' };
         return sender.send(url, deliveryId, body, secret);
       },

@@ -19,6 +19,8 @@ export interface WebhookOptions {
 const MAX_RETRY_DELAY_MS = 10 * 60_000;
 /** Shortest sleep between looks at the queue, so deliveries in flight do not make it spin. */
 const MIN_TICK_MS = 50;
+/** How soon to look again when the store could not be read. */
+const STORE_RETRY_MS = 1_000;
 
 /**
  * Sends a webhook for every job that asked for one when it reaches a terminal state. The
@@ -31,6 +33,9 @@ export class WebhookDeliverer {
   private readonly slots: TaskSlots;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
+  /** The look at the store in progress, and whether another was asked for meanwhile. */
+  private pumping: Promise<void> | null = null;
+  private pumpAgain = false;
 
   constructor(
     private readonly deps: {
@@ -53,7 +58,7 @@ export class WebhookDeliverer {
   /** Starts sending; first queues deliveries for jobs that finished while the process died. */
   async start(): Promise<void> {
     this.running = true;
-    for (const id of this.deps.store.jobsMissingDelivery()) {
+    for (const id of await this.deps.store.jobsMissingDelivery()) {
       const job = await this.deps.getJob(id);
       if (job) await this.jobFinished(job);
     }
@@ -64,6 +69,7 @@ export class WebhookDeliverer {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    await this.pumping;
     await this.slots.idle();
   }
 
@@ -82,14 +88,37 @@ export class WebhookDeliverer {
     this.pump();
   }
 
+  /** Starts what is due and sets the timer for the next; one look at the store at a time. */
   private pump(): void {
     if (!this.running) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = this.look()
+      .catch((err: unknown) => {
+        // The store cannot answer (its database is unreachable): look again in a while.
+        this.deps.logger.warn({ err }, 'could not read the webhook deliveries; will look again');
+        this.setTimer(this.now() + STORE_RETRY_MS);
+      })
+      .finally(() => {
+        this.pumping = null;
+        if (this.pumpAgain) {
+          this.pumpAgain = false;
+          this.pump();
+        }
+      });
+  }
+
+  private async look(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const free = this.slots.free;
     if (free > 0) {
-      const due = this.deps.store.due(this.now(), free + this.inFlight.size).filter((d) => !this.inFlight.has(d.id));
-      for (const delivery of due.slice(0, free)) {
+      // Only as many as there are free slots: a shared store claims what it returns.
+      const due = await this.deps.store.due(this.now(), free, this.inFlight);
+      if (!this.running) return;
+      for (const delivery of due) {
         this.inFlight.add(delivery.id);
         this.slots.run(
           () =>
@@ -103,11 +132,15 @@ export class WebhookDeliverer {
         );
       }
     }
-    const next = this.deps.store.nextDueAt();
-    if (next !== null) {
-      this.timer = setTimeout(() => this.pump(), Math.max(MIN_TICK_MS, next - this.now()));
-      this.timer.unref();
-    }
+    const next = await this.deps.store.nextDueAt();
+    if (next !== null) this.setTimer(next);
+  }
+
+  private setTimer(at: number): void {
+    if (!this.running) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.pump(), Math.max(MIN_TICK_MS, at - this.now()));
+    this.timer.unref();
   }
 
   private async attempt(d: WebhookDelivery): Promise<void> {

@@ -12,6 +12,28 @@ export interface WebhookDelivery {
   nextAttemptAt: number;
 }
 
+/**
+ * Stored webhook deliveries, so retries survive restarts: SqliteWebhookStore here,
+ * PgWebhookStore (pg-webhook-store.ts) with DATABASE_URL. A job has at most one delivery.
+ */
+export interface WebhookStore {
+  /** Persists a delivery (durable before this resolves); a second one for a job is ignored. */
+  add(delivery: Omit<WebhookDelivery, 'attempts'>): Promise<void>;
+  /**
+   * At most limit pending deliveries due by now, earliest first, leaving out the ones this
+   * process is attempting (inFlight). A store shared by several processes claims the ones it
+   * returns for a while, so that only one process attempts each.
+   */
+  due(now: number, limit: number, inFlight?: ReadonlySet<string>): Promise<WebhookDelivery[]>;
+  /** When the earliest pending delivery is due, if any. */
+  nextDueAt(): Promise<number | null>;
+  delivered(d: WebhookDelivery, attempts: number): Promise<void>;
+  retryLater(d: WebhookDelivery, attempts: number, nextAttemptAt: number, error: string): Promise<void>;
+  gaveUp(d: WebhookDelivery, attempts: number, error: string): Promise<void>;
+  /** Finished jobs that asked for a webhook but have no delivery (the process died in between). */
+  jobsMissingDelivery(): Promise<string[]>;
+}
+
 interface DeliveryRow {
   id: string;
   job_id: string;
@@ -36,7 +58,7 @@ const fromRow = (r: DeliveryRow): WebhookDelivery => ({
  * Webhook deliveries in SQLite, so retries survive restarts. A job has at most one delivery
  * (job_id is unique), so finishing twice can never notify twice.
  */
-export class WebhookStore {
+export class SqliteWebhookStore implements WebhookStore {
   private readonly insertStmt;
   private readonly dueStmt;
   private readonly updateStmt;
@@ -68,17 +90,19 @@ export class WebhookStore {
     );
   }
 
-  /** Persists a delivery (committed and synced before this resolves); a second one for a job is ignored. */
   async add(delivery: Omit<WebhookDelivery, 'attempts'>): Promise<void> {
     await this.writes.run(() => this.insertStmt.run({ ...delivery, createdAt: Date.now() }));
   }
 
-  due(now: number, limit: number): WebhookDelivery[] {
-    return this.dueStmt.all(now, limit).map(fromRow);
+  async due(now: number, limit: number, inFlight: ReadonlySet<string> = new Set()): Promise<WebhookDelivery[]> {
+    return this.dueStmt
+      .all(now, limit + inFlight.size)
+      .map(fromRow)
+      .filter((d) => !inFlight.has(d.id))
+      .slice(0, limit);
   }
 
-  /** When the earliest pending delivery is due, if any. */
-  nextDueAt(): number | null {
+  async nextDueAt(): Promise<number | null> {
     return this.nextDueStmt.get()?.at ?? null;
   }
 
@@ -94,7 +118,7 @@ export class WebhookStore {
     await this.update(d, { status: 'FAILED', attempts, nextAttemptAt: d.nextAttemptAt, lastError: error, deliveredAt: null });
   }
 
-  jobsMissingDelivery(): string[] {
+  async jobsMissingDelivery(): Promise<string[]> {
     return this.missingStmt.all().map((r) => r.id);
   }
 

@@ -22,7 +22,7 @@ export interface TestServer {
   gql<R, V>(doc: TypedDocumentNode<R, V>, variables?: V, key?: string | null): Promise<ExecutionResult<R>>;
   /** A graphql-ws client; closed by stop(). */
   ws(connectionParams?: Record<string, unknown>): Client;
-  newKey(name: string): string;
+  newKey(name: string): Promise<string>;
   /** GET /metrics, as name → value. */
   metrics(): Promise<Record<string, number>>;
   /** Stops the app (and, unless keepData, removes DATA_DIR and stops the upstream). */
@@ -58,7 +58,7 @@ export async function startTestServer(
   const app = await buildApp(loadConfig(env), options.app);
   const url = await app.start();
   const clients: Client[] = [];
-  const key = app.keys.create('test').key;
+  const key = (await app.keys.create('test')).key;
 
   return {
     app,
@@ -79,7 +79,7 @@ export async function startTestServer(
       clients.push(client);
       return client;
     },
-    newKey: (name) => app.keys.create(name).key,
+    newKey: async (name) => (await app.keys.create(name)).key,
     metrics: () => readMetrics(url),
     async stop({ keepData = false } = {}) {
       await Promise.all(clients.map(async (c) => c.dispose()));

@@ -8,6 +8,7 @@ import type { Job } from '../../jobs/job.js';
 import type { JobMode } from '../../generation/request.js';
 import type { JobService } from '../../jobs/job-service.js';
 import type { ImageLinks } from '../../images/image-links.js';
+import { StorageUnavailableError, storageUnavailableAnswer } from '../../storage/storage-fault.js';
 import { fromRestRequestBody, toRestFieldName } from './rest-mapping.js';
 
 /**
@@ -26,7 +27,8 @@ const STATUS = /^\/sd\/(text2image|image2image|inpainting)\/v1\/status\/([^/]+)\
 
 export interface RestDeps {
   jobs: JobService;
-  authenticate: (key: string) => Principal | null;
+  /** Rejects with StorageUnavailableError while the keys' database cannot be reached. */
+  authenticate: (key: string) => Promise<Principal | null>;
   publicBaseUrl: (req: IncomingMessage) => string;
   /** download_urls: through publicBaseUrl, or presigned (IMAGE_URLS). */
   links: ImageLinks;
@@ -44,7 +46,13 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
 
   const key = apiKeyFromHeaders({ get: (name) => headerValue(req, name) });
   if (!key) return send(res, 401, failure('an API key is required: send it in the API-Key header'));
-  const principal = deps.authenticate(key);
+  let principal;
+  try {
+    principal = await deps.authenticate(key);
+  } catch (err) {
+    if (err instanceof StorageUnavailableError) return sendApiError(res, storageUnavailableAnswer(err, 'check API keys'));
+    throw err;
+  }
   if (!principal) return send(res, 401, failure('the API key is not valid'));
   try {
     authorize(principal, submit ? 'jobs.create' : 'jobs.read');
@@ -75,17 +83,20 @@ export async function handleRest(deps: RestDeps, req: IncomingMessage, res: Serv
   } catch (err) {
     if (err instanceof InputValidationError) return send(res, 400, validationFailure(err.issues));
     if (err instanceof BodyError) return send(res, err.status, failure(err.message));
-    if (err instanceof ApiError) {
-      const retryAfter = typeof err.details.retryAfter === 'number' ? err.details.retryAfter : null;
-      return send(
-        res,
-        err.httpStatus,
-        { ...failure(err.message), code: err.code, ...(retryAfter !== null ? { retry_after: retryAfter } : {}) },
-        retryAfter !== null ? { 'retry-after': String(retryAfter) } : {},
-      );
-    }
+    if (err instanceof StorageUnavailableError) return sendApiError(res, storageUnavailableAnswer(err));
+    if (err instanceof ApiError) return sendApiError(res, err);
     throw err;
   }
+}
+
+function sendApiError(res: ServerResponse, err: ApiError): void {
+  const retryAfter = typeof err.details.retryAfter === 'number' ? err.details.retryAfter : null;
+  send(
+    res,
+    err.httpStatus,
+    { ...failure(err.message), code: err.code, ...(retryAfter !== null ? { retry_after: retryAfter } : {}) },
+    retryAfter !== null ? { 'retry-after': String(retryAfter) } : {},
+  );
 }
 
 /** The contract's reply for a job: PENDING (+ progress extras), SUCCESS (+ download_urls, one per image) or FAILURE. */
