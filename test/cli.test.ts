@@ -194,7 +194,26 @@ describe('sd15 against the local engine (tiny models, real PNGs)', { timeout: 90
     const init = await pngFile(dir, 'init.png', 64, 64, 'gradient');
     const mask = await pngFile(dir, 'mask.png', 64, 64, 'mask');
     const run = await sd15(
-      ['generate', 'a red door', '--init', init, '--mask', mask, '--steps', '8', '--width', '64', '--height', '64', '--out', dir],
+      [
+        'generate',
+        'a red door',
+        '--init',
+        init,
+        '--mask',
+        mask,
+        '--steps',
+        '8',
+        '--width',
+        '64',
+        '--height',
+        '64',
+        '--mask-blur',
+        '7',
+        '--keep-unmasked',
+        'no',
+        '--out',
+        dir,
+      ],
       envFor(server),
     );
     expect(run.stderr).toBe('');
@@ -207,6 +226,7 @@ describe('sd15 against the local engine (tiny models, real PNGs)', { timeout: 90
     const job = (await server.gql(JobDocument, { id })).data!.job!;
     expect(job.mode).toBe('INPAINTING');
     expect(Buffer.from(job.parameters.maskImage!.split(',')[1]!, 'base64').equals(readFileSync(mask))).toBe(true);
+    expect([job.parameters.maskBlur, job.parameters.keepUnmasked]).toEqual([7, false]);
   });
 
   it("exits 2 printing the server's field errors (field, option, reason), and creates no job", async () => {
@@ -229,6 +249,8 @@ describe('sd15 against the local engine (tiny models, real PNGs)', { timeout: 90
       [['generate', 'a cat', '--steps', 'many'], /--steps must be a whole number, not "many"/],
       [['generate', 'a cat', '--mode', 'image2image'], /image2image needs an init image: --init/],
       [['generate', 'a cat', '--mode', 'sketch'], /--mode must be one of text2image, image2image, inpainting/],
+      [['generate', 'a cat', '--mask-blur', '3'], /--mask-blur is for inpainting, not text2image/],
+      [['generate', 'a cat', '--init', BIN, '--mask', BIN, '--keep-unmasked', 'maybe'], /--keep-unmasked must be yes or no, not "maybe"/],
       [['generate', 'a cat', '--init', path.join(tempDir(), 'missing.png')], /--init: cannot read .*missing\.png \(ENOENT\)/],
       [['generate', 'a cat', '--init', BIN], /is not a PNG, JPEG or WebP image/],
       [['jobs', '--steps', '3'], /--steps is not an option of jobs/],

@@ -28,6 +28,8 @@ export interface GenerateRequest {
   seed?: number;
   samples?: number;
   strength?: number;
+  maskBlur?: number;
+  keepUnmasked?: boolean;
   scheduler?: string;
 }
 
@@ -61,6 +63,8 @@ const OPTIONS = {
   seed: { type: 'string' },
   samples: { type: 'string' },
   strength: { type: 'string' },
+  'mask-blur': { type: 'string' },
+  'keep-unmasked': { type: 'string' },
   scheduler: { type: 'string' },
   first: { type: 'string' },
   after: { type: 'string' },
@@ -84,6 +88,8 @@ const GENERATE: OptionName[] = [
   'seed',
   'samples',
   'strength',
+  'mask-blur',
+  'keep-unmasked',
   'scheduler',
 ];
 
@@ -114,6 +120,8 @@ const OPTION_FOR_FIELD: Record<string, string> = {
   seed: '--seed',
   samples: '--samples',
   strength: '--strength',
+  maskBlur: '--mask-blur',
+  keepUnmasked: '--keep-unmasked',
   scheduler: '--scheduler',
   after: '--after',
   first: '--first',
@@ -205,6 +213,11 @@ function generateRequest(prompt: string, values: Values): GenerateRequest {
   }
   if (mode === 'image2image' && values.mask !== undefined) throw new UsageError('--mask is for inpainting: use --mode inpainting');
   if (mode === 'inpainting' && values.mask === undefined) throw new UsageError('inpainting needs a mask: --mask FILE|URL');
+  if (mode !== 'inpainting') {
+    for (const option of ['mask-blur', 'keep-unmasked'] as const) {
+      if (values[option] !== undefined) throw new UsageError(`--${option} is for inpainting, not ${mode}`);
+    }
+  }
   return {
     mode,
     prompt,
@@ -220,6 +233,8 @@ function generateRequest(prompt: string, values: Values): GenerateRequest {
     seed: integer('seed', values.seed),
     samples: integer('samples', values.samples),
     strength: number('strength', values.strength),
+    maskBlur: integer('mask-blur', values['mask-blur']),
+    keepUnmasked: yesNo('keep-unmasked', values['keep-unmasked']),
     // The server's enum is upper case; "euler_a" is what people type.
     scheduler: values.scheduler?.toUpperCase(),
   };
@@ -233,6 +248,14 @@ function chooseMode(values: Values): JobMode {
     throw new UsageError(`--mode must be one of ${JOB_MODES.join(', ')}, not "${values.mode}"`);
   }
   return mode as JobMode;
+}
+
+function yesNo(option: OptionName, value: string | undefined): boolean | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim().toLowerCase();
+  if (['yes', 'true', '1'].includes(v)) return true;
+  if (['no', 'false', '0'].includes(v)) return false;
+  throw new UsageError(`--${option} must be yes or no, not "${value}"`);
 }
 
 // Only the type is checked here; ranges are the server's rules, and its field errors say them.

@@ -30,6 +30,10 @@ Options of generate (absent ones take the server's defaults; the server checks t
   --seed N                 0 to 2147483647; absent or -1: random (printed with the job)
   --samples N              images, 1 to 4 (default 1)
   --strength X             image2image and inpainting: 0 keeps the init image, 1 ignores it (default 0.8)
+  --mask-blur N            inpainting: the soft edge, in pixels, where kept and repainted pixels
+                           blend, 0 to 64 (default 4; 0 = hard edge)
+  --keep-unmasked yes|no   inpainting: paste the init image's unmasked pixels back (default yes;
+                           no gives the model's output everywhere, as diffusers does)
   --scheduler NAME         ${SCHEDULER_NAMES.join(', ')}
   -o, --out DIR            where images are saved (also for watch): default the current folder,
                            created if missing; files are <jobId>-<n>.<ext>, n from 1

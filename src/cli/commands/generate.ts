@@ -53,7 +53,17 @@ async function createJob(client: ApiClient, request: GenerateRequest, initImage?
     case 'image2image':
       return (await client.request(CreateImage2ImageDocument, { input: { ...common, initImage, strength: request.strength } })).image2image;
     case 'inpainting':
-      return (await client.request(CreateInpaintingDocument, { input: { ...common, initImage, maskImage, strength: request.strength } }))
-        .inpainting;
+      return (
+        await client.request(CreateInpaintingDocument, {
+          input: {
+            ...common,
+            initImage,
+            maskImage,
+            strength: request.strength,
+            maskBlur: request.maskBlur,
+            keepUnmasked: request.keepUnmasked,
+          },
+        })
+      ).inpainting;
   }
 }
