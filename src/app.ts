@@ -10,12 +10,17 @@ import { LocalImageStore } from './images/image-store.js';
 import { InProcessJobEvents } from './jobs/job-events.js';
 import { JobService } from './jobs/job-service.js';
 import { SqliteJobStore } from './jobs/job-store.js';
+import type { Job } from './jobs/job.js';
 import { JobUpdater } from './jobs/job-updater.js';
 import { JobAdmission } from './limits/job-admission.js';
 import { createLogger, type Logger } from './logger.js';
 import { parseAllowHosts } from './net/address-policy.js';
 import { checkOutboundUrl, outboundRefusal } from './net/guarded-agent.js';
 import { InProcessRunner } from './runner/in-process-runner.js';
+import { JobQueue } from './queue/job-queue.js';
+import { QueueRunner } from './queue/queue-runner.js';
+import { RedisBus } from './queue/redis-bus.js';
+import { RedisJobEvents } from './queue/redis-job-events.js';
 import { openDatabase, WalSync } from './storage/sqlite.js';
 import { createWebhooks } from './webhooks/create-webhooks.js';
 
@@ -37,21 +42,34 @@ export async function buildApp(config: Config): Promise<App> {
   const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
   const keys = new SqliteKeyStore(db, walSync);
   const store = new SqliteJobStore(db, walSync);
-  const events = new InProcessJobEvents();
+  // REDIS_URL: jobs go to worker processes through BullMQ, and their events come back on Redis.
+  const bus = config.queue ? new RedisBus(config.queue.redisUrl, config.queue.prefix, logger, `${config.queue.prefix}:api`) : null;
+  const redisEvents = bus ? new RedisJobEvents(bus, (id) => store.get(id), logger) : null;
+  const events = redisEvents ?? new InProcessJobEvents();
   const images = new LocalImageStore(config.dataDir);
   await images.init();
   const engine = await createEngine(config.engine, logger);
   const upstreamKeys = config.engine.kind === 'imagepipeline' ? config.engine.workers.flatMap((w) => (w.apiKey ? [w.apiKey] : [])) : [];
   const updater = new JobUpdater(store, events, images, logger, upstreamKeys);
-  const runner = new InProcessRunner(
-    engine,
-    store,
-    updater,
-    { poller: config.poller, submitConcurrency: config.submitter.concurrency },
-    logger,
-  );
+  const runner =
+    config.queue && bus && redisEvents
+      ? new QueueRunner({
+          queue: new JobQueue(config.queue, bus.commands, logger),
+          bus,
+          events: redisEvents,
+          store,
+          updater,
+          logger,
+          reconcileIntervalMs: config.queue.reconcileIntervalMs,
+        })
+      : new InProcessRunner(engine, store, updater, { poller: config.poller, submitConcurrency: config.submitter.concurrency }, logger);
+  // Jobs end here (InProcessRunner; a cancel) or, with workers, wherever a worker runs them.
+  const onFinished = (listener: (job: Job) => void) => {
+    if (runner instanceof QueueRunner) runner.onFinished(listener);
+    else updater.onFinished(listener);
+  };
   const admission = new JobAdmission(config.admission);
-  updater.onFinished((job) => admission.finished(job.ownerId, job.id));
+  onFinished((job) => admission.finished(job.ownerId, job.id));
 
   let listeningUrl = `http://${config.host}:${config.port}`;
   const webhooks = createWebhooks({
@@ -63,7 +81,7 @@ export async function buildApp(config: Config): Promise<App> {
     publicBaseUrl: () => config.publicUrl ?? listeningUrl,
     logger,
   });
-  updater.onFinished((job) => {
+  onFinished((job) => {
     webhooks.deliverer.jobFinished(job).catch((err: unknown) => logger.error({ err, jobId: job.id }, 'could not queue the webhook'));
   });
   const imageAllow = parseAllowHosts(config.imageFetchAllowHosts);
@@ -82,7 +100,11 @@ export async function buildApp(config: Config): Promise<App> {
 
   const yoga = createGraphQL({ config, logger, keys, jobs, models });
   const gauges = [
-    { name: 'sd_jobs_tracked', help: 'Jobs the runner follows on their engine now.', value: () => runner.trackedCount() },
+    {
+      name: 'sd_jobs_tracked',
+      help: 'Jobs the runner follows now: on their engine, or (with workers) to their end.',
+      value: () => runner.trackedCount(),
+    },
     { name: 'sd_job_subscriptions', help: 'Open jobStatus subscriptions (job event listeners).', value: () => events.listenerCount() },
     {
       name: 'sd_previews_total',
@@ -123,7 +145,7 @@ export async function buildApp(config: Config): Promise<App> {
         logger.debug('stop: runner and webhook deliveries idle');
         await http.closeConnections(config.shutdownGraceMs);
         logger.debug('stop: http closed');
-        await Promise.all([engine.close(), webhooks.close()]);
+        await Promise.all([engine.close(), webhooks.close(), bus?.close()]);
         await store.flush();
         db.pragma('wal_checkpoint(TRUNCATE)');
         walSync.close();
