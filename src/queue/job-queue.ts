@@ -16,6 +16,8 @@ export interface QueuedJobData {
 
 /** How long an add may take before the create answers anyway (the reconciler queues it later). */
 const ADD_TIMEOUT_MS = 2_000;
+/** How long a read of a job waits for its queue position before answering without one. */
+const POSITION_TIMEOUT_MS = 250;
 
 /**
  * The producer side of the queue. A queued entry's BullMQ id is the job's id, so adding a job
@@ -34,7 +36,6 @@ export class JobQueue {
     this.queue = new Queue<QueuedJobData, void, 'generate'>(QUEUE_NAME, {
       connection: redisOptions(config.redisUrl, 'fail-fast', `${config.prefix}:producer`),
       prefix: config.prefix,
-      skipWaitingForReady: true,
     });
     watchConnection(this.queue, 'producer', logger);
   }
@@ -84,11 +85,22 @@ export class JobQueue {
 
   /**
    * Entries that start before this waiting one: workers take from the right end of the wait
-   * list, so those to its right. Null when it is not waiting there (running, delayed, absent).
+   * list, so those to its right. Null when it is not waiting there (running, delayed, absent),
+   * and when Redis does not answer at once: a read of a job never waits on Redis.
    */
   async position(jobId: string): Promise<number | null> {
+    if (this.commands.status !== 'ready') return null;
     const key = this.queue.toKey('wait');
-    const [index, length] = await Promise.all([this.commands.lpos(key, jobId), this.commands.llen(key)]);
+    const asking = Promise.all([this.commands.lpos(key, jobId), this.commands.llen(key)]);
+    asking.catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    const answer = await Promise.race([
+      asking,
+      new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), POSITION_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!answer) return null;
+    const [index, length] = answer;
     return index === null ? null : length - 1 - index;
   }
 

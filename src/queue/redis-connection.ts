@@ -15,15 +15,15 @@ export type RedisRole = 'wait' | 'fail-fast';
 /**
  * Connection options for one role. 'wait': a command waits across an outage until Redis is back
  * (maxRetriesPerRequest: null, as BullMQ requires of a worker's connections; the pub/sub ones
- * too). 'fail-fast': a command fails at once while Redis is away (no offline queue), so that an
- * API request never waits on it: the reconciler queues what could not be queued.
+ * too). 'fail-fast': a command waiting for the connection fails after one reconnection attempt,
+ * and the producer gives an add at most two seconds (JobQueue.add), so that an API request never
+ * waits long on Redis: the reconciler queues what could not be queued.
  */
 function baseOptions(role: RedisRole, name: string) {
   return {
     connectionName: name,
     retryStrategy,
     maxRetriesPerRequest: role === 'wait' ? null : 1,
-    enableOfflineQueue: role === 'wait',
     connectTimeout: 5_000,
   };
 }
