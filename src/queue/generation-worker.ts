@@ -150,9 +150,11 @@ export class GenerationWorker {
       log.debug({ status: job.status }, 'queued job already finished; skipped');
       return { status: job.status, skipped: true };
     }
-    if (entry.attemptsStarted > 1 || entry.stalledCounter > 0) {
-      log.info({ attempt: entry.attemptsStarted, stalls: entry.stalledCounter, status: job.status }, 'taking the job over');
-    }
+    const takeover = entry.attemptsStarted > 1 || entry.stalledCounter > 0;
+    log.info(
+      { attempt: entry.attemptsStarted, stalls: entry.stalledCounter, status: job.status },
+      takeover ? 'taking the job over' : 'running the job',
+    );
 
     const ended = new Promise<{ job: Job; external: boolean }>((resolve) => {
       this.running.set(id, { end: (j, external) => resolve({ job: j, external }), preview: null });
