@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelJobDocument, JobDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
+import { CancelJobDocument, JobDocument, Text2ImageDocument, WatchJobDocument } from '../src/client/generated/graphql.js';
 import { loadConfig } from '../src/config.js';
 import type { Job } from '../src/jobs/job.js';
 import { InProcessJobEvents } from '../src/jobs/job-events.js';
@@ -12,6 +14,7 @@ import { createLogger } from '../src/logger.js';
 import { JobQueue, QUEUE_NAME } from '../src/queue/job-queue.js';
 import { Reconciler } from '../src/queue/reconciler.js';
 import { RedisBus } from '../src/queue/redis-bus.js';
+import { RedisJobEvents } from '../src/queue/redis-job-events.js';
 import type { WorkerApp } from '../src/worker-app.js';
 import { sleep } from './helpers/crash-harness.js';
 import { follow } from './helpers/follow.js';
@@ -26,7 +29,7 @@ import {
   startWorker,
   testPrefix,
 } from './helpers/queue.js';
-import { startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
+import { collect, startTestServer, waitFor, type TestServer } from './helpers/test-server.js';
 
 const t2i = (server: TestServer, input: Record<string, unknown> = {}) =>
   server.gql(Text2ImageDocument, {
@@ -104,6 +107,16 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
     expect(entry!.attemptsStarted).toBe(1);
     // Nothing left subscribed on either replica once the subscriptions ended.
     await waitFor(async () => (await a.metrics()).sd_job_subscriptions === 0 && (await b.metrics()).sd_job_subscriptions === 0);
+  });
+
+  it('a subscriber on B that selects progress.preview gets live previews made on the worker', async () => {
+    const id = (await t2i(a, LONG)).data!.text2image.id;
+    const { values, errors } = await collect(b.ws({ apiKey: a.key }), WatchJobDocument, { id }, 60_000);
+    expect(errors).toEqual([]);
+    expect(values.at(-1)!.jobStatus.status).toBe('SUCCESS');
+    const previews = values.flatMap((v) => (v.jobStatus.progress.preview ? [v.jobStatus.progress.preview] : []));
+    expect(previews.length).toBeGreaterThan(0);
+    expect(previews[0]).toMatch(/^data:image\/jpeg;base64,/);
   });
 
   it('cancel: a PENDING job is removed from the queue and never starts; a running one stops between steps, ends CANCELED and is not retried', async () => {
@@ -198,6 +211,38 @@ describe('the queue on its own', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
+  it('job events cross Redis from one process to another within milliseconds (median under 20 ms on loopback)', async () => {
+    const other = new RedisBus(REDIS_URL, prefix, logger);
+    try {
+      const job = { id: randomUUID(), status: 'PROCESSING', version: 1, createdAt: new Date() } as Job;
+      const publisher = new RedisJobEvents(bus, async () => null, logger);
+      const subscriber = new RedisJobEvents(other, async () => null, logger);
+      const latencies: number[] = [];
+      let sentAt = 0;
+      let received: (() => void) | null = null;
+      const unsubscribe = subscriber.subscribe(job.id, () => {
+        latencies.push(performance.now() - sentAt);
+        received?.();
+      });
+      await waitFor(async () => (await bus.commands.pubsub('NUMSUB', other.channel(`job:${job.id}`)))[1] === 1);
+      for (let v = 1; v <= 200; v++) {
+        const arrived = new Promise<void>((resolve) => (received = resolve));
+        sentAt = performance.now();
+        publisher.publish({ ...job, version: v, progress: { step: v, totalSteps: 200 } });
+        await arrived;
+      }
+      unsubscribe();
+      expect(subscriber.listenerCount()).toBe(0);
+      const sorted = [...latencies].sort((x, y) => x - y);
+      const p50 = sorted[Math.floor(sorted.length / 2)]!;
+      const p99 = sorted[Math.floor(sorted.length * 0.99)]!;
+      console.log(`job event across Redis: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms (${sorted.length} events)`);
+      expect(p50).toBeLessThan(20);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('adding a job twice queues it once; the reconciler re-adds only what the queue lacks, and only once', async () => {
     // A store of its own, with no worker on this prefix: entries stay where they are put.
     const server = await startTestServer({ dataDir, env: { ENGINE: 'local', LOG_LEVEL: 'silent' } });
@@ -242,7 +287,12 @@ describe.skipIf(!haveRedisServer)('Redis restarted (empty) while jobs run and ar
   beforeAll(async () => {
     redis = await PrivateRedis.create();
     await redis.start();
-    const env = queueEnv(prefix, dataDir, { REDIS_URL: redis.url });
+    const env = queueEnv(prefix, dataDir, {
+      REDIS_URL: redis.url,
+      WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
+      WEBHOOK_RETRY_BASE_MS: '40',
+      MAX_ACTIVE_JOBS_PER_KEY: '2',
+    });
     server = await startTestServer({ dataDir, env });
     worker = await startWorker(env);
   }, 120_000);
@@ -280,4 +330,44 @@ describe.skipIf(!haveRedisServer)('Redis restarted (empty) while jobs run and ar
     expect(lastCreated.downloadUrls).toHaveLength(1);
     expect((await fetch(lastCreated.downloadUrls[0]!)).status).toBe(200);
   }, 120_000);
+
+  it('a job that ends on the worker has its webhook delivered once, by the API', async () => {
+    const calls: string[] = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        calls.push(body);
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const webhookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+      const created = await t2i(server, { webhookUrl });
+      expect(created.errors).toBeUndefined();
+      const id = created.data!.text2image.id;
+      expect((await follow(server.ws(), id).done).status).toBe('SUCCESS');
+      await waitFor(() => calls.length > 0);
+      await sleep(500);
+      expect(calls).toHaveLength(1);
+      expect(JSON.parse(calls[0]!)).toMatchObject({ job: { id, status: 'SUCCESS' } });
+    } finally {
+      receiver.closeAllConnections();
+      await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    }
+  });
+
+  it('the cap on unfinished jobs per key (2 here) is released by ends on the worker', async () => {
+    for (let round = 0; round < 2; round++) {
+      const created = await Promise.all([t2i(server), t2i(server)]);
+      expect(created.map((r) => r.errors)).toEqual([undefined, undefined]);
+      const refused = await t2i(server);
+      expect(refused.errors![0]!.extensions!.code).toBe('RATE_LIMITED');
+      const ends = await Promise.all(created.map((r) => follow(server.ws(), r.data!.text2image.id).done));
+      expect(ends.map((j) => j.status)).toEqual(['SUCCESS', 'SUCCESS']);
+      // The API hears of the ends through Redis (or, at the latest, its next reconciling pass).
+      await sleep(700);
+    }
+  });
 });
