@@ -4,7 +4,13 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelJobDocument, JobDocument, Text2ImageDocument, WatchJobDocument } from '../src/client/generated/graphql.js';
+import {
+  CancelJobDocument,
+  Image2ImageDocument,
+  JobDocument,
+  Text2ImageDocument,
+  WatchJobDocument,
+} from '../src/client/generated/graphql.js';
 import { loadConfig } from '../src/config.js';
 import type { Job } from '../src/jobs/job.js';
 import { InProcessJobEvents } from '../src/jobs/job-events.js';
@@ -16,6 +22,7 @@ import { Reconciler } from '../src/queue/reconciler.js';
 import { RedisBus } from '../src/queue/redis-bus.js';
 import { RedisJobEvents } from '../src/queue/redis-job-events.js';
 import type { WorkerApp } from '../src/worker-app.js';
+import { FakeImagePipeline } from './fixtures/fake-imagepipeline.js';
 import { sleep } from './helpers/crash-harness.js';
 import { follow } from './helpers/follow.js';
 import {
@@ -35,8 +42,8 @@ const t2i = (server: TestServer, input: Record<string, unknown> = {}) =>
   server.gql(Text2ImageDocument, {
     input: { prompt: 'a lighthouse', width: 64, height: 64, numInferenceSteps: 8, safetyChecker: false, ...input },
   });
-/** About three seconds on the tiny models: long enough to act on while it runs. */
-const LONG = { width: 512, height: 512, numInferenceSteps: 100 };
+/** A few seconds on the tiny models: long enough to act on while it runs. */
+const LONG = { width: 512, height: 512, numInferenceSteps: 100, samples: 2 };
 
 /** A job as the store would hold it right after a create, for jobs planted behind the API's back. */
 function plantedJob(template: Job): Job {
@@ -58,7 +65,8 @@ function plantedJob(template: Job): Job {
 describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in this process, one shared store', () => {
   const prefix = testPrefix('queue');
   const dataDir = newDataDir();
-  const env = queueEnv(prefix, dataDir);
+  // Init images from loopback may be fetched: a port nobody listens on makes a job fail by its own fault.
+  const env = queueEnv(prefix, dataDir, { IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' });
   let a: TestServer;
   let b: TestServer;
   let worker: WorkerApp;
@@ -161,6 +169,30 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
     expect((await follow(a.ws(), next).done).status).toBe('SUCCESS');
   });
 
+  it('a job that fails by its own fault ends FAILURE once, and is not retried', async () => {
+    const created = await a.gql(Image2ImageDocument, {
+      input: {
+        prompt: 'a bridge',
+        initImage: 'http://127.0.0.1:9/none.png',
+        width: 64,
+        height: 64,
+        numInferenceSteps: 4,
+        safetyChecker: false,
+      },
+    });
+    expect(created.errors).toBeUndefined();
+    const id = created.data!.image2image.id;
+    const last = await follow(a.ws(), id).done;
+    expect(last.status).toBe('FAILURE');
+    expect(last.error!.code).toBe('IMAGE_UNAVAILABLE');
+    await waitFor(async () => (await bull.getJobState(id)) === 'failed');
+    await sleep(1_500);
+    const entry = (await bull.getJob(id))!;
+    expect(await entry.getState()).toBe('failed');
+    expect(entry.attemptsStarted).toBe(1);
+    expect(entry.failedReason).toMatch(/^IMAGE_UNAVAILABLE: /);
+  });
+
   it('the reconciler queues a PENDING job the queue lacks (a crash between the commit and the add), and it runs', async () => {
     const shared = openSharedStore(dataDir);
     try {
@@ -189,6 +221,45 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
     } finally {
       await second.stop();
     }
+  });
+});
+
+describe('ENGINE=imagepipeline behind the queue: the worker is where the poller runs', () => {
+  const prefix = testPrefix('queue-remote');
+  const dataDir = newDataDir();
+  const upstream = new FakeImagePipeline();
+  let server: TestServer;
+  let worker: WorkerApp;
+
+  beforeAll(async () => {
+    await upstream.start();
+    const env = queueEnv(prefix, dataDir, {
+      ENGINE: 'imagepipeline',
+      IMAGEPIPELINE_URL: upstream.url,
+      IMAGEPIPELINE_API_KEY: upstream.apiKey,
+      POLL_MIN_INTERVAL_MS: '10',
+      POLL_MAX_INTERVAL_MS: '50',
+    });
+    server = await startTestServer({ upstream, dataDir, env });
+    worker = await startWorker(env);
+  }, 60_000);
+  afterAll(async () => {
+    await worker?.stop();
+    await server?.stop({ keepData: true });
+    await upstream.stop();
+    await removePrefix(prefix);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('a job created on the API is submitted upstream once, by the worker, and followed to SUCCESS', async () => {
+    const created = await server.gql(Text2ImageDocument, { input: { prompt: 'a canal', numInferenceSteps: 20 } });
+    const id = created.data!.text2image.id;
+    const f = follow(server.ws(), id);
+    const last = await f.done;
+    expect(last.status).toBe('SUCCESS');
+    expect(f.values.filter((v) => v.job.status === 'PROCESSING').length).toBeGreaterThan(0);
+    expect(upstream.submits).toBe(1);
+    expect((await fetch(last.downloadUrls[0]!)).status).toBe(200);
   });
 });
 
