@@ -23,7 +23,7 @@ import { RedisBus } from '../src/queue/redis-bus.js';
 import { RedisJobEvents } from '../src/queue/redis-job-events.js';
 import type { WorkerApp } from '../src/worker-app.js';
 import { FakeImagePipeline } from './fixtures/fake-imagepipeline.js';
-import { sleep } from './helpers/crash-harness.js';
+import { freePort, sleep } from './helpers/crash-harness.js';
 import { follow } from './helpers/follow.js';
 import {
   haveRedisServer,
@@ -311,6 +311,22 @@ describe('the queue on its own', () => {
       expect(p50).toBeLessThan(20);
     } finally {
       await other.close();
+    }
+  });
+
+  it('an API process starts, answers creates and stops while its Redis is unreachable', async () => {
+    const down = `redis://127.0.0.1:${await freePort()}`;
+    const dir = newDataDir();
+    const t0 = Date.now();
+    const server = await startTestServer({ dataDir: dir, env: { REDIS_URL: down, REDIS_PREFIX: prefix, LOG_LEVEL: 'silent' } });
+    try {
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      const created = await server.gql(Text2ImageDocument, { input: { prompt: 'a mill' } });
+      expect(created.errors).toBeUndefined();
+      expect(created.data!.text2image).toMatchObject({ status: 'PENDING', queuePosition: null });
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -57,12 +57,9 @@ export class QueueRunner implements JobRunner {
   async start(): Promise<Job[]> {
     const active = await this.deps.store.listActive();
     for (const job of active) this.unfinished.set(job.id, job);
-    await this.deps.events
-      .onFinished((job) => this.finished(job))
-      .catch((err: unknown) => {
-        // Redis is away: the reconciler's sweep reports ends until the subscription holds.
-        this.deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not follow job ends yet');
-      });
+    // Not awaited: with Redis away at start the subscription holds once it is back, and until
+    // then the reconciler's sweep reports the ends.
+    this.deps.events.onFinished((job) => this.finished(job)).catch((err: unknown) => this.warn('', 'could not follow job ends', err));
     this.reconciler.start();
     return active;
   }
