@@ -222,6 +222,8 @@ const envSchema = z
       .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1 to 64 letters, digits, _ . -')
       .default('sd15'),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
+    /** A worker's own port for GET /metrics (and /healthz), on HOST; unset: none. API processes serve /metrics on PORT. */
+    METRICS_PORT: port.optional(),
     /** How many times a job that fails with an unexpected error (not the job's own) is tried. */
     QUEUE_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3),
     /** A worker's lock on a job; a worker that stops renewing it (killed) loses the job after this. */
@@ -299,7 +301,11 @@ export interface Config {
   /** Set (REDIS_URL): jobs go to worker processes through BullMQ; null: they run in this process. */
   queue: QueueConfig | null;
   /** What npm run worker does (with queue set). */
-  worker: { concurrency: number };
+  worker: {
+    concurrency: number;
+    /** Where it serves its metrics (METRICS_PORT, on HOST); undefined: it serves none. */
+    metricsPort: number | undefined;
+  };
   websocket: {
     maxConnectionsPerKey: number;
     maxSubscriptionsPerKey: number;
@@ -476,7 +482,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           reconcileIntervalMs: e.QUEUE_RECONCILE_INTERVAL_MS,
         }
       : null,
-    worker: { concurrency: e.WORKER_CONCURRENCY },
+    worker: { concurrency: e.WORKER_CONCURRENCY, metricsPort: e.METRICS_PORT },
     websocket: {
       maxConnectionsPerKey: e.WS_MAX_CONNECTIONS_PER_KEY,
       maxSubscriptionsPerKey: e.WS_MAX_SUBSCRIPTIONS_PER_KEY,

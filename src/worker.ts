@@ -17,7 +17,10 @@ try {
 
 const app = await buildWorker(config);
 await app.start();
-process.stdout.write(`Worker pulling jobs (${config.worker.concurrency} at a time)\n`);
+const metricsUrl = app.metricsUrl();
+process.stdout.write(
+  `Worker pulling jobs (${config.worker.concurrency} at a time)${metricsUrl ? `; metrics at ${metricsUrl}/metrics` : ''}\n`,
+);
 
 let shuttingDown = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

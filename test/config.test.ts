@@ -128,7 +128,7 @@ describe('queue configuration (REDIS_URL)', () => {
   it('is off by default: jobs run in the API process, as before', () => {
     const config = loadConfig({});
     expect(config.queue).toBeNull();
-    expect(config.worker.concurrency).toBe(1);
+    expect(config.worker).toEqual({ concurrency: 1, metricsPort: undefined });
   });
 
   it('takes a redis:// URL, with the prefix, worker concurrency and queue timings', () => {
@@ -143,6 +143,8 @@ describe('queue configuration (REDIS_URL)', () => {
       reconcileIntervalMs: 30_000,
     });
     expect(config.worker.concurrency).toBe(3);
+    expect(loadConfig({ METRICS_PORT: '9464' }).worker.metricsPort).toBe(9464);
+    expect(() => loadConfig({ METRICS_PORT: '70000' })).toThrow(/METRICS_PORT/);
   });
 
   it('refuses a URL that is not Redis and a prefix that could collide with keys', () => {

@@ -134,6 +134,11 @@ export class GenerationWorker {
     return this.running.size;
   }
 
+  /** Jobs its runner follows on the engine now. */
+  trackedCount(): number {
+    return this.runner.trackedCount();
+  }
+
   private async process(
     entry: QueueEntry<QueuedJobData>,
     token: string | undefined,
