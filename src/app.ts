@@ -131,7 +131,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     { store: retentionStore, images, lock: stores.sweepLock, logger, metrics, clock },
     { maxAgeMs: config.retention.maxAgeMs, sweepIntervalMs: config.retention.sweepIntervalMs },
   );
-  const readiness = createReadiness({ database: () => store.ping(), images: () => images.ping() }, logger);
+  // With workers (REDIS_URL), Redis is a dependency too: jobs are queued and followed there.
+  const readiness = createReadiness(
+    { database: () => store.ping(), images: () => images.ping(), ...(bus ? { redis: () => bus.ping() } : {}) },
+    logger,
+  );
 
   const yoga = createGraphQL({ config, logger, keys, jobs, models, links, metrics });
   const http = createHttpServer({ config, logger, yoga, keys, jobs, images, links, metrics, readiness });

@@ -93,6 +93,19 @@ export class RedisBus {
     this.resubscribed.push(listener);
   }
 
+  /**
+   * Readiness: resolves once Redis answers a PING on the command connection, with the
+   * subscriber connection up too (events from workers arrive on it). Rejects at once, with the
+   * code "not connected", while either is reconnecting: a probe never queues a command to wait
+   * for Redis. The caller bounds the wait for the answer (createReadiness's timeout).
+   */
+  async ping(): Promise<void> {
+    for (const client of [this.commands, this.sub]) {
+      if (client.status !== 'ready') throw Object.assign(new Error(`redis connection ${client.status}`), { code: 'not connected' });
+    }
+    await this.commands.ping();
+  }
+
   /** Channels with at least one handler (full names): for tests and leak checks. */
   subscribedChannels(): string[] {
     return [...this.handlers.keys()];
