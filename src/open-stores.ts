@@ -62,7 +62,12 @@ export async function openStores(config: Config, logger: Logger, clock: () => nu
     jobs,
     webhooks: new SqliteWebhookStore(db, new WriteBatcher(db, walSync)),
     retention,
-    // One server process owns the SQLite file: a lock in this process is enough.
+    // A lock in this process is enough: the sweep runs only in API processes, and SQLite is the
+    // record of one machine. Without REDIS_URL one server process owns the file; with REDIS_URL
+    // and SQLite, API processes and workers share the file on one machine, and two API
+    // processes sweeping at once delete the same expired rows and images twice, which is
+    // harmless (deletes of what is gone do nothing). Several machines need DATABASE_URL, where
+    // PgSweepLock keeps the sweep to one process of all.
     sweepLock: new InProcessLock(),
     async close() {
       await Promise.all([jobs.flush(), retention.flush()]);
