@@ -10,6 +10,8 @@ import {
   killProcess,
   newDataDir,
   queueEnv,
+  sharedPostgres,
+  type SharedStore,
   REDIS_URL,
   removePrefix,
   startWorkerProcess,
@@ -21,13 +23,14 @@ import { gql, waitFor } from './helpers/test-server.js';
 
 /**
  * The processes as operators run them: npm start's src/main.ts as the API and npm run worker's
- * src/worker.ts as workers, on one store and the real Redis. Workers are killed with SIGKILL
+ * src/worker.ts as workers, on Postgres (a schema of this file's) and the real Redis. Workers are killed with SIGKILL
  * (nothing runs in them after) and stopped with SIGTERM.
  */
 describe('API and worker processes: a worker killed or stopped mid-job', () => {
   const prefix = testPrefix('queue-processes');
   const dataDir = newDataDir();
-  const env = queueEnv(prefix, dataDir, { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '300' });
+  let shared: SharedStore;
+  let env: Record<string, string>;
   const workers: WorkerProcess[] = [];
   const clients: Client[] = [];
   let api: ServerProcess;
@@ -72,6 +75,8 @@ describe('API and worker processes: a worker killed or stopped mid-job', () => {
     );
 
   beforeAll(async () => {
+    shared = await sharedPostgres('queue_processes');
+    env = queueEnv(prefix, dataDir, shared, { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '300' });
     // The API first: it builds the tiny models in DATA_DIR, which the workers then find there.
     api = startServerProcess(env, 90_000);
     url = await api.url;
@@ -86,6 +91,7 @@ describe('API and worker processes: a worker killed or stopped mid-job', () => {
     await bull?.close();
     for (const w of workers) await killProcess(w, 'SIGKILL');
     if (api) await killProcess(api, 'SIGTERM');
+    await shared?.drop();
     await removePrefix(prefix);
     rmSync(dataDir, { recursive: true, force: true });
   });

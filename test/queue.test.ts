@@ -29,9 +29,11 @@ import { follow } from './helpers/follow.js';
 import {
   haveRedisServer,
   newDataDir,
-  openSharedStore,
   PrivateRedis,
   queueEnv,
+  sharedPostgres,
+  sharedSqlite,
+  type SharedStore,
   REDIS_URL,
   removePrefix,
   startWorker,
@@ -63,17 +65,20 @@ function plantedJob(template: Job): Job {
   };
 }
 
-describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in this process, one shared store', () => {
+describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in this process, one shared Postgres', () => {
   const prefix = testPrefix('queue');
   const dataDir = newDataDir();
-  // Init images from loopback may be fetched: a port nobody listens on makes a job fail by its own fault.
-  const env = queueEnv(prefix, dataDir, { IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' });
+  let shared: SharedStore;
+  let env: Record<string, string>;
   let a: TestServer;
   let b: TestServer;
   let worker: WorkerApp;
   let bull: Queue;
 
   beforeAll(async () => {
+    shared = await sharedPostgres('queue');
+    // Init images from loopback may be fetched: a port nobody listens on makes a job fail by its own fault.
+    env = queueEnv(prefix, dataDir, shared, { IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' });
     a = await startTestServer({ dataDir, env });
     b = await startTestServer({ dataDir, env });
     worker = await startWorker(env);
@@ -85,6 +90,7 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
     await worker?.stop();
     await b?.stop({ keepData: true });
     await a?.stop({ keepData: true });
+    await shared?.drop();
     await removePrefix(prefix);
     rmSync(dataDir, { recursive: true, force: true });
   });
@@ -114,6 +120,13 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
     expect(await entry!.getState()).toBe('completed');
     expect(entry!.returnvalue).toEqual({ status: 'SUCCESS' });
     expect(entry!.attemptsStarted).toBe(1);
+    // Ready: the database, the image store and Redis answer.
+    const ready = await fetch(`${b.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({
+      status: 'ready',
+      checks: { database: { status: 'ok' }, images: { status: 'ok' }, redis: { status: 'ok' } },
+    });
     // Nothing left subscribed on either replica once the subscriptions ended.
     await waitFor(async () => (await a.metrics()).sd_job_subscriptions === 0 && (await b.metrics()).sd_job_subscriptions === 0);
   });
@@ -138,12 +151,16 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
     const waitingSub = follow(b.ws({ apiKey: a.key }), waiting);
     await waitFor(async () => (await bull.getJobState(waiting)) === 'waiting');
     expect((await a.gql(JobDocument, { id: waiting })).data!.job!.queuePosition).toBe(0);
+    // The queue's depth, as BullMQ counts it: the same on both replicas (the queue is shared).
+    expect((await a.metrics()).sd_queue_depth).toBe(1);
+    expect((await b.metrics()).sd_queue_depth).toBe(1);
 
     const canceledWaiting = await b.gql(CancelJobDocument, { id: waiting }, a.key);
     expect(canceledWaiting.errors).toBeUndefined();
     expect(canceledWaiting.data!.cancelJob.status).toBe('CANCELED');
     expect((await waitingSub.done).status).toBe('CANCELED');
     expect(await bull.getJobState(waiting)).toBe('unknown');
+    expect((await b.metrics()).sd_queue_depth).toBe(0);
 
     // Canceled from the other replica than the one that created it.
     const canceledRunning = await b.gql(CancelJobDocument, { id: running }, a.key);
@@ -195,19 +212,19 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
   });
 
   it('the reconciler queues a PENDING job the queue lacks (a crash between the commit and the add), and it runs', async () => {
-    const shared = openSharedStore(dataDir);
+    const db = shared.open();
     try {
       const template = (await t2i(a)).data!.text2image.id;
       await follow(a.ws(), template).done;
-      const job = plantedJob((await shared.store.get(template))!);
-      await shared.store.insert(job);
+      const job = plantedJob((await db.store.get(template))!);
+      await db.store.insert(job);
       expect(await bull.getJobState(job.id)).toBe('unknown');
       const last = await follow(a.ws(), job.id).done;
       expect(last.status).toBe('SUCCESS');
       expect(last.downloadUrls).toHaveLength(1);
       expect((await bull.getJob(job.id))!.attemptsStarted).toBe(1);
     } finally {
-      await shared.close();
+      await db.close();
     }
   });
 
@@ -225,7 +242,8 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
   });
 });
 
-describe('ENGINE=imagepipeline behind the queue: the worker is where the poller runs', () => {
+// REDIS_URL with SQLite: the API and the worker on one machine, sharing DATA_DIR's file.
+describe('ENGINE=imagepipeline behind the queue, on the shared SQLite file: the worker is where the poller runs', () => {
   const prefix = testPrefix('queue-remote');
   const dataDir = newDataDir();
   const upstream = new FakeImagePipeline();
@@ -234,7 +252,7 @@ describe('ENGINE=imagepipeline behind the queue: the worker is where the poller 
 
   beforeAll(async () => {
     await upstream.start();
-    const env = queueEnv(prefix, dataDir, {
+    const env = queueEnv(prefix, dataDir, sharedSqlite(dataDir), {
       ENGINE: 'imagepipeline',
       IMAGEPIPELINE_URL: upstream.url,
       IMAGEPIPELINE_API_KEY: upstream.apiKey,
@@ -272,7 +290,7 @@ describe('the queue on its own', () => {
   let queue: JobQueue;
 
   beforeAll(() => {
-    const config = loadConfig(queueEnv(prefix, dataDir)).queue!;
+    const config = loadConfig(queueEnv(prefix, dataDir, sharedSqlite(dataDir))).queue!;
     bus = new RedisBus(REDIS_URL, prefix, logger);
     queue = new JobQueue(config, bus.commands, logger);
   });
@@ -325,6 +343,11 @@ describe('the queue on its own', () => {
       const created = await server.gql(Text2ImageDocument, { input: { prompt: 'a mill' } });
       expect(created.errors).toBeUndefined();
       expect(created.data!.text2image).toMatchObject({ status: 'PENDING', queuePosition: null });
+      // Not ready while its Redis does not answer (a load balancer sends it nothing), and no stale depth.
+      const ready = await fetch(`${server.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ status: 'unavailable', failing: ['redis'], checks: { redis: { status: 'failed' } } });
+      expect(Number.isNaN((await server.metrics()).sd_queue_depth)).toBe(true);
     } finally {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -334,7 +357,8 @@ describe('the queue on its own', () => {
   it('adding a job twice queues it once; the reconciler re-adds only what the queue lacks, and only once', async () => {
     // A store of its own, with no worker on this prefix: entries stay where they are put.
     const server = await startTestServer({ dataDir, env: { ENGINE: 'local', LOG_LEVEL: 'silent' } });
-    const shared = openSharedStore(dataDir);
+    // This server's own SQLite file, read behind its back.
+    const shared = sharedSqlite(dataDir).open();
     try {
       const created = await server.gql(Text2ImageDocument, { input: { prompt: 'a kite', width: 64, height: 64, numInferenceSteps: 2 } });
       await follow(server.ws(), created.data!.text2image.id).done;
@@ -373,6 +397,7 @@ describe('the queue on its own', () => {
 describe.skipIf(!haveRedisServer)('Redis restarted (empty) while jobs run and are created', () => {
   const prefix = testPrefix('queue-outage');
   const dataDir = newDataDir();
+  let shared: SharedStore;
   let redis: PrivateRedis;
   let server: TestServer;
   let worker: WorkerApp;
@@ -380,7 +405,8 @@ describe.skipIf(!haveRedisServer)('Redis restarted (empty) while jobs run and ar
   beforeAll(async () => {
     redis = await PrivateRedis.create();
     await redis.start();
-    const env = queueEnv(prefix, dataDir, {
+    shared = await sharedPostgres('queue_outage');
+    const env = queueEnv(prefix, dataDir, shared, {
       REDIS_URL: redis.url,
       WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
       WEBHOOK_RETRY_BASE_MS: '40',
@@ -394,6 +420,7 @@ describe.skipIf(!haveRedisServer)('Redis restarted (empty) while jobs run and ar
     await worker?.stop();
     await server?.stop({ keepData: true });
     await redis?.stop();
+    await shared?.drop();
     rmSync(dataDir, { recursive: true, force: true });
   });
 

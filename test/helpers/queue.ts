@@ -1,8 +1,9 @@
 /**
  * Helpers for the queue tests (REDIS_URL): the real Redis (REDIS_URL, default 127.0.0.1:6379)
  * under a prefix of each test file's own, removed afterwards; API servers and workers sharing one
- * store; worker processes run as operators run them (npm run worker's src/worker.ts); and a
- * private redis-server for the tests that stop Redis.
+ * store (Postgres in a schema of their own, or the SQLite file on one machine); worker processes
+ * run as operators run them (npm run worker's src/worker.ts); and a private redis-server for the
+ * tests that stop Redis.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -12,38 +13,73 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../../src/config.js';
 import { SqliteJobStore, type JobStore } from '../../src/jobs/job-store.js';
+import { PgJobStore } from '../../src/jobs/pg-job-store.js';
+import { createPgPool } from '../../src/storage/postgres.js';
 import { openDatabase, WalSync } from '../../src/storage/sqlite.js';
 import { buildWorker, type WorkerApp } from '../../src/worker-app.js';
 import { freePort } from './crash-harness.js';
+import { createTestSchema } from './postgres.js';
 
-export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** The test Redis: REDIS_URL (moved to TEST_REDIS_URL by env-setup.ts), by default the local one. */
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 /** A prefix of this file's own, so test files (and runs) sharing the Redis never meet. */
 export function testPrefix(file: string): string {
   return `test-${file}-${randomBytes(4).toString('hex')}`;
 }
 
-/**
- * Where API processes and workers keep the record they share. Today SQLite in WAL mode in one
- * DATA_DIR on this machine; once the Postgres store lands, DATABASE_URL here instead.
- */
-export function sharedStoreEnv(dataDir: string): Record<string, string> {
-  return { DATA_DIR: dataDir };
+/** The record API processes and workers share, as the tests point them at it and read it themselves. */
+export interface SharedStore {
+  kind: 'postgres' | 'sqlite';
+  /** The environment that points an API server or a worker at it. */
+  env: Record<string, string>;
+  /** The job store opened by the test itself (to plant or read jobs behind the API's back). */
+  open(): { store: JobStore; close(): Promise<void> };
+  /** Removes it: the Postgres schema (a SQLite file goes with its DATA_DIR). */
+  drop(): Promise<void>;
 }
 
-/** The same store opened by the test itself (to plant or read jobs behind the API's back). */
-export function openSharedStore(dataDir: string): { store: JobStore; close(): Promise<void> } {
-  const file = path.join(dataDir, 'sd-api.sqlite');
-  const db = openDatabase(file);
-  const walSync = new WalSync(file, false);
-  const store = new SqliteJobStore(db, walSync);
+/**
+ * Postgres (the test PostgreSQL, DATABASE_URL or 127.0.0.1:5432/test), in a schema of its own
+ * named after the test file (label): what API replicas and workers on several machines share.
+ * The servers apply the migrations when they start.
+ */
+export async function sharedPostgres(label: string): Promise<SharedStore> {
+  const schema = await createTestSchema(label);
   return {
-    store,
-    async close() {
-      await store.flush();
-      walSync.close();
-      db.close();
+    kind: 'postgres',
+    env: { DATABASE_URL: schema.url },
+    open() {
+      const pool = createPgPool(schema.url);
+      return { store: new PgJobStore(pool), close: () => pool.end() };
     },
+    drop: () => schema.drop(),
+  };
+}
+
+/**
+ * The SQLite file in one DATA_DIR, in WAL mode: API processes and workers on one machine only
+ * (REDIS_URL without DATABASE_URL).
+ */
+export function sharedSqlite(dataDir: string): SharedStore {
+  return {
+    kind: 'sqlite',
+    env: { DATA_DIR: dataDir },
+    open() {
+      const file = path.join(dataDir, 'sd-api.sqlite');
+      const db = openDatabase(file);
+      const walSync = new WalSync(file, false);
+      const store = new SqliteJobStore(db, walSync);
+      return {
+        store,
+        async close() {
+          await store.flush();
+          walSync.close();
+          db.close();
+        },
+      };
+    },
+    drop: async () => {},
   };
 }
 
@@ -51,8 +87,11 @@ export function newDataDir(): string {
   return mkdtempSync(path.join(tmpdir(), 'sd-api-queue-test-'));
 }
 
-/** The env of a queue test's API server or worker: the local engine on the tiny models, fast queue timings. */
-export function queueEnv(prefix: string, dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
+/**
+ * The env of a queue test's API server or worker: the local engine on the tiny models (built in
+ * DATA_DIR by the first server), the shared store, fast queue timings.
+ */
+export function queueEnv(prefix: string, dataDir: string, shared: SharedStore, extra: Record<string, string> = {}): Record<string, string> {
   return {
     ENGINE: 'local',
     POLL_MIN_INTERVAL_MS: '5',
@@ -64,7 +103,8 @@ export function queueEnv(prefix: string, dataDir: string, extra: Record<string, 
     WORKER_LOCK_MS: '2000',
     WORKER_STALLED_INTERVAL_MS: '1000',
     QUEUE_RECONCILE_INTERVAL_MS: '500',
-    ...sharedStoreEnv(dataDir),
+    DATA_DIR: dataDir,
+    ...shared.env,
     ...extra,
   };
 }
