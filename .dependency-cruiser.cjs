@@ -24,12 +24,16 @@ const LAYERS = [
   'engines',
   'jobs',
   'runner',
+  'queue', // beyond one machine: the BullMQ queue, its workers, job events and cancels on Redis
   'webhooks',
   'retention', // the sweep of old jobs and orphan images, and the lock that keeps it to one process
+  'open-stores.ts', // openStores(): SQLite or Postgres, for API and worker processes alike
   'schema',
   'http', // routing, GraphQL over HTTP and WebSocket, REST, images, GraphiQL, request limits
   'app.ts', // the wiring: buildApp() owns every part's start and stop
+  'worker-app.ts', // a worker process's wiring: buildWorker()
   'main.ts',
+  'worker.ts', // npm run worker
 ];
 
 const path = (entry) => (entry.endsWith('.ts') ? `^src/${entry.replace('.', '\\.')}$` : `^src/${entry}/`);

@@ -12,7 +12,7 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
-    // DATABASE_URL names the test PostgreSQL; servers started as processes get it only when a test says so.
+    // DATABASE_URL and REDIS_URL name the test PostgreSQL and Redis; servers a test starts get them only when it says so.
     setupFiles: ['./test/helpers/env-setup.ts'],
     reporters: ['default', './test/helpers/summary-reporter.ts'],
     testTimeout: 30_000,

@@ -1,6 +1,4 @@
-import path from 'node:path';
-import { SqliteKeyStore, type KeyStore } from './auth/key-store.js';
-import { PgKeyStore } from './auth/pg-key-store.js';
+import type { KeyStore } from './auth/key-store.js';
 import type { Config } from './config.js';
 import { CatalogueService } from './engines/catalogue-service.js';
 import { createEngine } from './engines/create-engine.js';
@@ -11,30 +9,23 @@ import { checkDataUrl } from './images/fetch-image.js';
 import { ImageLinks } from './images/image-links.js';
 import { createImageStore } from './images/image-store-url.js';
 import { InProcessJobEvents } from './jobs/job-events.js';
-import type { ImageLedger } from './jobs/image-ledger.js';
 import { JobMetrics } from './jobs/job-metrics.js';
 import { JobService } from './jobs/job-service.js';
-import { SqliteJobStore, type JobStore } from './jobs/job-store.js';
-import { PgJobStore } from './jobs/pg-job-store.js';
+import type { Job } from './jobs/job.js';
 import { JobUpdater } from './jobs/job-updater.js';
 import { JobAdmission } from './limits/job-admission.js';
 import { createLogger, jobLogger, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { parseAllowHosts } from './net/address-policy.js';
 import { checkOutboundUrl, outboundRefusal } from './net/guarded-agent.js';
+import { openStores } from './open-stores.js';
+import { JobQueue } from './queue/job-queue.js';
+import { QueueRunner } from './queue/queue-runner.js';
+import { RedisBus } from './queue/redis-bus.js';
+import { RedisJobEvents } from './queue/redis-job-events.js';
 import { RetentionSweeper } from './retention/retention-sweeper.js';
-import { PgRetentionStore } from './retention/pg-retention-store.js';
-import { PgSweepLock } from './retention/pg-sweep-lock.js';
-import type { RetentionStore } from './retention/retention-store.js';
-import { InProcessLock, type SweepLock } from './retention/sweep-lock.js';
-import { SqliteRetentionStore } from './retention/sqlite-retention-store.js';
 import { InProcessRunner } from './runner/in-process-runner.js';
-import { createPgPool, migratePostgres } from './storage/postgres.js';
-import { openDatabase, WalSync } from './storage/sqlite.js';
-import { WriteBatcher } from './storage/write-batcher.js';
 import { createWebhooks } from './webhooks/create-webhooks.js';
-import { PgWebhookStore } from './webhooks/pg-webhook-store.js';
-import { SqliteWebhookStore, type WebhookStore } from './webhooks/webhook-store.js';
 import type { DestinationStream } from 'pino';
 
 export interface App {
@@ -66,13 +57,16 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const metrics = createMetrics();
   const stores = await openStores(config, logger, clock);
   const { keys, jobs: store, retention: retentionStore } = stores;
-  const events = new InProcessJobEvents();
+  // REDIS_URL: jobs go to worker processes through BullMQ, and their events come back on Redis.
+  const bus = config.queue ? new RedisBus(config.queue.redisUrl, config.queue.prefix, logger, `${config.queue.prefix}:api`) : null;
+  const redisEvents = bus ? new RedisJobEvents(bus, (id) => store.get(id), logger) : null;
+  const events = redisEvents ?? new InProcessJobEvents();
   const images = createImageStore(config.imageStore);
   try {
     await images.init();
   } catch (err) {
     images.close();
-    await stores.close();
+    await Promise.all([stores.close(), bus?.close()]);
     throw new Error(`the image store ${images.location} cannot be used: ${(err as Error).message}`, { cause: err });
   }
   const links = new ImageLinks(images, config.imageUrls);
@@ -81,15 +75,25 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const updater = new JobUpdater({ store, events, images, logger, ledger: retentionStore, secrets: upstreamKeys, now });
   const jobMetrics = new JobMetrics(metrics, clock);
   updater.onChange((before, after) => jobMetrics.changed(before, after));
-  const runner = new InProcessRunner(
-    engine,
-    store,
-    updater,
-    { poller: config.poller, submitConcurrency: config.submitter.concurrency },
-    logger,
-  );
+  const runner =
+    config.queue && bus && redisEvents
+      ? new QueueRunner({
+          queue: new JobQueue(config.queue, bus.commands, logger),
+          bus,
+          events: redisEvents,
+          store,
+          updater,
+          logger,
+          reconcileIntervalMs: config.queue.reconcileIntervalMs,
+        })
+      : new InProcessRunner(engine, store, updater, { poller: config.poller, submitConcurrency: config.submitter.concurrency }, logger);
+  // Jobs end here (InProcessRunner; a cancel) or, with workers, wherever a worker runs them.
+  const onFinished = (listener: (job: Job) => void) => {
+    if (runner instanceof QueueRunner) runner.onFinished(listener);
+    else updater.onFinished(listener);
+  };
   const admission = new JobAdmission(config.admission);
-  updater.onFinished((job) => admission.finished(job.ownerId, job.id));
+  onFinished((job) => admission.finished(job.ownerId, job.id));
 
   let listeningUrl = `http://${config.host}:${config.port}`;
   const webhooks = createWebhooks({
@@ -100,7 +104,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     publicBaseUrl: () => config.publicUrl ?? listeningUrl,
     logger,
   });
-  updater.onFinished((job) => {
+  onFinished((job) => {
     webhooks.deliverer.jobFinished(job).catch((err: unknown) => jobLogger(logger, job.id).error({ err }, 'could not queue the webhook'));
   });
   const imageAllow = parseAllowHosts(config.imageFetchAllowHosts);
@@ -127,7 +131,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     { store: retentionStore, images, lock: stores.sweepLock, logger, metrics, clock },
     { maxAgeMs: config.retention.maxAgeMs, sweepIntervalMs: config.retention.sweepIntervalMs },
   );
-  const readiness = createReadiness({ database: () => store.ping(), images: () => images.ping() }, logger);
+  // With workers (REDIS_URL), Redis is a dependency too: jobs are queued and followed there.
+  const readiness = createReadiness(
+    { database: () => store.ping(), images: () => images.ping(), ...(bus ? { redis: () => bus.ping() } : {}) },
+    logger,
+  );
 
   const yoga = createGraphQL({ config, logger, keys, jobs, models, links, metrics });
   const http = createHttpServer({ config, logger, yoga, keys, jobs, images, links, metrics, readiness });
@@ -165,68 +173,12 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         logger.debug('stop: runner and webhook deliveries idle');
         await http.closeConnections(config.shutdownGraceMs);
         logger.debug('stop: http closed');
-        await Promise.all([engine.close(), webhooks.close()]);
+        await Promise.all([engine.close(), webhooks.close(), bus?.close()]);
         images.close();
         await stores.close();
         logger.info('server stopped');
       })();
       return stopping;
-    },
-  };
-}
-
-/** Where jobs, keys, webhook deliveries and the image ledger live: SQLite in DATA_DIR, or Postgres with DATABASE_URL. */
-interface Stores {
-  keys: KeyStore;
-  jobs: JobStore;
-  webhooks: WebhookStore;
-  /** What the retention sweep deletes, and the notes of images written for a job (JobUpdater's ledger). */
-  retention: RetentionStore & ImageLedger;
-  /** Keeps the sweep to one process at a time: in this process for SQLite, across processes for Postgres. */
-  sweepLock: SweepLock;
-  /** Makes every answered write durable and closes the database (or its pool). */
-  close(): Promise<void>;
-}
-
-async function openStores(config: Config, logger: Logger, clock: () => number): Promise<Stores> {
-  if (config.databaseUrl) {
-    const pool = createPgPool(config.databaseUrl, (err) =>
-      logger.warn({ err }, 'a Postgres connection failed; the next query opens a new one'),
-    );
-    try {
-      const { applied } = await migratePostgres(pool);
-      logger.info({ database: 'postgres', migrationsApplied: applied }, 'database ready');
-    } catch (err) {
-      await pool.end();
-      throw err;
-    }
-    return {
-      keys: new PgKeyStore(pool),
-      jobs: new PgJobStore(pool),
-      // A claimed delivery is left to its process for two attempts' time limits and a margin.
-      webhooks: new PgWebhookStore(pool, 2 * config.webhooks.timeoutMs + 30_000),
-      retention: new PgRetentionStore(pool, clock),
-      sweepLock: new PgSweepLock(pool),
-      close: () => pool.end(),
-    };
-  }
-  const dbFile = path.join(config.dataDir, 'sd-api.sqlite');
-  const db = openDatabase(dbFile);
-  const walSync = new WalSync(dbFile, config.sqliteSynchronous === 'FULL');
-  const jobs = new SqliteJobStore(db, walSync);
-  const retention = new SqliteRetentionStore(db, walSync, clock);
-  return {
-    keys: new SqliteKeyStore(db, walSync),
-    jobs,
-    webhooks: new SqliteWebhookStore(db, new WriteBatcher(db, walSync)),
-    retention,
-    // One server process owns the SQLite file: a lock in this process is enough.
-    sweepLock: new InProcessLock(),
-    async close() {
-      await Promise.all([jobs.flush(), retention.flush()]);
-      db.pragma('wal_checkpoint(TRUNCATE)');
-      walSync.close();
-      db.close();
     },
   };
 }

@@ -103,6 +103,7 @@ const imageStoreUrl = z.string().transform((value, ctx): ImageStoreUrl => {
 });
 
 const optionalUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional();
+const redisUrl = z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional();
 
 const envSchema = z
   .object({
@@ -213,6 +214,26 @@ const envSchema = z
     AWS_SESSION_TOKEN: z.string().min(1).optional(),
     /** Path-style addressing (http://host/bucket/key); default: on when an endpoint is set (S3-compatible servers). */
     S3_FORCE_PATH_STYLE: bool.optional(),
+    /** Set: API processes hand jobs to workers (npm run worker) through BullMQ on this Redis. */
+    REDIS_URL: redisUrl,
+    /** Namespace of every key and channel this server uses on that Redis (BullMQ's prefix). */
+    REDIS_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1 to 64 letters, digits, _ . -')
+      .default('sd15'),
+    WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
+    /** A worker's own port for GET /metrics (and /healthz), on HOST; unset: none. API processes serve /metrics on PORT. */
+    METRICS_PORT: port.optional(),
+    /** How many times a job that fails with an unexpected error (not the job's own) is tried. */
+    QUEUE_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3),
+    /** A worker's lock on a job; a worker that stops renewing it (killed) loses the job after this. */
+    WORKER_LOCK_MS: positiveMs.min(1_000).default(30_000),
+    /** How often workers look for jobs whose worker died (BullMQ's stalled check). */
+    WORKER_STALLED_INTERVAL_MS: positiveMs.min(500).default(30_000),
+    /** Times a job may lose its worker and be taken over before it fails. */
+    WORKER_MAX_STALLED_COUNT: z.coerce.number().int().min(0).max(20).default(2),
+    /** How often API processes compare the store's unfinished jobs with the queue (and at start). */
+    QUEUE_RECONCILE_INTERVAL_MS: positiveMs.min(100).default(30_000),
   })
   .refine((c) => c.POLL_MIN_INTERVAL_MS <= c.POLL_MAX_INTERVAL_MS, {
     path: ['POLL_MAX_INTERVAL_MS'],
@@ -277,12 +298,32 @@ export interface Config {
   webhooks: { allowHosts: string[]; timeoutMs: number; maxAttempts: number; retryBaseMs: number };
   /** Private hosts image URLs may name (checked at request time too, whichever engine fetches). */
   imageFetchAllowHosts: string[];
+  /** Set (REDIS_URL): jobs go to worker processes through BullMQ; null: they run in this process. */
+  queue: QueueConfig | null;
+  /** What npm run worker does (with queue set). */
+  worker: {
+    concurrency: number;
+    /** Where it serves its metrics (METRICS_PORT, on HOST); undefined: it serves none. */
+    metricsPort: number | undefined;
+  };
   websocket: {
     maxConnectionsPerKey: number;
     maxSubscriptionsPerKey: number;
     initTimeoutMs: number;
     revocationCheckMs: number;
   };
+}
+
+export interface QueueConfig {
+  redisUrl: string;
+  /** BullMQ's key prefix, and the prefix of this server's pub/sub channels. */
+  prefix: string;
+  /** Tries of a job that fails with an unexpected error (a crash is counted by maxStalledCount). */
+  attempts: number;
+  lockMs: number;
+  stalledIntervalMs: number;
+  maxStalledCount: number;
+  reconcileIntervalMs: number;
 }
 
 /** Limits on the shape of a GraphQL operation (depth, aliases, tokens, cost). */
@@ -430,6 +471,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxCost: e.GRAPHQL_MAX_COST,
       maxIntrospectionDepth: e.GRAPHQL_MAX_INTROSPECTION_DEPTH,
     },
+    queue: e.REDIS_URL
+      ? {
+          redisUrl: e.REDIS_URL,
+          prefix: e.REDIS_PREFIX,
+          attempts: e.QUEUE_ATTEMPTS,
+          lockMs: e.WORKER_LOCK_MS,
+          stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
+          maxStalledCount: e.WORKER_MAX_STALLED_COUNT,
+          reconcileIntervalMs: e.QUEUE_RECONCILE_INTERVAL_MS,
+        }
+      : null,
+    worker: { concurrency: e.WORKER_CONCURRENCY, metricsPort: e.METRICS_PORT },
     websocket: {
       maxConnectionsPerKey: e.WS_MAX_CONNECTIONS_PER_KEY,
       maxSubscriptionsPerKey: e.WS_MAX_SUBSCRIPTIONS_PER_KEY,

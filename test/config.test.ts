@@ -123,3 +123,45 @@ describe('gateway configuration', () => {
     expect(() => loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,gopher://b' })).toThrow(/"gopher:\/\/b" is not an http\(s\) URL/);
   });
 });
+
+describe('queue configuration (REDIS_URL)', () => {
+  it('is off by default: jobs run in the API process, as before', () => {
+    const config = loadConfig({});
+    expect(config.queue).toBeNull();
+    expect(config.worker).toEqual({ concurrency: 1, metricsPort: undefined });
+  });
+
+  it('takes a redis:// URL, with the prefix, worker concurrency and queue timings', () => {
+    const config = loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379/2', WORKER_CONCURRENCY: '3', REDIS_PREFIX: 'prod-eu' });
+    expect(config.queue).toEqual({
+      redisUrl: 'redis://127.0.0.1:6379/2',
+      prefix: 'prod-eu',
+      attempts: 3,
+      lockMs: 30_000,
+      stalledIntervalMs: 30_000,
+      maxStalledCount: 2,
+      reconcileIntervalMs: 30_000,
+    });
+    expect(config.worker.concurrency).toBe(3);
+    expect(loadConfig({ METRICS_PORT: '9464' }).worker.metricsPort).toBe(9464);
+    expect(() => loadConfig({ METRICS_PORT: '70000' })).toThrow(/METRICS_PORT/);
+  });
+
+  it('refuses a URL that is not Redis and a prefix that could collide with keys', () => {
+    expect(() => loadConfig({ REDIS_URL: 'http://127.0.0.1:6379' })).toThrow(/REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(() => loadConfig({ REDIS_URL: 'redis://x', REDIS_PREFIX: 'a:b' })).toThrow(/REDIS_PREFIX/);
+    expect(() => loadConfig({ WORKER_CONCURRENCY: '0' })).toThrow(/WORKER_CONCURRENCY/);
+  });
+
+  it('npm run worker refuses to start without REDIS_URL', async () => {
+    const run = promisify(execFile);
+    const result = await run('npx', ['tsx', 'src/worker.ts'], {
+      env: { ...process.env, REDIS_URL: '', DATA_DIR: '/tmp/sd-api-config-test' },
+    }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/REDIS_URL: must be set for a worker/);
+  });
+});

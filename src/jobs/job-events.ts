@@ -3,9 +3,9 @@ import type { Job } from './job.js';
 export type JobListener = (job: Job) => void;
 
 /**
- * Job change notifications, fanned out by job id. Only the in-process implementation exists
- * (one server process); several processes would need one that crosses them (Redis pub/sub,
- * say) behind this same interface.
+ * Job change notifications, fanned out by job id: in this process (InProcessJobEvents, one
+ * server process), or across processes on Redis pub/sub (queue/redis-job-events.ts, with
+ * REDIS_URL) behind this same interface.
  */
 export interface JobEvents {
   publish(job: Job): void;

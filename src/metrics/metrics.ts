@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric
 
 /**
  * What this server measures, as Prometheus metrics (prom-client): pure definitions, no I/O.
- * Each app (and, later, each worker process) makes its own registry with createMetrics(), never
+ * Each app (and each worker process) makes its own registry with createMetrics(), never
  * prom-client's global default one, so that several apps in one process (the tests) keep apart.
  * Who records what is wired in app.ts; http/metrics.ts serves a registry.
  */
@@ -24,8 +24,21 @@ const REQUEST_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
  * WebSocket server does not report a misleading zero.
  */
 export const SAMPLED = {
-  queueDepth: { name: 'sd_queue_depth', help: 'Jobs accepted and not started yet (PENDING), as the runner knows them.', type: 'gauge' },
-  jobsTracked: { name: 'sd_jobs_tracked', help: 'Jobs the runner follows on their engine now.', type: 'gauge' },
+  queueDepth: {
+    name: 'sd_queue_depth',
+    help: 'Jobs accepted and not started yet, as the runner knows them (with workers: the shared queue, as BullMQ counts it).',
+    type: 'gauge',
+  },
+  jobsTracked: {
+    name: 'sd_jobs_tracked',
+    help: 'Jobs the runner follows now: on their engine, or (an API process with workers) to their end.',
+    type: 'gauge',
+  },
+  workerJobsRunning: {
+    name: 'sd_worker_jobs_running',
+    help: 'Jobs this worker process runs now (at most WORKER_CONCURRENCY).',
+    type: 'gauge',
+  },
   jobSubscriptions: { name: 'sd_job_subscriptions', help: 'Open jobStatus subscriptions (job event listeners).', type: 'gauge' },
   websocketConnections: { name: 'sd_websocket_connections', help: 'Open GraphQL WebSocket connections.', type: 'gauge' },
   previews: {

@@ -11,6 +11,11 @@ export interface InProcessRunnerOptions {
   poller: PollerOptions;
   /** Engine submissions in flight at once. */
   submitConcurrency: number;
+  /**
+   * Whether start() takes up the store's unfinished jobs (default). A queue worker says no: its
+   * jobs come from the queue, and the others belong to other workers.
+   */
+  resume?: boolean;
 }
 
 /**
@@ -26,7 +31,7 @@ export class InProcessRunner implements JobRunner {
     private readonly engine: Engine,
     private readonly store: JobStore,
     private readonly updater: JobUpdater,
-    options: InProcessRunnerOptions,
+    private readonly options: InProcessRunnerOptions,
     private readonly logger: Logger,
   ) {
     this.poller = new Poller(engine, updater, options.poller, logger);
@@ -42,7 +47,7 @@ export class InProcessRunner implements JobRunner {
 
   async start(): Promise<Job[]> {
     // What a previous run left: submit what never reached the engine, poll the rest.
-    const active = await this.store.listActive();
+    const active = this.options.resume === false ? [] : await this.store.listActive();
     for (const job of active) {
       if (job.engineHandle) this.poller.track(job);
       else this.submitter.enqueue(job);
@@ -71,6 +76,15 @@ export class InProcessRunner implements JobRunner {
         .catch((err: unknown) => jobLogger(this.logger, job.id).warn({ err }, 'engine cancel failed'));
     }
     return canceled;
+  }
+
+  /**
+   * Stops following a job without touching it: neither the store nor the engine hears of it. A
+   * queue worker hands its jobs back this way when it stops, for another worker to take over.
+   */
+  release(jobId: string): void {
+    this.poller.untrack(jobId);
+    this.submitter.forget(jobId);
   }
 
   async queuePosition(job: Job): Promise<number | null> {

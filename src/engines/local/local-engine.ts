@@ -78,6 +78,8 @@ function failureOf(err: unknown): { code: string; message: string } {
  */
 const UNREAD_RESULT_TTL_MS = 10 * 60_000;
 const READ_RESULT_TTL_MS = 30_000;
+/** How long close() waits for canceled generations to reach the end of their step. */
+const CLOSE_CANCEL_WAIT_MS = 10_000;
 
 /**
  * Runs SD 1.5 in this process on ONNX Runtime, in a worker thread (session.run is synchronous
@@ -103,6 +105,8 @@ export class LocalEngine implements Engine {
   /** One generation thread per concurrent job (each holds its own sessions). */
   private readonly workers: GenerationThread[];
   private readonly busy = new Map<string, GenerationThread>();
+  /** Generations running now (close() waits for them to stop). */
+  private readonly runs = new Set<Promise<void>>();
   /** Jobs someone watches: make previews until this time (see StatusOptions). */
   private readonly previewLeases = new Map<string, number>();
   private previews = 0;
@@ -277,6 +281,14 @@ export class LocalEngine implements Engine {
     this.closed = true;
     for (const { timer } of this.expiry.values()) clearTimeout(timer);
     this.expiry.clear();
+    // A generation thread terminated inside session.run takes the whole process down (ONNX
+    // Runtime aborts), so running generations are canceled first: they stop between steps.
+    for (const [jobId, thread] of this.busy) thread.cancel(jobId);
+    if (this.runs.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(this.runs), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_CANCEL_WAIT_MS)))]);
+      clearTimeout(timer);
+    }
     await Promise.all([...this.workers.map((w) => w.close()), this.options.imageFetcher.close()]);
   }
 
@@ -331,10 +343,12 @@ export class LocalEngine implements Engine {
       const s = this.states.get(id);
       if (s?.state !== 'QUEUED') continue;
       this.running++;
-      void this.run(s.job).finally(() => {
+      const run: Promise<void> = this.run(s.job).finally(() => {
         this.running--;
+        this.runs.delete(run);
         this.pump();
       });
+      this.runs.add(run);
     }
   }
 
