@@ -1,7 +1,12 @@
+import { rmSync } from 'node:fs';
+import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CancelJobDocument, JobDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { FairQueue } from '../src/concurrency/fair-queue.js';
+import { fairPriority, QUEUE_NAME } from '../src/queue/job-queue.js';
+import type { WorkerApp } from '../src/worker-app.js';
 import { follow } from './helpers/follow.js';
+import { newDataDir, queueEnv, REDIS_URL, removePrefix, startWorker, testPrefix } from './helpers/queue.js';
 import { LOCAL_ENGINE, startTestServer, type TestServer } from './helpers/test-server.js';
 
 /** Takes everything out, in order. */
@@ -113,6 +118,13 @@ describe('FairQueue: owners in turn, each owner in its own order', () => {
   });
 });
 
+describe('fairPriority (BullMQ priorities from the owner’s unfinished jobs)', () => {
+  it('is the count, at least 1, at most BullMQ’s lowest priority', () => {
+    expect([0, 1, 2, 20].map(fairPriority)).toEqual([1, 1, 2, 20]);
+    expect(fairPriority(10 ** 9)).toBe(2 ** 21);
+  });
+});
+
 /**
  * Key A queues 20 jobs, then key B one. Returns A's jobs that started between B's creation and
  * B's start (what B waited for: the one running when B came is not counted), and how many of
@@ -158,5 +170,42 @@ describe('fairness in the embedded mode (the local engine, one generation at a t
     console.log(`embedded: ${backlog} of A's jobs waiting when B's came; ${overtaken.length} of them started before it`);
     expect(backlog).toBeGreaterThanOrEqual(10);
     expect(overtaken.length).toBeLessThanOrEqual(1);
+  }, 60_000);
+});
+
+describe('fairness on the queue (REDIS_URL, one worker, WORKER_CONCURRENCY=1)', () => {
+  const prefix = testPrefix('fairness');
+  const dataDir = newDataDir();
+  const env = queueEnv(prefix, dataDir);
+  let server: TestServer;
+  let worker: WorkerApp;
+  let bull: Queue;
+
+  beforeAll(async () => {
+    server = await startTestServer({ dataDir, env });
+    worker = await startWorker(env);
+    bull = new Queue(QUEUE_NAME, { connection: { url: REDIS_URL }, prefix });
+  }, 60_000);
+  afterAll(async () => {
+    await bull?.close();
+    await worker?.stop();
+    await server?.stop({ keepData: true });
+    await removePrefix(prefix);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("key A queues 20 jobs, then key B one: B's starts after at most 1 + WORKER_CONCURRENCY of A's; priorities are the owners' counts", async () => {
+    const { a, b, overtaken, backlog } = await twentyThenOne(server);
+    console.log(`queue: ${backlog} of A's jobs waiting when B's came; ${overtaken.length} of them started before it`);
+    expect(backlog).toBeGreaterThanOrEqual(10);
+    expect(overtaken.length).toBeLessThanOrEqual(1 + 1);
+    // Each entry's priority is its key's unfinished jobs at add time: A's grow with its backlog
+    // (1, 2, 3 …, less the few that ended meanwhile), B's first is 1.
+    const priorities = await Promise.all(a.map(async (id) => (await bull.getJob(id))!.priority));
+    expect(priorities[0]).toBe(1);
+    expect(priorities).toEqual([...priorities].sort((x, y) => x - y));
+    expect(priorities.at(-1)).toBeGreaterThanOrEqual(15);
+    expect((await bull.getJob(b))!.priority).toBe(1);
+    await cancelAll(server, a);
   }, 60_000);
 });

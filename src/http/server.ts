@@ -4,6 +4,7 @@ import type { SqliteKeyStore } from '../auth/key-store.js';
 import type { Config } from '../config.js';
 import type { LocalImageStore } from '../images/image-store.js';
 import type { JobService } from '../jobs/job-service.js';
+import type { LeaseCounter } from '../limits/leases.js';
 import type { Logger } from '../logger.js';
 import { bodyTooLarge } from './body-limit.js';
 import { GRAPHQL_PATH, type GraphQLHandler } from './graphql.js';
@@ -24,6 +25,8 @@ export interface HttpDeps {
   images: LocalImageStore;
   /** What GET /metrics reports (besides the open WebSocket connections, which this server knows). */
   gauges: readonly Gauge[];
+  /** The WebSocket caps over every replica (REDIS_URL); absent: this process's own only. */
+  sharedCounts?: LeaseCounter | null;
 }
 
 export interface HttpServer {
@@ -36,7 +39,7 @@ export interface HttpServer {
 }
 
 /** One port: GraphQL over HTTP and WebSocket, GraphiQL, the web studio, the contract's REST API, images, /healthz, /metrics. */
-export function createHttpServer({ config, logger, yoga, keys, jobs, images, gauges }: HttpDeps): HttpServer {
+export function createHttpServer({ config, logger, yoga, keys, jobs, images, gauges, sharedCounts }: HttpDeps): HttpServer {
   /** Base of absolute image URLs: PUBLIC_URL, or the Host the client used (node requests, and WebSocket upgrades). */
   const baseUrlOf = (req: IncomingMessage) => config.publicUrl ?? `http://${req.headers.host ?? `${config.host}:${config.port}`}`;
 
@@ -95,6 +98,7 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images, gau
     keys,
     baseUrlOf,
     options: { path: GRAPHQL_PATH, ...config.websocket },
+    sharedCounts,
     logger,
   });
   const sockets: Gauge = {
