@@ -4,6 +4,11 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { CancelJobDocument, CreateText2ImageDocument, JobStatusDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
+import { RedisLeases } from '../src/limits/leases.js';
+import { LimitsRedis } from '../src/limits/limits-redis.js';
+import { RedisTokenBuckets } from '../src/limits/redis-token-buckets.js';
+import { TokenBuckets } from '../src/limits/token-buckets.js';
+import { createLogger } from '../src/logger.js';
 import type { WorkerApp } from '../src/worker-app.js';
 import { freePort, sleep } from './helpers/crash-harness.js';
 import { follow } from './helpers/follow.js';
@@ -300,4 +305,49 @@ describe('Redis unreachable: the limits decide without it, never a 5xx', () => {
     expect((await connect(server.url, server.key)).answer).toBe(4429);
     socket.socket.close();
   }, 40_000); // each create waits up to 2 s for the queue (JobQueue.add), then answers anyway
+});
+
+describe('the Redis limits on their own', () => {
+  const prefix = testPrefix('limits-unit');
+  const logger = createLogger('silent');
+  const clients: Redis[] = [];
+  const shared = () => {
+    const redis = new Redis(REDIS_URL);
+    clients.push(redis);
+    return new LimitsRedis(redis, prefix, logger);
+  };
+  afterAll(async () => {
+    for (const c of clients) c.disconnect();
+    await removePrefix(prefix);
+  });
+
+  it('a bucket taken from by two processes at once grants exactly its burst', async () => {
+    const [one, two] = [shared(), shared()];
+    const buckets = [one, two].map((s) => new RedisTokenBuckets(s, 'jobs', new TokenBuckets(5, 1 / 60)));
+    const waits = await Promise.all(Array.from({ length: 40 }, (_, i) => buckets[i % 2]!.take('k')));
+    expect(waits.filter((w) => w === 0)).toHaveLength(5);
+    // The next token in about a minute (1 a minute).
+    for (const w of waits.filter((x) => x > 0)) expect(w).toBeGreaterThan(55_000);
+  });
+
+  it('a lease released while it is being counted is uncounted; renewals keep the held ones; close() removes them', async () => {
+    const s = shared();
+    const leases = new RedisLeases(s, 600);
+    try {
+      const group = `${prefix}:limits:ws:g`;
+      const acquiring = leases.acquire('g', 'm1', 2);
+      leases.release('g', 'm1');
+      expect(await acquiring).toBe(false);
+      await waitFor(async () => (await s.redis.zcard(group)) === 0, 2_000);
+      expect(await leases.acquire('g', 'm2', 2)).toBe(true);
+      expect(await leases.acquire('g', 'm3', 2)).toBe(true);
+      expect(await leases.acquire('g', 'm4', 2)).toBe(false);
+      await sleep(1_500); // past two leases: held only because they are renewed
+      expect(await s.redis.zcard(group)).toBe(2);
+      expect(leases.heldCount()).toBe(2);
+    } finally {
+      await leases.close();
+    }
+    expect(await s.redis.zcard(`${prefix}:limits:ws:g`)).toBe(0);
+  });
 });
