@@ -84,17 +84,22 @@ export class LimitsRedis {
     }
   }
 
-  /** Resolves once the first connection is up, or after the timeout (a request just after start finds it connecting). */
+  /**
+   * Resolves once the first connection is up or has failed, or after the timeout: a request just
+   * after start finds the connection still being made.
+   */
   private async firstConnection(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    let onReady: (() => void) | undefined;
+    let settle: (() => void) | undefined;
     await new Promise<void>((resolve) => {
-      onReady = resolve;
-      this.redis.once('ready', onReady);
+      settle = resolve;
+      this.redis.once('ready', settle);
+      this.redis.once('error', settle);
       timer = setTimeout(resolve, this.timeoutMs);
     });
     clearTimeout(timer);
-    this.redis.off('ready', onReady!);
+    this.redis.off('ready', settle!);
+    this.redis.off('error', settle!);
   }
 
   /** QUIT when connected (replies in flight arrive first); otherwise just drop the connection. */
