@@ -11,9 +11,15 @@ import { createImageStore } from './images/image-store-url.js';
 import { InProcessJobEvents } from './jobs/job-events.js';
 import { JobMetrics } from './jobs/job-metrics.js';
 import { JobService } from './jobs/job-service.js';
-import type { Job } from './jobs/job.js';
+import { isTerminal, type Job } from './jobs/job.js';
 import { JobUpdater } from './jobs/job-updater.js';
+import { type StoredState } from './limits/active-jobs.js';
 import { JobAdmission } from './limits/job-admission.js';
+import { RedisLeases } from './limits/leases.js';
+import { LimitsRedis } from './limits/limits-redis.js';
+import { RedisActiveJobs } from './limits/redis-active-jobs.js';
+import { RedisTokenBuckets } from './limits/redis-token-buckets.js';
+import { TokenBuckets } from './limits/token-buckets.js';
 import { createLogger, jobLogger, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { parseAllowHosts } from './net/address-policy.js';
@@ -22,6 +28,7 @@ import { openStores } from './open-stores.js';
 import { JobQueue } from './queue/job-queue.js';
 import { QueueRunner } from './queue/queue-runner.js';
 import { RedisBus } from './queue/redis-bus.js';
+import { connectRedis } from './queue/redis-connection.js';
 import { RedisJobEvents } from './queue/redis-job-events.js';
 import { RetentionSweeper } from './retention/retention-sweeper.js';
 import { InProcessRunner } from './runner/in-process-runner.js';
@@ -75,6 +82,34 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const updater = new JobUpdater({ store, events, images, logger, ledger: retentionStore, secrets: upstreamKeys, now });
   const jobMetrics = new JobMetrics(metrics, clock);
   updater.onChange((before, after) => jobMetrics.changed(before, after));
+  // REDIS_URL: the per-key limits hold across replicas, on a connection of their own that never
+  // makes a request wait (limits/limits-redis.ts); each falls back as README's Running at scale says.
+  const limitsRedis = config.queue
+    ? new LimitsRedis(
+        connectRedis(config.queue.redisUrl, 'fail-fast', `${config.queue.prefix}:limits`, logger),
+        config.queue.prefix,
+        logger,
+      )
+    : null;
+  const { jobsPerMinute, burst } = config.admission;
+  const admission = new JobAdmission(
+    config.admission,
+    limitsRedis
+      ? {
+          rate: jobsPerMinute > 0 ? new RedisTokenBuckets(limitsRedis, 'jobs', new TokenBuckets(burst, jobsPerMinute / 60)) : null,
+          active: new RedisActiveJobs(limitsRedis, async (keyId, atMost) => {
+            const page = await store.listForOwner(keyId, { status: ['PENDING', 'PROCESSING'], first: atMost });
+            return page.edges.length;
+          }),
+        }
+      : {},
+  );
+  const storedState = async (jobId: string): Promise<StoredState> => {
+    const job = await store.get(jobId);
+    return !job ? 'missing' : isTerminal(job.status) ? 'finished' : 'unfinished';
+  };
+  const wsLeases = limitsRedis ? new RedisLeases(limitsRedis, config.websocket.leaseMs) : null;
+
   const runner =
     config.queue && bus && redisEvents
       ? new QueueRunner({
@@ -85,6 +120,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
           updater,
           logger,
           reconcileIntervalMs: config.queue.reconcileIntervalMs,
+          unfinishedCount: (ownerId) => admission.unfinishedCount(ownerId),
         })
       : new InProcessRunner(engine, store, updater, { poller: config.poller, submitConcurrency: config.submitter.concurrency }, logger);
   // Jobs end here (InProcessRunner; a cancel) or, with workers, wherever a worker runs them.
@@ -92,8 +128,22 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     if (runner instanceof QueueRunner) runner.onFinished(listener);
     else updater.onFinished(listener);
   };
-  const admission = new JobAdmission(config.admission);
   onFinished((job) => admission.finished(job.ownerId, job.id));
+  if (runner instanceof QueueRunner && redisEvents) {
+    // Every end any worker announces, not only those of the jobs followed here: the count on
+    // Redis is shared, and the replica that created the job may be gone. Then each reconciling
+    // pass re-checks the count against the store.
+    redisEvents
+      .onFinished((job) => admission.finished(job.ownerId, job.id))
+      .catch((err: unknown) => logger.warn({ err }, 'could not follow job ends for the per-key cap'));
+    runner.onReconciled((active) =>
+      admission
+        .reconcile(active, storedState)
+        .catch((err: unknown) =>
+          logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not re-check the per-key cap'),
+        ),
+    );
+  }
 
   let listeningUrl = `http://${config.host}:${config.port}`;
   const webhooks = createWebhooks({
@@ -138,7 +188,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   );
 
   const yoga = createGraphQL({ config, logger, keys, jobs, models, links, metrics });
-  const http = createHttpServer({ config, logger, yoga, keys, jobs, images, links, metrics, readiness });
+  const http = createHttpServer({ config, logger, yoga, keys, jobs, images, links, metrics, readiness, sharedCounts: wsLeases });
 
   let stopping: Promise<void> | null = null;
 
@@ -152,7 +202,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       const url = await http.listen();
       listeningUrl = url;
       const active = await runner.start();
-      for (const job of active) admission.started(job.ownerId, job.id);
+      // In memory: the unfinished jobs left by the last run. On Redis: the first reconciling pass does it.
+      if (!limitsRedis) await admission.reconcile(active, storedState);
       await webhooks.deliverer.start();
       retention.start();
       logger.info({ url: `${url}${GRAPHQL_PATH}`, resumedJobs: active.length, engine: engine.name }, 'server listening');
@@ -173,7 +224,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         logger.debug('stop: runner and webhook deliveries idle');
         await http.closeConnections(config.shutdownGraceMs);
         logger.debug('stop: http closed');
-        await Promise.all([engine.close(), webhooks.close(), bus?.close()]);
+        await wsLeases?.close();
+        await Promise.all([engine.close(), webhooks.close(), bus?.close(), limitsRedis?.close()]);
         images.close();
         await stores.close();
         logger.info('server stopped');

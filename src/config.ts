@@ -194,6 +194,8 @@ const envSchema = z
     WS_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().min(0).default(50),
     WS_MAX_SUBSCRIPTIONS_PER_KEY: z.coerce.number().int().min(0).default(500),
     WS_CONNECTION_INIT_TIMEOUT_MS: positiveMs.default(3_000),
+    /** With REDIS_URL: how long a replica's connections count towards the caps after it stops renewing them (died). */
+    WS_LEASE_MS: z.coerce.number().int().min(300).default(30_000),
 
     GRAPHIQL: bool.default(true),
     /** The web studio at / (studio/dist). */
@@ -311,6 +313,8 @@ export interface Config {
     maxSubscriptionsPerKey: number;
     initTimeoutMs: number;
     revocationCheckMs: number;
+    /** With REDIS_URL: the lease of each connection and operation in the counts shared by replicas (renewed every third of it). */
+    leaseMs: number;
   };
 }
 
@@ -488,6 +492,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxSubscriptionsPerKey: e.WS_MAX_SUBSCRIPTIONS_PER_KEY,
       initTimeoutMs: e.WS_CONNECTION_INIT_TIMEOUT_MS,
       revocationCheckMs: 1_000,
+      leaseMs: e.WS_LEASE_MS,
     },
   };
 }

@@ -149,7 +149,8 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
 
     const waiting = (await t2i(a)).data!.text2image.id;
     const waitingSub = follow(b.ws({ apiKey: a.key }), waiting);
-    await waitFor(async () => (await bull.getJobState(waiting)) === 'waiting');
+    // Waiting with its priority (its key's second unfinished job): BullMQ's prioritized state.
+    await waitFor(async () => (await bull.getJobState(waiting)) === 'prioritized');
     expect((await a.gql(JobDocument, { id: waiting })).data!.job!.queuePosition).toBe(0);
     // The queue's depth, as BullMQ counts it: the same on both replicas (the queue is shared).
     expect((await a.metrics()).sd_queue_depth).toBe(1);
@@ -368,8 +369,8 @@ describe('the queue on its own', () => {
       await shared.store.insert(j1);
       await shared.store.insert(j2);
 
-      await queue.add(j1);
-      await queue.add(j1);
+      await queue.add(j1, 1);
+      await queue.add(j1, 1);
       expect(await queue.waitingCount()).toBe(1);
       expect(await queue.position(j1.id)).toBe(0);
 
@@ -383,10 +384,10 @@ describe('the queue on its own', () => {
       expect(await reconciler.pass()).toEqual({ active: 2, requeued: 1, failed: 0 });
       expect(await reconciler.pass()).toEqual({ active: 2, requeued: 0, failed: 0 });
       expect(await queue.waitingCount()).toBe(2);
-      // FIFO: the first added starts first.
+      // One owner: its jobs in their order (the reconciler gives j2 its rank, 2).
       expect(await queue.position(j1.id)).toBe(0);
       expect(await queue.position(j2.id)).toBe(1);
-      await queue.add(j2);
+      await queue.add(j2, 2);
       expect(await queue.waitingCount()).toBe(2);
     } finally {
       await shared.close();

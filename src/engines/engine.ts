@@ -9,6 +9,8 @@ import type { Catalogue, CatalogueEntry } from '../catalogue/catalogue.js';
 
 export interface EngineJob {
   id: string;
+  /** Whose job it is (the API key's id): an engine with a queue of its own takes owners in turn. */
+  ownerId?: string;
   mode: JobMode;
   params: GenerationParams;
 }

@@ -7,6 +7,7 @@ import { WebSocketServer } from 'ws';
 import { apiKeyFromConnectionParams } from '../auth/credentials.js';
 import type { KeyStore } from '../auth/key-store.js';
 import { CLOSE_TOO_MANY, WebSocketSessions, type WebSocketLimits } from './websocket-sessions.js';
+import type { LeaseCounter } from '../limits/leases.js';
 import type { Logger } from '../logger.js';
 
 export interface GraphQLWebSocketOptions extends WebSocketLimits {
@@ -35,10 +36,12 @@ export function createGraphQLWebSocketServer(deps: {
   keys: KeyStore;
   baseUrlOf: (req: IncomingMessage) => string;
   options: GraphQLWebSocketOptions;
+  /** The caps over every replica (REDIS_URL); null: this process's own only. */
+  sharedCounts?: LeaseCounter | null;
   logger: Logger;
 }) {
   const { yoga, keys, options, logger } = deps;
-  const sessions = new WebSocketSessions<WsContext>(options);
+  const sessions = new WebSocketSessions<WsContext>(options, deps.sharedCounts ?? null);
   const wss = new WebSocketServer({ server: deps.server, path: options.path });
 
   const wsServer = useServer<Record<string, unknown>, { socket: import('ws').WebSocket; request: IncomingMessage }>(
@@ -59,7 +62,7 @@ export function createGraphQLWebSocketServer(deps: {
         if (key !== null && !principal) return false;
         // Without a key (introspection only) the cap applies per client address instead.
         const owner = principal ? principal.keyId : anonymousOwner(ctx.extra.request);
-        if (!sessions.open(ctx, owner, ctx.extra.socket)) {
+        if (!(await sessions.open(ctx, owner, ctx.extra.socket))) {
           // Closed here with our code; graphql-ws's own 4403 close that follows is ignored by ws.
           ctx.extra.socket.close(CLOSE_TOO_MANY, principal ? 'too many connections for this API key' : 'too many connections');
           return false;
@@ -71,7 +74,7 @@ export function createGraphQLWebSocketServer(deps: {
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
       subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
       onSubscribe: async (ctx, id, params) => {
-        const refusal = sessions.startOperation(ctx, id);
+        const refusal = await sessions.startOperation(ctx, id);
         if (refusal) return [new GraphQLError(refusal, { extensions: { code: 'RATE_LIMITED' } })];
         const enveloped = yoga.getEnveloped({
           req: ctx.extra.request,

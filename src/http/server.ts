@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import type { ImageLinks } from '../images/image-links.js';
 import type { ImageStore } from '../images/image-store.js';
 import type { JobService } from '../jobs/job-service.js';
+import type { LeaseCounter } from '../limits/leases.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { bodyTooLarge } from './body-limit.js';
@@ -31,6 +32,8 @@ export interface HttpDeps {
   metrics: Metrics;
   /** What GET /readyz asks. */
   readiness: Readiness;
+  /** The WebSocket caps over every replica (REDIS_URL); absent: this process's own only. */
+  sharedCounts?: LeaseCounter | null;
 }
 
 export interface HttpServer {
@@ -46,7 +49,18 @@ export interface HttpServer {
 const REST_STATUS_ROUTE = /^\/sd\/[^/]+\/v1\/status\//;
 
 /** One port: GraphQL over HTTP and WebSocket, GraphiQL, the web studio, the contract's REST API, images, /healthz, /readyz, /metrics. */
-export function createHttpServer({ config, logger, yoga, keys, jobs, images, links, metrics, readiness }: HttpDeps): HttpServer {
+export function createHttpServer({
+  config,
+  logger,
+  yoga,
+  keys,
+  jobs,
+  images,
+  links,
+  metrics,
+  readiness,
+  sharedCounts,
+}: HttpDeps): HttpServer {
   /** Base of absolute image URLs: PUBLIC_URL, or the Host the client used (node requests, and WebSocket upgrades). */
   const baseUrlOf = (req: IncomingMessage) => config.publicUrl ?? `http://${req.headers.host ?? `${config.host}:${config.port}`}`;
 
@@ -122,6 +136,7 @@ export function createHttpServer({ config, logger, yoga, keys, jobs, images, lin
     keys,
     baseUrlOf,
     options: { path: GRAPHQL_PATH, ...config.websocket },
+    sharedCounts,
     logger,
   });
   metrics.sample('websocketConnections', () => websocket.socketCount());

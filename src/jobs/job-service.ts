@@ -5,7 +5,7 @@ import { PREVIEW_LEASE_MS, type Engine } from '../engines/engine.js';
 import { ApiError, notFound } from '../errors.js';
 import { checkAgainstCatalogue } from '../catalogue/catalogue.js';
 import { isTerminal, type Job } from './job.js';
-import { type JobMode } from '../generation/request.js';
+import { type GenerationParams, type JobMode } from '../generation/request.js';
 import type { JobEvents } from './job-events.js';
 import { InputValidationError, MAX_SEED, parseGenerationInput, type FieldIssue } from '../generation/input.js';
 import { checkIdempotencyKey, requestFingerprint } from './idempotency.js';
@@ -79,20 +79,41 @@ export class JobService {
       const earlier = await this.replay(principal, idempotency);
       if (earlier) return earlier;
     }
-    // The cap before the costlier checks; the rate counts only jobs actually created, so a
-    // client fixing its input is not locked out by its own refused attempts.
-    this.deps.admission.checkActiveCap(principal.keyId);
+    // The cap before the costlier checks (the job counts from here, so creates racing each other
+    // cannot pass it together, and stops counting if this create fails); the rate counts only
+    // jobs actually created, so a client fixing its input is not locked out by its own refused attempts.
+    const id = randomUUID();
+    await this.deps.admission.reserve(principal.keyId, id);
+    let created: Job | null = null;
+    try {
+      created = await this.createReserved(principal, id, mode, params, webhookUrl, idempotency);
+    } finally {
+      if (created?.id !== id) this.deps.admission.finished(principal.keyId, id);
+    }
+    if (created.id === id) await this.deps.runner.enqueue(created);
+    return created;
+  }
+
+  /** A create past the cap: the remaining checks, the rate, the insert. Returns an earlier job for a repeated idempotency key. */
+  private async createReserved(
+    principal: Principal,
+    id: string,
+    mode: JobMode,
+    params: GenerationParams,
+    webhookUrl: string | null,
+    idempotency: IdempotencyRecord | undefined,
+  ): Promise<Job> {
     const issues = checkAgainstCatalogue(params, await this.deps.engine.catalogue());
     if (issues.length === 0 && this.deps.engine.validate) issues.push(...(await this.deps.engine.validate(params, mode)));
     if (issues.length > 0) throw new InputValidationError(issues);
-    this.deps.admission.takeRateToken(principal.keyId);
+    await this.deps.admission.takeRateToken(principal.keyId);
     // Checked as sent (so issue paths point at the client's indexes), stored once each.
     params.embeddings = [...new Set(params.embeddings)];
     // Recorded after the idempotency fingerprint, which stays the request's alone: a repeat is
     // the same request whatever the engine's noise source is by then.
     if (this.deps.engine.noise) params.noise = this.deps.engine.noise;
     const job: Job = {
-      id: randomUUID(),
+      id,
       ownerId: principal.keyId,
       mode,
       status: 'PENDING',
@@ -124,10 +145,8 @@ export class JobService {
       }
       throw err;
     }
-    this.deps.admission.started(job.ownerId, job.id);
     jobLogger(this.deps.logger, job.id).info({ mode, keyId: job.ownerId, webhook: webhookUrl !== null }, 'job created');
     for (const listener of this.createdListeners) listener(job);
-    await this.deps.runner.enqueue(job);
     return job;
   }
 

@@ -1,13 +1,18 @@
+/** A rate per key: take() spends one token, answering 0 when granted, else the ms until one is available. */
+export interface RateLimiter {
+  take(key: string): number | Promise<number>;
+}
+
 /**
  * Token buckets by key: each key may spend `burst` tokens at once, refilled at `perSecond`.
  * Pure bookkeeping with an injectable clock; memory is one small record per recently active key.
  */
-export class TokenBuckets {
+export class TokenBuckets implements RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(
-    private readonly burst: number,
-    private readonly perSecond: number,
+    readonly burst: number,
+    readonly perSecond: number,
     private readonly clock: () => number = Date.now,
   ) {}
 

@@ -14,6 +14,29 @@ export interface QueuedJobData {
   mode: string;
 }
 
+/** BullMQ's lowest priority (the largest number it takes). */
+const LOWEST_PRIORITY = 2 ** 21;
+
+/**
+ * The queue's order between API keys. BullMQ's open-source queue has no fair groups (that is
+ * BullMQ Pro), but it takes prioritized entries lowest number first, FIFO within a number. So
+ * each entry's priority is the number of its owner's unfinished jobs up to and including it (at
+ * create: the key's unfinished jobs, counted on Redis by the per-key cap; when the reconciler
+ * re-adds: the job's rank among its owner's unfinished jobs in the store, oldest first, the same
+ * rule). A key's first job gets 1 and overtakes any other key's backlog, whose jobs are at 2, 3,
+ * 4 …; a key's jobs keep their own order. So a key that queues 100 jobs delays another key's
+ * first job by the jobs running and the other keys' first jobs only: about one job per worker.
+ *
+ * What it does not do: priorities are fixed when added, so a backlog does not age. A key whose
+ * 50 jobs have been waiting since its first 50 finished has its next one at 51, behind a newer
+ * key's first 50. Entries a stalled worker lost go back to the wait list, which BullMQ takes
+ * before every prioritized entry (taken over first); handed-back entries go to the front of
+ * their priority.
+ */
+export function fairPriority(ownersUnfinished: number): number {
+  return Math.min(LOWEST_PRIORITY, Math.max(1, Math.floor(ownersUnfinished)));
+}
+
 /** How long an add may take before the create answers anyway (the reconciler queues it later). */
 const ADD_TIMEOUT_MS = 2_000;
 /** How long a read of a job waits for its queue position before answering without one. */
@@ -42,14 +65,17 @@ export class JobQueue {
     watchConnection(this.queue, 'producer', logger);
   }
 
-  /** Rejects when Redis does not take it in time; the job is then still in the store, for the reconciler. */
-  async add(job: Job): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
+  /**
+   * Rejects when Redis does not take it in time; the job is then still in the store, for the
+   * reconciler. priority: fairPriority() of the owner's unfinished jobs.
+   */
+  async add(job: Job, priority: number): Promise<void> {
     const adding = this.queue.add(
       'generate',
       { ownerId: job.ownerId, mode: job.mode },
       {
         jobId: job.id,
+        priority,
         attempts: this.config.attempts,
         backoff: { type: 'exponential', delay: 1_000 },
         // Kept a while after the end, so a late add of the same job is still recognised.
@@ -57,22 +83,15 @@ export class JobQueue {
         removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
       },
     );
-    adding.catch(() => {}); // when the timeout wins, its rejection is nobody's
-    try {
-      await Promise.race([
-        adding,
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`Redis did not take the job within ${ADD_TIMEOUT_MS} ms`)), ADD_TIMEOUT_MS);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withDeadline(adding, `Redis did not take the job within ${ADD_TIMEOUT_MS} ms`);
   }
 
-  /** Removes a waiting entry; false when there is none, or it is running (locked by its worker). */
+  /**
+   * Removes a waiting entry; false when there is none, or it is running (locked by its worker).
+   * Rejects when Redis does not answer within two seconds (BullMQ would wait until it is back).
+   */
   async remove(jobId: string): Promise<boolean> {
-    return (await this.queue.remove(jobId)) === 1;
+    return (await withDeadline(this.queue.remove(jobId), `Redis did not answer within ${ADD_TIMEOUT_MS} ms`)) === 1;
   }
 
   state(jobId: string): Promise<JobState | 'unknown'> {
@@ -86,14 +105,20 @@ export class JobQueue {
   }
 
   /**
-   * Entries that start before this waiting one: workers take from the right end of the wait
-   * list, so those to its right. Null when it is not waiting there (running, delayed, absent),
-   * and when Redis does not answer at once: a read of a job never waits on Redis.
+   * Entries that start before this waiting one: workers take the wait list first (entries
+   * without a priority: those taken back from a lost worker), from its right end, then the
+   * prioritized set in order. Null when it is not waiting (running, delayed, absent), and when
+   * Redis does not answer at once: a read of a job never waits on Redis. (A key's first job
+   * arriving later may still overtake it: see fairPriority.)
    */
   async position(jobId: string): Promise<number | null> {
     if (this.commands.status !== 'ready') return null;
     const key = this.queue.toKey('wait');
-    const asking = Promise.all([this.commands.lpos(key, jobId), this.commands.llen(key)]);
+    const asking = Promise.all([
+      this.commands.lpos(key, jobId),
+      this.commands.llen(key),
+      this.commands.zrank(this.queue.toKey('prioritized'), jobId),
+    ]);
     asking.catch(() => {});
     let timer: NodeJS.Timeout | undefined;
     const answer = await Promise.race([
@@ -102,13 +127,15 @@ export class JobQueue {
     ]);
     clearTimeout(timer);
     if (!answer) return null;
-    const [index, length] = answer;
-    return index === null ? null : length - 1 - index;
+    const [index, length, rank] = answer;
+    if (index !== null) return length - 1 - index;
+    return rank === null ? null : length + rank;
   }
 
-  /** Waiting entries, all keys together. */
-  waitingCount(): Promise<number> {
-    return this.queue.getWaitingCount();
+  /** Waiting entries (prioritized or not), all keys together. */
+  async waitingCount(): Promise<number> {
+    const counts = await this.queue.getJobCounts('waiting', 'prioritized');
+    return (counts.waiting ?? 0) + (counts.prioritized ?? 0);
   }
 
   /**
@@ -134,5 +161,21 @@ export class JobQueue {
 
   async close(): Promise<void> {
     await this.queue.close();
+  }
+}
+
+/** The promise's outcome, or a rejection with `message` after ADD_TIMEOUT_MS (a late outcome is dropped). */
+async function withDeadline<T>(promise: Promise<T>, message: string): Promise<T> {
+  promise.catch(() => {}); // when the deadline wins, its rejection is nobody's
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(message)), ADD_TIMEOUT_MS);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -5,7 +5,7 @@ import type { JobStore } from '../jobs/job-store.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
 import type { Logger } from '../logger.js';
 import { CONTROL_CHANNEL, encodeControl, type ControlMessage } from './control-messages.js';
-import type { JobQueue } from './job-queue.js';
+import { fairPriority, type JobQueue } from './job-queue.js';
 import { Reconciler } from './reconciler.js';
 import type { RedisBus } from './redis-bus.js';
 import type { RedisJobEvents } from './redis-job-events.js';
@@ -18,6 +18,11 @@ export interface QueueRunnerDeps {
   updater: JobUpdater;
   logger: Logger;
   reconcileIntervalMs: number;
+  /**
+   * The owner's unfinished jobs now, this one included (the per-key cap's count on Redis), for
+   * the queue's order between keys (fairPriority); null or absent: taken as its first.
+   */
+  unfinishedCount?: (ownerId: string) => Promise<number | null>;
 }
 
 /**
@@ -36,6 +41,7 @@ export class QueueRunner implements JobRunner {
   readonly reconciler: Reconciler;
   private readonly unfinished = new Map<string, Job>();
   private readonly finishedListeners: ((job: Job) => void)[] = [];
+  private readonly passListeners: ((active: Job[]) => Promise<void>)[] = [];
 
   constructor(private readonly deps: QueueRunnerDeps) {
     this.reconciler = new Reconciler({
@@ -44,7 +50,10 @@ export class QueueRunner implements JobRunner {
       updater: deps.updater,
       logger: deps.logger,
       intervalMs: deps.reconcileIntervalMs,
-      afterPass: (active) => this.sweep(active),
+      afterPass: async (active) => {
+        await this.sweep(active);
+        for (const listener of this.passListeners) await listener(active);
+      },
     });
     deps.updater.onFinished((job) => this.finished(job));
   }
@@ -52,6 +61,11 @@ export class QueueRunner implements JobRunner {
   /** Called once for each job that ends elsewhere (a worker) or here (a cancel). */
   onFinished(listener: (job: Job) => void): void {
     this.finishedListeners.push(listener);
+  }
+
+  /** Called after each reconciling pass with the store's unfinished jobs (the per-key cap re-checks its record). */
+  onReconciled(listener: (active: Job[]) => Promise<void>): void {
+    this.passListeners.push(listener);
   }
 
   async start(): Promise<Job[]> {
@@ -74,7 +88,8 @@ export class QueueRunner implements JobRunner {
   async enqueue(job: Job): Promise<void> {
     this.unfinished.set(job.id, job);
     try {
-      await this.deps.queue.add(job);
+      const unfinished = (await this.deps.unfinishedCount?.(job.ownerId)) ?? 1;
+      await this.deps.queue.add(job, fairPriority(unfinished));
     } catch (err) {
       this.deps.logger.warn(
         { jobId: job.id, err: err instanceof Error ? err.message : String(err) },

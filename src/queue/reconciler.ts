@@ -3,7 +3,7 @@ import type { Job } from '../jobs/job.js';
 import type { JobStore } from '../jobs/job-store.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
 import type { Logger } from '../logger.js';
-import type { JobQueue } from './job-queue.js';
+import { fairPriority, type JobQueue } from './job-queue.js';
 
 export interface ReconcileReport {
   /** Unfinished jobs in the store. */
@@ -59,6 +59,15 @@ export class Reconciler {
   async pass(): Promise<ReconcileReport> {
     const active = await this.deps.store.listActive();
     const report: ReconcileReport = { active: active.length, requeued: 0, failed: 0 };
+    // A job re-added gets the priority a create gives (fairPriority): its rank among its owner's
+    // unfinished jobs, oldest first (listActive's order).
+    const rank = new Map<string, number>();
+    const seen = new Map<string, number>();
+    for (const job of active) {
+      const n = (seen.get(job.ownerId) ?? 0) + 1;
+      seen.set(job.ownerId, n);
+      rank.set(job.id, n);
+    }
     for (let i = 0; i < active.length && !this.stopped; i += BATCH) {
       const batch = active.slice(i, i + BATCH);
       const states = await Promise.all(batch.map((job) => this.deps.queue.state(job.id)));
@@ -66,7 +75,7 @@ export class Reconciler {
         batch.map(async (job, k) => {
           const state = states[k]!;
           if (state === 'unknown') {
-            await this.deps.queue.add(job);
+            await this.deps.queue.add(job, fairPriority(rank.get(job.id)!));
             report.requeued++;
             this.deps.logger.info({ jobId: job.id, status: job.status }, 'queued an unfinished job the queue lacked');
           } else if (state === 'failed' || state === 'completed') {

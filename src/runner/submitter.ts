@@ -6,6 +6,7 @@ import { errorReason } from '../jobs/job-transitions.js';
 import { backoffDelay } from '../retry/backoff.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
 import type { Poller } from './poller.js';
+import { FairQueue } from '../concurrency/fair-queue.js';
 import { TaskSlots } from '../concurrency/task-slots.js';
 import { StorageUnavailableError } from '../storage/storage-fault.js';
 
@@ -18,19 +19,17 @@ export interface SubmitterOptions {
 }
 
 /**
- * Hands accepted jobs to the engine, oldest first, a bounded number at a time. The engine's
- * handle is persisted before the job is handed to the poller, so a restart knows whether a
- * job still needs submitting (no handle) or only polling.
+ * Hands accepted jobs to the engine, a bounded number at a time, taking the API keys in turn
+ * (FairQueue: each key's jobs oldest first, and a key with nothing waiting goes next), so one
+ * key's backlog does not hold back another key's first job. The engine's handle is persisted
+ * before the job is handed to the poller, so a restart knows whether a job still needs
+ * submitting (no handle) or only polling.
  */
 export class Submitter {
-  /** Waiting jobs, FIFO: queue[head] is next. Forgotten (canceled) entries are skipped when reached. */
-  private queue: (Job | undefined)[] = [];
-  private head = 0;
-  /** Ticket number of each waiting job: its queue position is ticket - dequeued, in O(1). */
-  private readonly tickets = new Map<string, number>();
-  /** Jobs out of the queue whose engine.submit has not returned yet, with their tickets. */
+  /** Waiting jobs, by owner. */
+  private readonly queue = new FairQueue<Job>();
+  /** Jobs out of the queue whose engine.submit has not returned yet, in the order they left it. */
   private readonly submitting = new Map<string, number>();
-  private issued = 0;
   private dequeued = 0;
   /** Jobs waiting or being submitted now. */
   private readonly queued = new Set<string>();
@@ -72,9 +71,8 @@ export class Submitter {
    * left the queue earlier, then those waiting ahead of it. Null once the engine has it.
    */
   queuePosition(jobId: string): number | null {
-    const ticket = this.tickets.get(jobId);
-    // Canceled jobs ahead still count until the queue passes them: cheap, and rarely off by much.
-    if (ticket !== undefined) return this.submitting.size + ticket - this.dequeued;
+    const waiting = this.queue.position(jobId);
+    if (waiting !== null) return this.submitting.size + waiting;
     const mine = this.submitting.get(jobId);
     if (mine === undefined) return null;
     let ahead = 0;
@@ -89,7 +87,7 @@ export class Submitter {
 
   /** Drops a job that no longer needs submitting (canceled). */
   forget(jobId: string): void {
-    this.tickets.delete(jobId);
+    this.queue.remove(jobId);
     this.submitting.delete(jobId);
     this.queued.delete(jobId);
     this.attempts.delete(jobId);
@@ -103,29 +101,14 @@ export class Submitter {
   }
 
   private push(job: Job): void {
-    this.tickets.set(job.id, this.issued++);
-    this.queue.push(job);
+    this.queue.push(job.ownerId, job.id, job);
   }
 
   private shift(): Job | undefined {
-    while (this.head < this.queue.length) {
-      const job = this.queue[this.head]!;
-      // Cleared at once: a job can carry megabytes of data: URL images, and the array is only
-      // compacted now and then.
-      this.queue[this.head++] = undefined;
-      this.dequeued++;
-      if (this.head > 1024 && this.head * 2 > this.queue.length) {
-        this.queue = this.queue.slice(this.head);
-        this.head = 0;
-      }
-      const ticket = this.tickets.get(job.id);
-      if (ticket !== undefined) {
-        this.tickets.delete(job.id);
-        this.submitting.set(job.id, ticket);
-        return job;
-      }
-    }
-    return undefined;
+    const next = this.queue.shift();
+    if (!next) return undefined;
+    this.submitting.set(next.id, this.dequeued++);
+    return next.item;
   }
 
   private pump(): void {
@@ -152,7 +135,7 @@ export class Submitter {
     let current: Job;
     try {
       const submission = await this.engine
-        .submit({ id: job.id, mode: job.mode, params: job.params })
+        .submit({ id: job.id, ownerId: job.ownerId, mode: job.mode, params: job.params })
         .finally(() => this.submitting.delete(job.id));
       jobLogger(this.logger, job.id).debug({ engine: this.engine.name }, 'job handed to the engine');
       try {

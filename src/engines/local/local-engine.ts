@@ -25,12 +25,13 @@ import { GenerationCanceled } from '../../diffusion/pipeline.js';
 import { SCHEDULER_NAMES as IMPLEMENTED, strengthStartIndex, type SchedulerName } from '../../diffusion/schedulers/index.js';
 import { NOISE_SOURCES as IMPLEMENTED_NOISE } from '../../diffusion/noise/index.js';
 import { ClipTokenizer } from '../../diffusion/tokenizer/clip-tokenizer.js';
+import { FairQueue } from '../../concurrency/fair-queue.js';
 import type { ThreadSettings } from './thread-protocol.js';
 
 export interface LocalEngineOptions {
   /** Fetches init and mask images under the SSRF and size rules (owned, and closed, by the engine). */
   imageFetcher: ImageFetcher;
-  /** Generations run at once, each on its own worker thread (FIFO beyond that). */
+  /** Generations run at once, each on its own worker thread (the rest wait, API keys taken in turn). */
   concurrency: number;
   /** Checkpoints kept loaded (least recently used beyond that are released). */
   maxLoadedCheckpoints: number;
@@ -83,16 +84,17 @@ const CLOSE_CANCEL_WAIT_MS = 10_000;
 
 /**
  * Runs SD 1.5 in this process on ONNX Runtime, in a worker thread (session.run is synchronous
- * and would otherwise stall the API): a bounded FIFO of jobs, progress per step, cancel between
- * steps. The handle is the job id. A handle it does not know (after a restart)
+ * and would otherwise stall the API): a bounded number at once, the waiting ones taken owner by
+ * owner in turn (FairQueue: one key's backlog does not hold back another key's first job),
+ * progress per step, cancel between steps. The handle is the job id. A handle it does not know (after a restart)
  * is simply queued again: generation is deterministic for the job's seed, so nothing is lost.
  */
 export class LocalEngine implements Engine {
   readonly name = 'local';
   readonly noise: NoiseSourceName;
   private readonly states = new Map<string, State>();
-  /** Handles (job ids) waiting for a worker, first to start first. */
-  private readonly waiting: string[] = [];
+  /** Handles (job ids) waiting for a worker, by owner, taken in turn. */
+  private readonly waiting = new FairQueue<string>();
   private running = 0;
   private closed = false;
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
@@ -123,11 +125,8 @@ export class LocalEngine implements Engine {
   }
 
   readonly queue = {
-    waiting: (): number => this.waiting.length,
-    ahead: (jobId: string): number | null => {
-      const i = this.waiting.indexOf(jobId);
-      return i === -1 ? null : i;
-    },
+    waiting: (): number => this.waiting.size,
+    ahead: (jobId: string): number | null => this.waiting.position(jobId),
   };
 
   async catalogue(): Promise<Catalogue> {
@@ -270,8 +269,7 @@ export class LocalEngine implements Engine {
     if (!s) return;
     if (s.state === 'PROCESSING') this.busy.get(handle)?.cancel(handle);
     if (s.state === 'QUEUED') {
-      const i = this.waiting.indexOf(handle);
-      if (i !== -1) this.waiting.splice(i, 1);
+      this.waiting.remove(handle);
       this.states.set(handle, { state: 'CANCELED' });
       this.forgetLater(handle, READ_RESULT_TTL_MS);
     }
@@ -295,7 +293,7 @@ export class LocalEngine implements Engine {
   private enqueue(job: EngineJob): void {
     if (this.states.has(job.id)) return;
     this.states.set(job.id, { state: 'QUEUED', job });
-    this.waiting.push(job.id);
+    this.waiting.push(job.ownerId ?? '', job.id, job.id);
     this.pump();
   }
 
@@ -303,7 +301,7 @@ export class LocalEngine implements Engine {
     const s = this.states.get(handle);
     switch (s?.state) {
       case 'QUEUED':
-        return { state: 'QUEUED', queuePosition: this.waiting.indexOf(handle) };
+        return { state: 'QUEUED', queuePosition: this.waiting.position(handle) ?? 0 };
       case 'PROCESSING': {
         const preview = s.preview;
         s.preview = undefined; // each preview is reported once
@@ -338,8 +336,8 @@ export class LocalEngine implements Engine {
   }
 
   private pump(): void {
-    while (!this.closed && this.running < this.options.concurrency && this.waiting.length > 0) {
-      const id = this.waiting.shift()!;
+    while (!this.closed && this.running < this.options.concurrency && this.waiting.size > 0) {
+      const { id } = this.waiting.shift()!;
       const s = this.states.get(id);
       if (s?.state !== 'QUEUED') continue;
       this.running++;
