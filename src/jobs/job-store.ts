@@ -123,18 +123,27 @@ export function decodeCursor(cursor: string): number {
   return Number(match[1]);
 }
 
-/** Column for each patchable field, with its encoding. */
-const PATCH_COLUMNS: { [K in keyof JobPatch]-?: (v: JobPatch[K]) => Record<string, unknown> } = {
-  status: (v) => ({ status: v }),
-  engineHandle: (v) => ({ engine_handle: v }),
-  progress: (v) => ({ progress_step: v?.step ?? null, progress_total: v?.totalSteps ?? null }),
-  engineQueuePosition: (v) => ({ engine_queue_position: v }),
-  requeues: (v) => ({ requeues: v }),
-  images: (v) => ({ images: JSON.stringify(v ?? []) }),
-  error: (v) => ({ error_code: v?.code ?? null, error_message: v?.message ?? null }),
-  startedAt: (v) => ({ started_at: toMs(v) }),
-  finishedAt: (v) => ({ finished_at: toMs(v) }),
-};
+/**
+ * Column for each patchable field, with its encoding; both stores share it and differ only in how
+ * a time is stored (SQLite: epoch ms; Postgres: timestamptz).
+ */
+export function patchColumns(time: (d: Date | null | undefined) => unknown): {
+  [K in keyof JobPatch]-?: (v: JobPatch[K]) => Record<string, unknown>;
+} {
+  return {
+    status: (v) => ({ status: v }),
+    engineHandle: (v) => ({ engine_handle: v }),
+    progress: (v) => ({ progress_step: v?.step ?? null, progress_total: v?.totalSteps ?? null }),
+    engineQueuePosition: (v) => ({ engine_queue_position: v }),
+    requeues: (v) => ({ requeues: v }),
+    images: (v) => ({ images: JSON.stringify(v ?? []) }),
+    error: (v) => ({ error_code: v?.code ?? null, error_message: v?.message ?? null }),
+    startedAt: (v) => ({ started_at: time(v) }),
+    finishedAt: (v) => ({ finished_at: time(v) }),
+  };
+}
+
+const PATCH_COLUMNS = patchColumns(toMs);
 
 export class SqliteJobStore implements JobStore {
   private readonly insertStmt;

@@ -9,6 +9,7 @@ import {
   type JobListQuery,
   type JobPage,
   type JobStore,
+  patchColumns,
 } from './job-store.js';
 
 interface JobRow {
@@ -59,18 +60,7 @@ function fromRow(row: JobRow): Job {
   };
 }
 
-/** Column for each patchable field, with its encoding (the SQLite store's, in Postgres's types). */
-const PATCH_COLUMNS: { [K in keyof JobPatch]-?: (v: JobPatch[K]) => Record<string, unknown> } = {
-  status: (v) => ({ status: v }),
-  engineHandle: (v) => ({ engine_handle: v }),
-  progress: (v) => ({ progress_step: v?.step ?? null, progress_total: v?.totalSteps ?? null }),
-  engineQueuePosition: (v) => ({ engine_queue_position: v }),
-  requeues: (v) => ({ requeues: v }),
-  images: (v) => ({ images: JSON.stringify(v ?? []) }),
-  error: (v) => ({ error_code: v?.code ?? null, error_message: v?.message ?? null }),
-  startedAt: (v) => ({ started_at: v ?? null }),
-  finishedAt: (v) => ({ finished_at: v ?? null }),
-};
+const PATCH_COLUMNS = patchColumns((d) => d ?? null);
 
 const UNIQUE_VIOLATION = '23505';
 const IDEMPOTENCY_INDEX = 'jobs_by_idempotency_key';
