@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Job, JobStatus } from '../src/jobs/job.js';
 import { InProcessJobEvents } from '../src/jobs/job-events.js';
 import { JobStream } from '../src/jobs/job-stream.js';
-import { patchFromEngineStatus } from '../src/jobs/job-transitions.js';
+import { patchFromEngineStatus, successPatch } from '../src/jobs/job-transitions.js';
 import { testJob } from './helpers/jobs.js';
 
 const job = (version: number, status: JobStatus, step = 0): Job =>
@@ -47,6 +47,20 @@ describe('patchFromEngineStatus', () => {
       progress: { step: 1, totalSteps: 10 },
       engineQueuePosition: null,
     });
+  });
+  it("takes the engine's own start time where it reports one: a poll sees the start late", () => {
+    const began = new Date(400);
+    expect(patchFromEngineStatus(job(1, 'PENDING'), { state: 'PROCESSING', step: 4, totalSteps: 10, startedAt: began }, now)).toMatchObject({
+      status: 'PROCESSING',
+      startedAt: began,
+    });
+    // A job that ran between two polls starts when the engine began it, not when SUCCESS was seen.
+    const images = [{ name: 'x.png', contentType: 'image/png', nsfw: false }];
+    expect(successPatch(job(1, 'PENDING'), images, now, began)).toMatchObject({ startedAt: began, finishedAt: now });
+    expect(successPatch(job(1, 'PENDING'), images, now)).toMatchObject({ startedAt: now });
+    // Once recorded, the start stays.
+    const seen = { ...job(2, 'PROCESSING', 5), startedAt: new Date(300) };
+    expect(successPatch(seen, images, now, began)).toMatchObject({ startedAt: new Date(300) });
   });
   it('reports nothing when nothing changed, so nothing is written or published', () => {
     expect(patchFromEngineStatus(job(2, 'PROCESSING', 3), { state: 'PROCESSING', step: 3, totalSteps: 10 }, now)).toBeNull();

@@ -156,7 +156,7 @@ export class SqliteKeyStore implements KeyStore {
   }
 
   private listNow(): ApiKeyRecord[] {
-    return this.db.prepare<[], KeyRow>('SELECT * FROM api_keys ORDER BY created_at').all().map(fromRow);
+    return this.db.prepare<[], KeyRow>('SELECT * FROM api_keys ORDER BY created_at, rowid').all().map(fromRow);
   }
 
   async count(): Promise<number> {

@@ -83,7 +83,7 @@ export class PgKeyStore implements KeyStore {
   }
 
   async list(): Promise<ApiKeyRecord[]> {
-    return (await this.query<KeyRow>('SELECT * FROM api_keys ORDER BY created_at, id')).map(fromRow);
+    return (await this.query<KeyRow>('SELECT * FROM api_keys ORDER BY created_at, seq')).map(fromRow);
   }
 
   async count(): Promise<number> {

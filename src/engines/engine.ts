@@ -31,9 +31,13 @@ export interface GeneratedImage {
 
 export type EngineStatus =
   | { state: 'QUEUED'; queuePosition: number | null }
-  /** preview: a data: URL of the job as it forms, when one was asked for (see StatusOptions); each is reported once. */
-  | { state: 'PROCESSING'; step: number; totalSteps: number; preview?: string }
-  | { state: 'SUCCESS'; images: GeneratedImage[] }
+  /**
+   * preview: a data: URL of the job as it forms, when one was asked for (see StatusOptions); each is reported once.
+   * startedAt: when the engine began generating, where it knows; else the job's start is when a
+   * poll first saw it running, which lags by up to a poll interval.
+   */
+  | { state: 'PROCESSING'; step: number; totalSteps: number; preview?: string; startedAt?: Date }
+  | { state: 'SUCCESS'; images: GeneratedImage[]; startedAt?: Date }
   | { state: 'FAILURE'; code: string; message: string }
   /**
    * The engine has no record of the handle (it restarted, or expired the job), or the worker

@@ -14,7 +14,7 @@ export function patchFromEngineStatus(job: Job, status: Exclude<EngineStatus, { 
     case 'PROCESSING': {
       const progress = { step: status.step, totalSteps: status.totalSteps };
       if (job.status === 'PENDING') {
-        return { status: 'PROCESSING', startedAt: now, progress, engineQueuePosition: null };
+        return { status: 'PROCESSING', startedAt: status.startedAt ?? now, progress, engineQueuePosition: null };
       }
       if (job.progress?.step === progress.step && job.progress.totalSteps === progress.totalSteps) return null;
       return { progress };
@@ -46,13 +46,14 @@ export function failurePatch(job: Job, code: string, message: string, now: Date)
   return { status: 'FAILURE', error: { code, message }, finishedAt: now, startedAt: job.startedAt ?? now, engineQueuePosition: null };
 }
 
-export function successPatch(job: Job, images: JobImage[], now: Date): JobPatch {
+/** startedAt: the engine's, for a job no poll saw running (it ran between two polls). */
+export function successPatch(job: Job, images: JobImage[], now: Date, startedAt?: Date): JobPatch {
   const total = job.progress?.totalSteps ?? job.params.numInferenceSteps;
   return {
     status: 'SUCCESS',
     images,
     progress: { step: total, totalSteps: total },
-    startedAt: job.startedAt ?? now,
+    startedAt: job.startedAt ?? startedAt ?? now,
     finishedAt: now,
     engineQueuePosition: null,
   };

@@ -95,7 +95,7 @@ export class JobUpdater {
     if (stored.length === 0) {
       return this.fail(job, JobErrorCode.ENGINE_BAD_REPLY, 'the engine reported success without any image');
     }
-    return this.patch(job, successPatch(job, stored, this.now()));
+    return this.patch(job, successPatch(job, stored, this.now(), status.startedAt));
   }
 
   /** Called once for each job that reaches a terminal state through this updater. */

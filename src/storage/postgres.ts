@@ -133,6 +133,9 @@ const MIGRATIONS: string[] = [
    );
    CREATE INDEX job_images_by_job ON job_images (job_id);
    CREATE INDEX job_images_by_age ON job_images (created_at, name);`,
+  // Keys listed in the order they were made: two made in the same millisecond share created_at,
+  // and their ids are random. Existing rows are numbered in the table's physical order.
+  `ALTER TABLE api_keys ADD COLUMN seq BIGSERIAL;`,
 ];
 
 /** The latest schema version this code knows. */

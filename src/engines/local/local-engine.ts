@@ -57,8 +57,8 @@ const TRIGGER_WORD = /^[\p{L}\p{N}_<>.-]{1,64}$/u;
 type State =
   | { state: 'QUEUED'; job: EngineJob }
   /** preview: made since the last status call, reported by the next one. */
-  | { state: 'PROCESSING'; job: EngineJob; step: number; totalSteps: number; preview?: string }
-  | { state: 'SUCCESS'; images: GeneratedImage[] }
+  | { state: 'PROCESSING'; job: EngineJob; step: number; totalSteps: number; startedAt: Date; preview?: string }
+  | { state: 'SUCCESS'; images: GeneratedImage[]; startedAt: Date }
   | { state: 'FAILURE'; code: string; message: string }
   | { state: 'CANCELED' };
 
@@ -305,11 +305,11 @@ export class LocalEngine implements Engine {
       case 'PROCESSING': {
         const preview = s.preview;
         s.preview = undefined; // each preview is reported once
-        return { state: 'PROCESSING', step: s.step, totalSteps: s.totalSteps, ...(preview ? { preview } : {}) };
+        return { state: 'PROCESSING', step: s.step, totalSteps: s.totalSteps, startedAt: s.startedAt, ...(preview ? { preview } : {}) };
       }
       case 'SUCCESS':
         this.forgetLater(handle, READ_RESULT_TTL_MS);
-        return { state: 'SUCCESS', images: s.images };
+        return { state: 'SUCCESS', images: s.images, startedAt: s.startedAt };
       case 'FAILURE':
         this.forgetLater(handle, READ_RESULT_TTL_MS);
         return { state: 'FAILURE', code: s.code, message: s.message };
@@ -355,7 +355,7 @@ export class LocalEngine implements Engine {
     // The steps the run will report (the thread's progress says the same from its first step): all
     // of them, or the ones strength leaves to run from an init image (diffusers' get_timesteps).
     const totalSteps = p.initImage ? p.numInferenceSteps - strengthStartIndex(p.numInferenceSteps, p.strength ?? 0.8) : p.numInferenceSteps;
-    const processing: State = { state: 'PROCESSING', job, step: 0, totalSteps };
+    const processing: State = { state: 'PROCESSING', job, step: 0, totalSteps, startedAt: new Date() };
     this.states.set(job.id, processing);
     try {
       const checkpointId = this.models.catalogue.find(p.modelId)?.id ?? p.modelId;
@@ -410,6 +410,7 @@ export class LocalEngine implements Engine {
       this.states.set(job.id, {
         state: 'SUCCESS',
         images: images.map((i) => ({ data: i.data, contentType: 'image/png', nsfw: i.nsfw })),
+        startedAt: processing.startedAt,
       });
     } catch (err) {
       if (err instanceof GenerationCanceled) {
