@@ -4,14 +4,19 @@ import path from 'node:path';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Queue } from 'bullmq';
+import { print } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CancelJobDocument,
   Image2ImageDocument,
   JobDocument,
+  ModelsDocument,
   Text2ImageDocument,
+  UploadEmbeddingDocument,
   WatchJobDocument,
 } from '../src/client/generated/graphql.js';
+import { createNoise } from '../src/diffusion/noise/index.js';
+import { encodeSafetensors } from '../scripts/tiny-models/safetensors.js';
 import { loadConfig } from '../src/config.js';
 import type { Job } from '../src/jobs/job.js';
 import { InProcessJobEvents } from '../src/jobs/job-events.js';
@@ -129,6 +134,31 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
     });
     // Nothing left subscribed on either replica once the subscriptions ended.
     await waitFor(async () => (await a.metrics()).sd_job_subscriptions === 0 && (await b.metrics()).sd_job_subscriptions === 0);
+  });
+
+  it('an embedding uploaded through A is listed on B and used by a job created on B at once, run on the worker', async () => {
+    const form = new FormData();
+    const variables = { file: null, name: 'Shared style', triggerWord: 'sharedstyle' };
+    form.set('operations', JSON.stringify({ query: print(UploadEmbeddingDocument), variables }));
+    form.set('map', JSON.stringify({ 0: ['variables.file'] }));
+    const bytes = encodeSafetensors({ '<s>': { shape: [2, 32], data: createNoise('torch', 5).randn(64) } });
+    form.set('0', new Blob([Buffer.from(bytes)]), 'shared.safetensors');
+    const res = await fetch(`${a.url}/graphql`, { method: 'POST', headers: { 'api-key': a.key }, body: form });
+    const uploaded = (await res.json()) as { data?: { uploadEmbedding: { id: string } }; errors?: unknown };
+    expect(uploaded.errors).toBeUndefined();
+    const id = uploaded.data!.uploadEmbedding.id;
+    // B hears of it from the shared DATA_DIR: no restart, and no wait for its periodic look.
+    const created = await t2i(b, { seed: 3, prompt: 'a tree in sharedstyle', embeddings: [id] });
+    expect(created.errors).toBeUndefined();
+    const last = await follow(b.ws(), created.data!.text2image.id).done;
+    expect(last.status).toBe('SUCCESS');
+    const listed = await b.gql(ModelsDocument, { filter: { kind: 'EMBEDDING' } });
+    expect(listed.data!.models.find((m) => m.id === id)).toMatchObject({ name: 'Shared style', triggerWords: ['sharedstyle'] });
+    // The worker used it: the same seed without it gives another image.
+    const plain = await follow(b.ws(), (await t2i(b, { seed: 3, prompt: 'a tree in sharedstyle' })).data!.text2image.id).done;
+    expect(plain.status).toBe('SUCCESS');
+    const png = async (url: string) => Buffer.from(await (await fetch(url)).arrayBuffer());
+    expect((await png(last.downloadUrls[0]!)).equals(await png(plain.downloadUrls[0]!))).toBe(false);
   });
 
   it('a subscriber on B that selects progress.preview gets live previews made on the worker', async () => {

@@ -71,7 +71,11 @@ export interface Engine {
    * cannot know it (a remote engine: its upstream draws its own).
    */
   readonly noise?: NoiseSourceName;
-  catalogue(): Promise<Catalogue>;
+  /**
+   * fresh: look again first for models other processes added (an embedding uploaded on another
+   * replica); asked when a request names one this process does not know yet.
+   */
+  catalogue(options?: { fresh?: boolean }): Promise<Catalogue>;
   /** Checks that need the engine's own models (exact CLIP token counts, say); run before a job exists. */
   validate?(params: GenerationParams, mode: JobMode): Promise<FieldIssue[]>;
   /** Adds a textual-inversion embedding at run time; engines that cannot, lack this method. */

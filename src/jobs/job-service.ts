@@ -103,7 +103,11 @@ export class JobService {
     webhookUrl: string | null,
     idempotency: IdempotencyRecord | undefined,
   ): Promise<Job> {
-    const issues = checkAgainstCatalogue(params, await this.deps.engine.catalogue());
+    let issues = checkAgainstCatalogue(params, await this.deps.engine.catalogue());
+    // Perhaps uploaded through another replica a moment ago: the engine looks again before refusing.
+    if (issues.some((i) => i.code === 'UNKNOWN_EMBEDDING')) {
+      issues = checkAgainstCatalogue(params, await this.deps.engine.catalogue({ fresh: true }));
+    }
     if (issues.length === 0 && this.deps.engine.validate) issues.push(...(await this.deps.engine.validate(params, mode)));
     if (issues.length > 0) throw new InputValidationError(issues);
     await this.deps.admission.takeRateToken(principal.keyId);

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InputValidationError, type FieldIssue } from '../../generation/input.js';
 import { JobErrorCode, NOISE_SOURCES, SCHEDULER_NAMES, type GenerationParams, type NoiseSourceName } from '../../generation/request.js';
@@ -20,7 +20,7 @@ import { previewDataUrl } from '../../diffusion/image-codec.js';
 import { EMBEDDING_EXTENSIONS, EmbeddingFileError, parseEmbedding, widthHint } from '../../diffusion/embeddings/index.js';
 import type { EmbeddingRows } from '../../diffusion/checkpoint.js';
 import { GenerationFailed, GenerationThread } from './generation-thread.js';
-import type { ModelDirectory, UploadSidecar } from './model-directory.js';
+import { uploadSidecarSchema, type ModelDirectory, type UploadSidecar } from './model-directory.js';
 import { GenerationCanceled } from '../../diffusion/pipeline.js';
 import { SCHEDULER_NAMES as IMPLEMENTED, strengthStartIndex, type SchedulerName } from '../../diffusion/schedulers/index.js';
 import { NOISE_SOURCES as IMPLEMENTED_NOISE } from '../../diffusion/noise/index.js';
@@ -81,6 +81,8 @@ const UNREAD_RESULT_TTL_MS = 10 * 60_000;
 const READ_RESULT_TTL_MS = 30_000;
 /** How long close() waits for canceled generations to reach the end of their step. */
 const CLOSE_CANCEL_WAIT_MS = 10_000;
+/** How often the catalogue looks for embeddings other processes uploaded to the shared uploadsDir. */
+const UPLOADS_LOOK_MS = 1_000;
 
 /**
  * Runs SD 1.5 in this process on ONNX Runtime, in a worker thread (session.run is synchronous
@@ -101,8 +103,12 @@ export class LocalEngine implements Engine {
   private readonly vectors = new Map<string, Promise<EmbeddingRows>>();
   /** When each finished job's entry is dropped; at most one timer per job. */
   private readonly expiry = new Map<string, { at: number; timer: NodeJS.Timeout }>();
-  /** Uploads run one at a time, so two cannot claim the same trigger word. */
+  /** Uploads (and looks for other processes' uploads) run one at a time, so two cannot claim the same trigger word. */
   private uploads: Promise<unknown> = Promise.resolve();
+  /** The last look at uploadsDir for other processes' uploads: when, and its outcome. */
+  private uploadsLook: { at: number; done: Promise<void> } | null = null;
+  /** Sidecars in uploadsDir that could not be adopted (reported once, not read again). */
+  private readonly unadoptable = new Set<string>();
 
   /** One generation thread per concurrent job (each holds its own sessions). */
   private readonly workers: GenerationThread[];
@@ -129,8 +135,62 @@ export class LocalEngine implements Engine {
     ahead: (jobId: string): number | null => this.waiting.position(jobId),
   };
 
-  async catalogue(): Promise<Catalogue> {
+  async catalogue(options?: { fresh?: boolean }): Promise<Catalogue> {
+    await this.lookForUploads(options?.fresh);
     return this.models.catalogue;
+  }
+
+  /**
+   * Adopts embeddings another process uploaded to the shared uploadsDir since the last look (an API
+   * replica's upload, seen by the other replicas and the workers sharing DATA_DIR). At most one
+   * look per UPLOADS_LOOK_MS unless `now`; only sidecars of ids not known here are read.
+   */
+  private lookForUploads(now = false): Promise<void> {
+    const at = Date.now();
+    if (!now && this.uploadsLook && at - this.uploadsLook.at < UPLOADS_LOOK_MS) return this.uploadsLook.done;
+    const done = this.uploads.then(() => this.adoptUploads());
+    this.uploads = done.catch(() => undefined);
+    this.uploadsLook = { at, done: done.catch((err: unknown) => this.options.logger.warn({ err }, 'could not look for uploaded embeddings')) };
+    return this.uploadsLook.done;
+  }
+
+  private async adoptUploads(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.options.uploadsDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const name of names.sort()) {
+      const id = name.endsWith('.json') ? name.slice(0, -'.json'.length) : null;
+      if (!id || this.models.embeddings.has(id) || this.unadoptable.has(name)) continue;
+      const sidecarPath = path.join(this.options.uploadsDir, name);
+      try {
+        const sidecar = uploadSidecarSchema.parse(JSON.parse(await readFile(sidecarPath, 'utf8')));
+        const trigger = sidecar.triggerWords[0]!;
+        const taken = [...this.models.embeddings.values()].find((e) => e.trigger.toLowerCase() === trigger.toLowerCase());
+        if (taken) throw new Error(`its trigger word "${trigger}" is already ${taken.id}'s`);
+        const file = path.join(this.options.uploadsDir, path.basename(sidecar.file));
+        const read = await this.options.readEmbedding(file);
+        this.register(sidecar, file, read);
+      } catch (err) {
+        this.unadoptable.add(name);
+        this.options.logger.warn({ problem: `${sidecarPath}: ${(err as Error).message}` }, 'skipped an uploaded embedding');
+      }
+    }
+  }
+
+  /** Makes an uploaded embedding usable by the next request, and lists it. */
+  private register(sidecar: UploadSidecar, file: string, read: { vectors: Float32Array; count: number; width: number }): CatalogueEntry {
+    const { id, name } = sidecar;
+    const trigger = sidecar.triggerWords[0]!;
+    const entry = catalogueEntrySchema.parse({ id, name, kind: 'EMBEDDING', triggerWords: [trigger], vectors: read.count });
+    const rows: EmbeddingRows = { id, trigger, vectors: read.vectors, count: read.count };
+    this.models.embeddings.set(id, { id, file, trigger, count: read.count, width: read.width });
+    this.models.catalogue = new Catalogue([...this.models.catalogue.entries, entry]);
+    this.vectors.set(id, Promise.resolve(rows));
+    return entry;
   }
 
   /** Exact CLIP token counts (trigger words of the named embeddings expanded), checked before a job exists. */
@@ -232,12 +292,7 @@ export class LocalEngine implements Engine {
     await writeFile(`${sidecarPath}.tmp`, JSON.stringify(sidecar, null, 2));
     await rename(`${sidecarPath}.tmp`, sidecarPath);
 
-    const entry = catalogueEntrySchema.parse({ id, name, kind: 'EMBEDDING', triggerWords: [trigger], vectors: parsed.count });
-    const rows: EmbeddingRows = { id, trigger, vectors: parsed.vectors, count: parsed.count };
-    this.models.embeddings.set(id, { id, file, trigger, count: parsed.count, width: parsed.width });
-    this.models.catalogue = new Catalogue([...this.models.catalogue.entries, entry]);
-    this.vectors.set(id, Promise.resolve(rows));
-    return entry;
+    return this.register(sidecar, file, parsed);
   }
 
   async submit(job: EngineJob): Promise<EngineSubmission> {
@@ -431,12 +486,14 @@ export class LocalEngine implements Engine {
     }
   }
 
-  private embeddingRows(idOrAlias: string): Promise<EmbeddingRows> {
+  private async embeddingRows(idOrAlias: string): Promise<EmbeddingRows> {
+    // Uploaded to an API process after this one last looked (this is a worker, or another replica).
+    if (!this.models.catalogue.find(idOrAlias)) await this.lookForUploads(true);
     const id = this.models.catalogue.find(idOrAlias)?.id ?? idOrAlias;
     let rows = this.vectors.get(id);
     if (!rows) {
       const info = this.models.embeddings.get(id);
-      if (!info) return Promise.reject(new Error(`no embedding "${id}"`));
+      if (!info) throw new Error(`no embedding "${id}" is installed here (an upload reaches other processes through a shared DATA_DIR)`);
       rows = this.options.readEmbedding(info.file).then((e) => ({ id, trigger: info.trigger, vectors: e.vectors, count: e.count }));
       // A file that cannot be read now may be fixed on disk: only a good read is kept.
       rows.catch(() => this.vectors.delete(id));
