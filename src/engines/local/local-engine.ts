@@ -150,7 +150,10 @@ export class LocalEngine implements Engine {
     if (!now && this.uploadsLook && at - this.uploadsLook.at < UPLOADS_LOOK_MS) return this.uploadsLook.done;
     const done = this.uploads.then(() => this.adoptUploads());
     this.uploads = done.catch(() => undefined);
-    this.uploadsLook = { at, done: done.catch((err: unknown) => this.options.logger.warn({ err }, 'could not look for uploaded embeddings')) };
+    this.uploadsLook = {
+      at,
+      done: done.catch((err: unknown) => this.options.logger.warn({ err }, 'could not look for uploaded embeddings')),
+    };
     return this.uploadsLook.done;
   }
 
