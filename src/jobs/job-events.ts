@@ -15,9 +15,21 @@ export interface JobEvents {
   listenerCount(): number;
 }
 
+/** Called when a job gets its first listener here, and when its last one goes. */
+export interface FanOutHooks {
+  first(jobId: string): void;
+  last(jobId: string): void;
+}
+
+/**
+ * Fans events out to the listeners of each job in this process. RedisJobEvents builds on it,
+ * subscribing to a job's channel while the job has listeners here (the hooks).
+ */
 export class InProcessJobEvents implements JobEvents {
   private readonly listeners = new Map<string, Set<JobListener>>();
   private count = 0;
+
+  constructor(private readonly hooks?: FanOutHooks) {}
 
   publish(job: Job): void {
     const set = this.listeners.get(job.id);
@@ -30,6 +42,7 @@ export class InProcessJobEvents implements JobEvents {
     if (!set) {
       set = new Set();
       this.listeners.set(jobId, set);
+      this.hooks?.first(jobId);
     }
     set.add(listener);
     this.count++;
@@ -39,11 +52,24 @@ export class InProcessJobEvents implements JobEvents {
       active = false;
       this.count--;
       set.delete(listener);
-      if (set.size === 0 && this.listeners.get(jobId) === set) this.listeners.delete(jobId);
+      if (set.size === 0 && this.listeners.get(jobId) === set) {
+        this.listeners.delete(jobId);
+        this.hooks?.last(jobId);
+      }
     };
   }
 
   listenerCount(): number {
     return this.count;
+  }
+
+  /** Whether anyone here listens to the job. */
+  has(jobId: string): boolean {
+    return this.listeners.has(jobId);
+  }
+
+  /** The jobs someone here listens to. */
+  jobIds(): IterableIterator<string> {
+    return this.listeners.keys();
   }
 }

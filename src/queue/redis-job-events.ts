@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isTerminal, type Job } from '../jobs/job.js';
-import type { JobEvents, JobListener } from '../jobs/job-events.js';
+import { InProcessJobEvents, type JobEvents, type JobListener } from '../jobs/job-events.js';
 import type { Logger } from '../logger.js';
 import { decodeJob, encodeJob } from './job-codec.js';
 import type { RedisBus } from './redis-bus.js';
@@ -28,10 +28,10 @@ interface Envelope {
  */
 export class RedisJobEvents implements JobEvents {
   private readonly origin = randomUUID();
-  private readonly listeners = new Map<string, Set<JobListener>>();
+  /** This process's listeners; a job's channel is subscribed to while it has any. */
+  private readonly local = new InProcessJobEvents({ first: (jobId) => this.follow(jobId), last: (jobId) => this.unfollow(jobId) });
   private readonly handlers = new Map<string, (message: string) => void>();
   private readonly finishedListeners: JobListener[] = [];
-  private count = 0;
 
   constructor(
     private readonly bus: RedisBus,
@@ -40,12 +40,12 @@ export class RedisJobEvents implements JobEvents {
     private readonly logger: Logger,
   ) {
     bus.onResubscribed(() => {
-      for (const jobId of this.listeners.keys()) this.resync(jobId);
+      for (const jobId of this.local.jobIds()) this.resync(jobId);
     });
   }
 
   publish(job: Job): void {
-    this.deliver(job.id, job);
+    this.local.publish(job);
     const message = `{"o":${JSON.stringify(this.origin)},"j":${encodeJob(job)}}`;
     const sent = [this.bus.publish(jobChannel(job.id), message)];
     if (isTerminal(job.status)) sent.push(this.bus.publish(FINISHED_CHANNEL, message));
@@ -56,39 +56,29 @@ export class RedisJobEvents implements JobEvents {
   }
 
   subscribe(jobId: string, listener: JobListener): () => void {
-    let set = this.listeners.get(jobId);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(jobId, set);
-      const handler = (message: string) => {
-        const job = this.decode(message);
-        if (job && job.id === jobId) this.deliver(jobId, job);
-      };
-      this.handlers.set(jobId, handler);
-      this.bus.subscribe(jobChannel(jobId), handler).then(
-        () => this.resync(jobId),
-        (err: unknown) => this.logger.warn({ err: errorMessage(err), jobId }, 'could not subscribe to job events'),
-      );
-    }
-    set.add(listener);
-    this.count++;
-    let active = true;
-    return () => {
-      if (!active) return;
-      active = false;
-      this.count--;
-      set.delete(listener);
-      if (set.size === 0 && this.listeners.get(jobId) === set) {
-        this.listeners.delete(jobId);
-        const handler = this.handlers.get(jobId);
-        this.handlers.delete(jobId);
-        if (handler) this.bus.unsubscribe(jobChannel(jobId), handler);
-      }
-    };
+    return this.local.subscribe(jobId, listener);
   }
 
   listenerCount(): number {
-    return this.count;
+    return this.local.listenerCount();
+  }
+
+  private follow(jobId: string): void {
+    const handler = (message: string) => {
+      const job = this.decode(message);
+      if (job && job.id === jobId) this.local.publish(job);
+    };
+    this.handlers.set(jobId, handler);
+    this.bus.subscribe(jobChannel(jobId), handler).then(
+      () => this.resync(jobId),
+      (err: unknown) => this.logger.warn({ err: errorMessage(err), jobId }, 'could not subscribe to job events'),
+    );
+  }
+
+  private unfollow(jobId: string): void {
+    const handler = this.handlers.get(jobId);
+    this.handlers.delete(jobId);
+    if (handler) this.bus.unsubscribe(jobChannel(jobId), handler);
   }
 
   /**
@@ -119,17 +109,11 @@ export class RedisJobEvents implements JobEvents {
     return job;
   }
 
-  private deliver(jobId: string, job: Job): void {
-    const set = this.listeners.get(jobId);
-    if (!set) return;
-    for (const listener of [...set]) listener(job);
-  }
-
   private resync(jobId: string): void {
-    if (!this.listeners.has(jobId)) return;
+    if (!this.local.has(jobId)) return;
     this.read(jobId).then(
       (job) => {
-        if (job) this.deliver(jobId, job);
+        if (job && this.local.has(jobId)) this.local.publish(job);
       },
       (err: unknown) => this.logger.warn({ err: errorMessage(err), jobId }, 'could not re-read a followed job'),
     );
