@@ -115,6 +115,8 @@ const envSchema = z
       .string()
       .refine((v) => /^postgres(ql)?:\/\/[^\s]+$/.test(v) && URL.canParse(v), { message: 'must be a postgres:// or postgresql:// URL' })
       .optional(),
+    /** Connections each process may open to DATABASE_URL. */
+    DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
     PUBLIC_URL: optionalUrl,
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
@@ -266,6 +268,8 @@ export interface Config {
   dataDir: string;
   /** Postgres (postgres://...) as the store of jobs, keys and webhook deliveries; undefined: SQLite in dataDir. */
   databaseUrl: string | undefined;
+  /** Connections this process may hold to databaseUrl at once. */
+  databasePoolSize: number;
   /** Base for absolute download URLs; when absent, taken from each request's Host header. */
   publicUrl: string | undefined;
   logLevel: Env['LOG_LEVEL'];
@@ -406,6 +410,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     host: e.HOST,
     dataDir: path.resolve(e.DATA_DIR),
     databaseUrl: e.DATABASE_URL,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
     publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,

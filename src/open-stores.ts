@@ -32,8 +32,10 @@ export interface Stores {
 
 export async function openStores(config: Config, logger: Logger, clock: () => number): Promise<Stores> {
   if (config.databaseUrl) {
-    const pool = createPgPool(config.databaseUrl, (err) =>
-      logger.warn({ err }, 'a Postgres connection failed; the next query opens a new one'),
+    const pool = createPgPool(
+      config.databaseUrl,
+      (err) => logger.warn({ err }, 'a Postgres connection failed; the next query opens a new one'),
+      config.databasePoolSize,
     );
     try {
       const { applied } = await migratePostgres(pool);

@@ -87,6 +87,12 @@ describe('configuration', () => {
     }
   });
 
+  it('sizes the Postgres pool with DATABASE_POOL_SIZE (10 by default), refusing 0 with the range', () => {
+    expect(loadConfig({}).databasePoolSize).toBe(10);
+    expect(loadConfig({ DATABASE_POOL_SIZE: '40' }).databasePoolSize).toBe(40);
+    expect(() => loadConfig({ DATABASE_POOL_SIZE: '0' })).toThrow(/DATABASE_POOL_SIZE: .*1/);
+  });
+
   it('refuses a poll interval range that is upside down', () => {
     expect(() => loadConfig({ POLL_MIN_INTERVAL_MS: '500', POLL_MAX_INTERVAL_MS: '100' })).toThrow(/POLL_MAX_INTERVAL_MS/);
   });

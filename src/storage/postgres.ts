@@ -8,6 +8,7 @@ export type PgClient = pg.PoolClient;
 export const PG_CONNECT_TIMEOUT_MS = 5_000;
 /** Client-side limit per query: a server that stops answering fails the query instead of hanging it. */
 export const PG_QUERY_TIMEOUT_MS = 30_000;
+/** Connections per process unless the caller says (DATABASE_POOL_SIZE). */
 const PG_POOL_SIZE = 10;
 
 /**
@@ -16,10 +17,10 @@ const PG_POOL_SIZE = 10;
  * errors of idle connections are reported to onError instead of crashing the process. Every
  * connection uses the search_path of the URL (options=-c search_path=...), if it names one.
  */
-export function createPgPool(url: string, onError: (err: Error) => void = () => {}): PgPool {
+export function createPgPool(url: string, onError: (err: Error) => void = () => {}, size = PG_POOL_SIZE): PgPool {
   const pool = new pg.Pool({
     connectionString: url,
-    max: PG_POOL_SIZE,
+    max: size,
     connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
     query_timeout: PG_QUERY_TIMEOUT_MS,
     idleTimeoutMillis: 30_000,
