@@ -27,8 +27,9 @@ try {
   throw err;
 }
 
-if ((await app.keys.count()) === 0) {
-  const { key } = await app.keys.create('default');
+const first = await app.keys.createFirst('default');
+if (first) {
+  const { key } = first;
   // Printed once, on its own line: this is the only time the plain key exists.
   process.stdout.write(
     `\nNo API key existed, so one was created. Keep it; it is not shown again:\n\n${key}\n\n` +

@@ -69,6 +69,16 @@ describe.runIf(runPostgresTests)('migrations', () => {
     expect((await migratePostgres(racers[1]!)).applied).toEqual([]);
   });
 
+  it('make one first key when several servers start at once on an empty database (the others see it and print none)', async () => {
+    const s = await schema('first_key');
+    const racers = [1, 2, 3, 4].map(() => pool(s.url));
+    await migratePostgres(racers[0]!);
+    const made = await Promise.all(racers.map((p) => new PgKeyStore(p).createFirst('default')));
+    expect(made.filter((m) => m !== null)).toHaveLength(1);
+    expect(await new PgKeyStore(racers[0]!).count()).toBe(1);
+    expect(await new PgKeyStore(racers[1]!).createFirst('default')).toBeNull();
+  });
+
   it('roll a failing migration back whole, apply the rest once it is fixed, and refuse a schema newer than the code', async () => {
     const s = await schema('rollback');
     const p = pool(s.url);

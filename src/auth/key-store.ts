@@ -19,6 +19,11 @@ export interface ApiKeyRecord {
 export interface KeyStore {
   /** Creates a key; the plain key is returned here and never again. */
   create(name: string, scopes?: readonly KeyScope[]): Promise<{ key: string; record: ApiKeyRecord }>;
+  /**
+   * Creates a key only if there is none at all (a server's first start), atomically: of several
+   * processes starting at once on an empty database, one gets the key, the others null.
+   */
+  createFirst(name: string): Promise<{ key: string; record: ApiKeyRecord } | null>;
   authenticate(key: string): Promise<Principal | null>;
   /**
    * The key's webhook signing secret, made on first use (keys from before webhooks have none).
@@ -117,6 +122,23 @@ export class SqliteKeyStore implements KeyStore {
   }
 
   async create(name: string, scopes: readonly KeyScope[] = KEY_SCOPES): Promise<{ key: string; record: ApiKeyRecord }> {
+    const created = this.insert(name, scopes);
+    this.walSync.syncNow();
+    return created;
+  }
+
+  async createFirst(name: string): Promise<{ key: string; record: ApiKeyRecord } | null> {
+    // IMMEDIATE takes the write lock before the count: a process starting at the same time waits, then sees the key.
+    const created = this.db
+      .transaction(() =>
+        (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n === 0 ? this.insert(name) : null,
+      )
+      .immediate();
+    if (created) this.walSync.syncNow();
+    return created;
+  }
+
+  private insert(name: string, scopes: readonly KeyScope[] = KEY_SCOPES): { key: string; record: ApiKeyRecord } {
     const trimmed = name.trim();
     if (!trimmed) throw new Error('a key needs a non-empty name');
     const { id, key, hash, prefix } = generateApiKey();
@@ -124,7 +146,6 @@ export class SqliteKeyStore implements KeyStore {
     this.db
       .prepare('INSERT INTO api_keys (id, name, key_hash, key_prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)')
       .run(id, trimmed, hash, prefix, JSON.stringify(scopes), createdAt);
-    this.walSync.syncNow();
     return {
       key,
       record: { id, name: trimmed, prefix, scopes: [...scopes], createdAt: new Date(createdAt), revokedAt: null },

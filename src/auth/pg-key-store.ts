@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { QueryResultRow } from 'pg';
-import { pgCall, type PgPool } from '../storage/postgres.js';
+import { pgCall, pgTransaction, type PgClient, type PgPool } from '../storage/postgres.js';
 import { generateApiKey, hashApiKey, KEY_SCOPES, type KeyScope, type Principal } from './api-key.js';
 import { findKey, type ApiKeyRecord, type KeyStore } from './key-store.js';
 
@@ -30,11 +30,24 @@ export class PgKeyStore implements KeyStore {
   constructor(private readonly pool: PgPool) {}
 
   async create(name: string, scopes: readonly KeyScope[] = KEY_SCOPES): Promise<{ key: string; record: ApiKeyRecord }> {
+    return pgCall(() => this.insert(this.pool, name, scopes));
+  }
+
+  async createFirst(name: string): Promise<{ key: string; record: ApiKeyRecord } | null> {
+    return pgTransaction(this.pool, async (client) => {
+      // Processes starting at once queue here; the count after the lock sees a key another committed.
+      await client.query(`SELECT pg_advisory_xact_lock(hashtextextended('sd15-graphql-api first key ' || current_schema(), 0))`);
+      const rows = await client.query<{ n: string }>('SELECT COUNT(*) AS n FROM api_keys');
+      return Number(rows.rows[0]!.n) === 0 ? this.insert(client, name) : null;
+    });
+  }
+
+  private async insert(db: PgPool | PgClient, name: string, scopes: readonly KeyScope[] = KEY_SCOPES) {
     const trimmed = name.trim();
     if (!trimmed) throw new Error('a key needs a non-empty name');
     const { id, key, hash, prefix } = generateApiKey();
     const createdAt = new Date();
-    await this.query('INSERT INTO api_keys (id, name, key_hash, key_prefix, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+    await db.query('INSERT INTO api_keys (id, name, key_hash, key_prefix, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [
       id,
       trimmed,
       hash,
