@@ -32,6 +32,7 @@ import { connectRedis } from './queue/redis-connection.js';
 import { RedisJobEvents } from './queue/redis-job-events.js';
 import { RetentionSweeper } from './retention/retention-sweeper.js';
 import { InProcessRunner } from './runner/in-process-runner.js';
+import { RunnerClaim } from './runner/runner-claim.js';
 import { createWebhooks } from './webhooks/create-webhooks.js';
 import type { DestinationStream } from 'pino';
 
@@ -123,6 +124,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
           unfinishedCount: (ownerId) => admission.unfinishedCount(ownerId),
         })
       : new InProcessRunner(engine, store, updater, { poller: config.poller, submitConcurrency: config.submitter.concurrency }, logger);
+  // On a shared database without a queue, one process may run jobs in process (see RunnerClaim).
+  const claim = runner instanceof InProcessRunner && config.databaseUrl ? new RunnerClaim(stores.sweepLock, logger) : null;
   // Jobs end here (InProcessRunner; a cancel) or, with workers, wherever a worker runs them.
   const onFinished = (listener: (job: Job) => void) => {
     if (runner instanceof QueueRunner) runner.onFinished(listener);
@@ -199,6 +202,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     retention,
 
     async start() {
+      await claim?.take();
       const url = await http.listen();
       listeningUrl = url;
       const active = await runner.start();
@@ -225,7 +229,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         await http.closeConnections(config.shutdownGraceMs);
         logger.debug('stop: http closed');
         await wsLeases?.close();
-        await Promise.all([engine.close(), webhooks.close(), bus?.close(), limitsRedis?.close()]);
+        await Promise.all([engine.close(), webhooks.close(), bus?.close(), limitsRedis?.close(), claim?.release()]);
         images.close();
         await stores.close();
         logger.info('server stopped');

@@ -1,6 +1,7 @@
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { StorageUnavailableError } from './storage/storage-fault.js';
+import { RunnerTakenError } from './runner/runner-claim.js';
 
 /** Entry point: config from the environment, the app, signals. Nothing else. */
 
@@ -44,7 +45,17 @@ if (config.engine.kind === 'imagepipeline') {
   }
 }
 
-const url = await app.start();
+let url;
+try {
+  url = await app.start();
+} catch (err) {
+  if (err instanceof RunnerTakenError) {
+    process.stderr.write(`${err.message}\n`);
+    await app.stop();
+    process.exit(2);
+  }
+  throw err;
+}
 process.stdout.write(`GraphQL API and GraphiQL at ${url}/graphql\n`);
 if (config.studio) process.stdout.write(`Web studio at ${url}/\n`);
 

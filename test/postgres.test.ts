@@ -18,6 +18,7 @@ import { PgWebhookStore } from '../src/webhooks/pg-webhook-store.js';
 import { TcpProxy } from './fixtures/tcp-proxy.js';
 import { testJob } from './helpers/jobs.js';
 import { createTestSchema, POSTGRES_URL, runPostgresTests, urlWithSchema, type TestSchema } from './helpers/postgres.js';
+import { startServerProcess } from './helpers/server-process.js';
 import { collect, LOCAL_ENGINE, startTestServer, waitFor } from './helpers/test-server.js';
 
 /** PostgreSQL as the system of record (DATABASE_URL): migrations, outages, the whole flow, the keys command. */
@@ -305,6 +306,31 @@ describe.runIf(runPostgresTests)('a server on PostgreSQL', () => {
       await second.stop({ keepData: true });
     }
   });
+
+  it('without REDIS_URL, a second server on the same database is refused at start with the reason, the first unharmed; it starts once the first stops', async () => {
+    const server = await startTestServer({ dataDir, env: { ...LOCAL_ENGINE, DATABASE_URL: s.url } });
+    const env = { ...LOCAL_ENGINE, DATABASE_URL: s.url, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn' };
+    try {
+      const refused = startServerProcess(env, 60_000);
+      expect(await refused.exited).toBe(2);
+      expect(refused.output()).toMatch(/another server process already runs jobs on this database without REDIS_URL/);
+      // The first one runs jobs as before.
+      const created = await server.gql(CreateText2ImageDocument, {
+        input: { prompt: 'still here', width: 64, height: 64, numInferenceSteps: 2, safetyChecker: false },
+      });
+      const { values } = await collect(server.ws(), JobStatusDocument, { id: created.data!.text2image.id }, 60_000);
+      expect(values.at(-1)!.jobStatus.status).toBe('SUCCESS');
+    } finally {
+      await server.stop({ keepData: true });
+    }
+    const next = startServerProcess(env, 60_000);
+    try {
+      expect(await next.url).toMatch(/^http:/);
+    } finally {
+      next.child.kill('SIGTERM');
+      await next.exited;
+    }
+  }, 120_000);
 
   it('manages its keys with `npm run --silent keys` against DATABASE_URL, counting at once on a running server', async () => {
     const server = await startTestServer({ dataDir, env: { DATABASE_URL: s.url } });
