@@ -79,7 +79,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   }
   const links = new ImageLinks(images, config.imageUrls);
   const engine = await createEngine(config.engine, logger);
-  const upstreamKeys = config.engine.kind === 'imagepipeline' ? config.engine.workers.flatMap((w) => (w.apiKey ? [w.apiKey] : [])) : [];
+  const upstreamKeys = config.engine.kind === 'imagepipeline' && config.engine.apiKey ? [config.engine.apiKey] : [];
   const updater = new JobUpdater({ store, events, images, logger, ledger: retentionStore, secrets: upstreamKeys, now });
   const jobMetrics = new JobMetrics(metrics, clock);
   updater.onChange((before, after) => jobMetrics.changed(before, after));

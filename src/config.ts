@@ -15,21 +15,34 @@ import { MAX_PRESIGN_SECONDS } from './images/s3-image-store.js';
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().min(1);
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
-/** One or more http(s) base URLs, comma-separated, without trailing slashes. */
-const urlList = z.string().transform((value, ctx) => {
-  const urls = value
-    .split(',')
-    .map((u) => u.trim())
-    .filter(Boolean);
-  if (urls.length === 0) ctx.addIssue({ code: 'custom', message: 'must name at least one URL' });
-  for (const url of urls) {
-    if (!z.url({ protocol: /^https?$/ }).safeParse(url).success) {
-      ctx.addIssue({ code: 'custom', message: `"${url}" is not an http(s) URL` });
-    }
+/** What to do instead of listing several upstreams, for the refusal of a list. */
+const SEVERAL_MACHINES =
+  'the imagepipeline engine sends jobs to one upstream (the hosted service, or one other server). Several machines are served ' +
+  'by the queue: set REDIS_URL and run `npm run worker` on each (each worker may use ENGINE=imagepipeline against its own ' +
+  'upstream); see "Running at scale" in the README';
+
+/** The imagepipeline engine's one upstream: an http(s) base URL, without trailing slashes. */
+const upstreamUrl = z.string().transform((value, ctx) => {
+  const url = value.trim();
+  if (url.includes(',')) {
+    ctx.addIssue({ code: 'custom', message: `must be one URL, not a comma-separated list: ${SEVERAL_MACHINES}` });
+    return z.NEVER;
   }
-  const normalized = urls.map((u) => u.replace(/\/+$/, ''));
-  if (new Set(normalized).size !== normalized.length) ctx.addIssue({ code: 'custom', message: 'names a URL twice' });
-  return normalized;
+  if (!z.url({ protocol: /^https?$/ }).safeParse(url).success) {
+    ctx.addIssue({ code: 'custom', message: `"${url}" is not an http(s) URL` });
+    return z.NEVER;
+  }
+  return url.replace(/\/+$/, '');
+});
+
+/** The one upstream's key. */
+const upstreamKey = z.string().transform((value, ctx) => {
+  const key = value.trim();
+  if (key.includes(',')) {
+    ctx.addIssue({ code: 'custom', message: `must be one key (the upstream's), not a comma-separated list: ${SEVERAL_MACHINES}` });
+    return z.NEVER;
+  }
+  return key || undefined;
 });
 /** Hostnames, IPs or CIDR ranges that outbound calls may reach although private. */
 const allowHosts = z
@@ -156,11 +169,8 @@ const envSchema = z
       .min(64 * 64)
       .default(4096 * 4096),
 
-    IMAGEPIPELINE_URL: urlList.default(['https://api.imagepipeline.io']),
-    IMAGEPIPELINE_API_KEY: z
-      .string()
-      .transform((v) => v.split(',').map((k) => k.trim()))
-      .optional(),
+    IMAGEPIPELINE_URL: upstreamUrl.default('https://api.imagepipeline.io'),
+    IMAGEPIPELINE_API_KEY: upstreamKey.optional(),
     IMAGEPIPELINE_CATALOGUE: z.string().min(1).optional(),
     IMAGEPIPELINE_TIMEOUT_MS: positiveMs.default(30_000),
     IMAGEPIPELINE_RETRIES: z.coerce.number().int().min(0).max(10).default(3),
@@ -170,7 +180,6 @@ const envSchema = z
       .min(1024)
       .default(32 * 1024 * 1024),
     IMAGEPIPELINE_PROBE_INTERVAL_MS: positiveMs.default(5_000),
-    IMAGEPIPELINE_WORKER_GRACE_MS: positiveMs.default(30_000),
 
     POLL_MIN_INTERVAL_MS: positiveMs.default(250),
     POLL_MAX_INTERVAL_MS: positiveMs.default(5_000),
@@ -251,16 +260,21 @@ const envSchema = z
     // Not the secret's name: a problem's report shows the variable's value.
     path: ['AWS_ACCESS_KEY_ID'],
     message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither to use the SDK's other credentials",
-  })
-  .refine((c) => !c.IMAGEPIPELINE_API_KEY || [1, c.IMAGEPIPELINE_URL.length].includes(c.IMAGEPIPELINE_API_KEY.length), {
-    path: ['IMAGEPIPELINE_API_KEY'],
-    message: 'must be one key for every worker, or a comma-separated list with one key per IMAGEPIPELINE_URL entry',
   });
 
 type Env = z.output<typeof envSchema>;
 
 /** Variables whose values a configuration error does not repeat. */
-const SECRET_VARIABLES = new Set(['DATABASE_URL']);
+const SECRET_VARIABLES = new Set(['DATABASE_URL', 'IMAGEPIPELINE_API_KEY']);
+
+/**
+ * Variables this server read once and no longer does, with what took their place: a start with
+ * one set still goes ahead (nothing depends on it now), and says so in a warning (Config.notices).
+ */
+const RETIRED_VARIABLES: Record<string, string> = {
+  IMAGEPIPELINE_WORKER_GRACE_MS:
+    'the imagepipeline engine has one upstream, and a job whose upstream stays unreachable fails after POLL_FAILURE_BUDGET_MS (ENGINE_UNREACHABLE)',
+};
 
 export interface Config {
   port: number;
@@ -289,6 +303,8 @@ export interface Config {
   /** Download URLs through this server, or presigned straight to the bucket. */
   imageUrls: ImageUrlMode;
   engine: EngineConfig;
+  /** Warnings to log at start: retired variables that are still set. */
+  notices: string[];
   poller: {
     minIntervalMs: number;
     maxIntervalMs: number;
@@ -365,17 +381,16 @@ export interface LocalEngineConfig {
 
 export type ImagePipelineEngineConfig = {
   kind: 'imagepipeline';
-  /** One upstream, or several workers behind this server acting as a gateway. */
-  workers: { url: string; apiKey: string | undefined }[];
-  /** A catalogue file; absent: asked of the workers (instances of this server), else the default. */
+  /** The one upstream: the hosted service, or another instance of this server (several machines: the queue). */
+  url: string;
+  apiKey: string | undefined;
+  /** A catalogue file; absent: asked of the upstream (an instance of this server answers), else the default. */
   cataloguePath: string | undefined;
   timeoutMs: number;
   retries: number;
   maxImageBytes: number;
-  /** How often each worker's /healthz is asked. */
+  /** How often the upstream's /healthz is asked. */
   probeIntervalMs: number;
-  /** How long a worker may stay unhealthy before its jobs are moved elsewhere or failed. */
-  workerGraceMs: number;
 };
 
 export class ConfigError extends Error {
@@ -442,17 +457,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           }
         : {
             kind: 'imagepipeline',
-            workers: e.IMAGEPIPELINE_URL.map((url, i) => ({
-              url,
-              apiKey: e.IMAGEPIPELINE_API_KEY?.[e.IMAGEPIPELINE_API_KEY.length === 1 ? 0 : i] || undefined,
-            })),
+            url: e.IMAGEPIPELINE_URL,
+            apiKey: e.IMAGEPIPELINE_API_KEY,
             cataloguePath: e.IMAGEPIPELINE_CATALOGUE ? path.resolve(e.IMAGEPIPELINE_CATALOGUE) : undefined,
             timeoutMs: e.IMAGEPIPELINE_TIMEOUT_MS,
             retries: e.IMAGEPIPELINE_RETRIES,
             maxImageBytes: e.IMAGEPIPELINE_MAX_IMAGE_BYTES,
             probeIntervalMs: e.IMAGEPIPELINE_PROBE_INTERVAL_MS,
-            workerGraceMs: e.IMAGEPIPELINE_WORKER_GRACE_MS,
           },
+    notices: Object.entries(RETIRED_VARIABLES)
+      .filter(([name]) => cleaned[name] !== undefined)
+      .map(([name, instead]) => `${name} is no longer read: ${instead}`),
     poller: {
       minIntervalMs: e.POLL_MIN_INTERVAL_MS,
       maxIntervalMs: e.POLL_MAX_INTERVAL_MS,

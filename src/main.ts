@@ -38,11 +38,9 @@ if (first) {
   );
 }
 
-if (config.engine.kind === 'imagepipeline') {
-  const keyless = config.engine.workers.filter((w) => !w.apiKey).map((w) => w.url);
-  if (keyless.length > 0) {
-    app.logger.warn({ upstreams: keyless }, 'IMAGEPIPELINE_API_KEY is not set: an upstream that needs a key will refuse every job');
-  }
+for (const notice of config.notices) app.logger.warn(notice);
+if (config.engine.kind === 'imagepipeline' && !config.engine.apiKey) {
+  app.logger.warn({ upstream: config.engine.url }, 'IMAGEPIPELINE_API_KEY is not set: an upstream that needs a key will refuse every job');
 }
 
 let url;

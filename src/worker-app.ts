@@ -65,7 +65,7 @@ export async function buildWorker(config: Config, options: WorkerOptions = {}): 
   // A worker runs WORKER_CONCURRENCY generations at once: as many local generation threads.
   const engineConfig = config.engine.kind === 'local' ? { ...config.engine, concurrency: config.worker.concurrency } : config.engine;
   const engine = await createEngine(engineConfig, logger);
-  const upstreamKeys = config.engine.kind === 'imagepipeline' ? config.engine.workers.flatMap((w) => (w.apiKey ? [w.apiKey] : [])) : [];
+  const upstreamKeys = config.engine.kind === 'imagepipeline' && config.engine.apiKey ? [config.engine.apiKey] : [];
   const bus = new RedisBus(queue.redisUrl, queue.prefix, logger, `${queue.prefix}:worker`);
   const events = new RedisJobEvents(bus, (id) => store.get(id), logger);
   // The image ledger as on the API: images written for a job that never commits SUCCESS are

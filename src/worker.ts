@@ -16,6 +16,7 @@ try {
 }
 
 const app = await buildWorker(config);
+for (const notice of config.notices) app.logger.warn(notice);
 await app.start();
 const metricsUrl = app.metricsUrl();
 process.stdout.write(

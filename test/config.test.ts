@@ -110,23 +110,64 @@ describe('configuration', () => {
   });
 });
 
-describe('gateway configuration', () => {
-  it('takes several workers with one key for all, or one key each', () => {
-    const shared = loadConfig({ ENGINE: 'imagepipeline', IMAGEPIPELINE_URL: 'http://a:1/, http://b:2', IMAGEPIPELINE_API_KEY: 'k' });
-    expect(shared.engine.kind === 'imagepipeline' && shared.engine.workers).toEqual([
-      { url: 'http://a:1', apiKey: 'k' },
-      { url: 'http://b:2', apiKey: 'k' },
-    ]);
-    const each = loadConfig({ ENGINE: 'imagepipeline', IMAGEPIPELINE_URL: 'http://a:1,http://b:2', IMAGEPIPELINE_API_KEY: 'ka,kb' });
-    expect(each.engine.kind === 'imagepipeline' && each.engine.workers.map((w) => w.apiKey)).toEqual(['ka', 'kb']);
+describe('the imagepipeline engine’s upstream (IMAGEPIPELINE_URL, IMAGEPIPELINE_API_KEY)', () => {
+  const upstream = (env: Record<string, string>) => {
+    const engine = loadConfig({ ENGINE: 'imagepipeline', ...env }).engine;
+    return engine.kind === 'imagepipeline' ? { url: engine.url, apiKey: engine.apiKey } : null;
+  };
+
+  it('takes one URL (without its trailing slash) and one key; by default the hosted service, without a key', () => {
+    expect(upstream({})).toEqual({ url: 'https://api.imagepipeline.io', apiKey: undefined });
+    expect(upstream({ IMAGEPIPELINE_URL: ' http://10.0.0.11:4001/ ', IMAGEPIPELINE_API_KEY: ' sdk_k ' })).toEqual({
+      url: 'http://10.0.0.11:4001',
+      apiKey: 'sdk_k',
+    });
   });
 
-  it('refuses a key count that matches neither, a duplicate worker and a bad URL in the list', () => {
-    expect(() => loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,http://b:2,http://c:3', IMAGEPIPELINE_API_KEY: 'ka,kb' })).toThrow(
-      /IMAGEPIPELINE_API_KEY: must be one key for every worker/,
+  it('refuses a comma-separated list of URLs, naming the variable and pointing to the queue for several machines', () => {
+    for (const list of ['http://a:1,http://b:2', 'http://a:1, http://a:1/', 'http://a:1,']) {
+      const problems = problemsOf({ ENGINE: 'imagepipeline', IMAGEPIPELINE_URL: list });
+      expect(problems, list).toHaveLength(1);
+      expect(problems[0]).toMatch(/^IMAGEPIPELINE_URL: must be one URL, not a comma-separated list: /);
+      expect(problems[0]).toContain('sends jobs to one upstream');
+      expect(problems[0]).toContain('Several machines are served by the queue: set REDIS_URL and run `npm run worker` on each');
+      expect(problems[0]).toContain('ENGINE=imagepipeline against its own upstream');
+    }
+    expect(() => loadConfig({ IMAGEPIPELINE_URL: 'gopher://b' })).toThrow(/IMAGEPIPELINE_URL: "gopher:\/\/b" is not an http\(s\) URL/);
+  });
+
+  it('refuses a comma-separated list of keys the same way, without repeating the keys', () => {
+    const problems = problemsOf({
+      ENGINE: 'imagepipeline',
+      IMAGEPIPELINE_URL: 'http://a:1',
+      IMAGEPIPELINE_API_KEY: 'sdk_secretA,sdk_secretB',
+    });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^IMAGEPIPELINE_API_KEY: must be one key \(the upstream's\), not a comma-separated list: .*REDIS_URL/);
+    expect(problems[0]).not.toContain('secret');
+  });
+
+  it('starts with IMAGEPIPELINE_WORKER_GRACE_MS still set (it is no longer read), and says so in a notice', () => {
+    expect(loadConfig({}).notices).toEqual([]);
+    const config = loadConfig({ ENGINE: 'imagepipeline', IMAGEPIPELINE_WORKER_GRACE_MS: '30000' });
+    expect(config.notices).toEqual([expect.stringMatching(/^IMAGEPIPELINE_WORKER_GRACE_MS is no longer read: .*POLL_FAILURE_BUDGET_MS/)]);
+  });
+
+  it('a server given a list stops at start-up with that message', async () => {
+    const run = promisify(execFile);
+    const result = await run('npx', ['tsx', 'src/main.ts'], {
+      env: {
+        ...process.env,
+        ENGINE: 'imagepipeline',
+        IMAGEPIPELINE_URL: 'http://10.0.0.11:4001,http://10.0.0.12:4002',
+        DATA_DIR: '/tmp/sd-api-config-test',
+      },
+    }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
     );
-    expect(() => loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,http://a:1/' })).toThrow(/IMAGEPIPELINE_URL: names a URL twice/);
-    expect(() => loadConfig({ IMAGEPIPELINE_URL: 'http://a:1,gopher://b' })).toThrow(/"gopher:\/\/b" is not an http\(s\) URL/);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/IMAGEPIPELINE_URL: must be one URL, not a comma-separated list: .*REDIS_URL .*npm run worker/);
   });
 });
 

@@ -19,12 +19,12 @@ export async function createEngine(config: EngineConfig, logger: Logger): Promis
       return createLocalEngine(config, logger);
     case 'imagepipeline':
       return new ImagePipelineEngine({
-        workers: config.workers,
+        url: config.url,
+        apiKey: config.apiKey,
         timeoutMs: config.timeoutMs,
         retries: config.retries,
         maxImageBytes: config.maxImageBytes,
         probeIntervalMs: config.probeIntervalMs,
-        workerGraceMs: config.workerGraceMs,
         catalogue: config.cataloguePath ? await loadCatalogueFile(config.cataloguePath) : undefined,
         fallbackCatalogue: DEFAULT_REMOTE_CATALOGUE,
         logger,

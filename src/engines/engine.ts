@@ -40,11 +40,10 @@ export type EngineStatus =
   | { state: 'SUCCESS'; images: GeneratedImage[]; startedAt?: Date }
   | { state: 'FAILURE'; code: string; message: string }
   /**
-   * The engine has no record of the handle (it restarted, or expired the job), or the worker
-   * holding it stopped answering. retryElsewhere: the job may be submitted again, to another
-   * worker, if it had not started (the one holding it is gone, not the job refused).
+   * The engine has no record of the handle (it restarted, or expired the job), or the handle
+   * names an upstream the engine no longer sends to. The job ends FAILURE (ENGINE_LOST_JOB).
    */
-  | { state: 'LOST'; message: string; retryElsewhere?: boolean };
+  | { state: 'LOST'; message: string };
 
 /**
  * preview: someone is watching the job's preview. Asking is a lease: the engine makes previews

@@ -26,22 +26,6 @@ export function patchFromEngineStatus(job: Job, status: Exclude<EngineStatus, { 
   }
 }
 
-/** How many times a job may be moved off workers that stopped answering before it fails. */
-export const MAX_REQUEUES = 3;
-
-/**
- * Whether a job its worker lost may be submitted again elsewhere: only if the job never started
- * (work under way is gone with its worker) and it has not already been moved too often.
- */
-export function mayRequeue(job: Job, status: EngineStatus): boolean {
-  return status.state === 'LOST' && status.retryElsewhere === true && job.status === 'PENDING' && job.requeues < MAX_REQUEUES;
-}
-
-/** Back to "waiting to be submitted": no handle, no position from the lost worker. */
-export function requeuePatch(job: Job): JobPatch {
-  return { engineHandle: null, engineQueuePosition: null, requeues: job.requeues + 1 };
-}
-
 export function failurePatch(job: Job, code: string, message: string, now: Date): JobPatch {
   return { status: 'FAILURE', error: { code, message }, finishedAt: now, startedAt: job.startedAt ?? now, engineQueuePosition: null };
 }

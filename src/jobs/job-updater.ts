@@ -6,7 +6,7 @@ import { isTerminal, type Job, type JobImage, type JobPatch } from './job.js';
 import { JobErrorCode } from '../generation/request.js';
 import type { JobEvents } from './job-events.js';
 import type { JobStore } from './job-store.js';
-import { cleanErrorMessage, errorReason, failurePatch, patchFromEngineStatus, requeuePatch, successPatch } from './job-transitions.js';
+import { cleanErrorMessage, errorReason, failurePatch, patchFromEngineStatus, successPatch } from './job-transitions.js';
 
 /**
  * The one place where job state changes: persist first, then publish, so a subscriber never
@@ -106,11 +106,6 @@ export class JobUpdater {
   /** Called with the job before and after each change this updater persists (metrics). */
   onChange(listener: (before: Job, after: Job) => void): void {
     this.changeListeners.push(listener);
-  }
-
-  /** Takes a job back from a worker that lost it, to be submitted again. */
-  requeue(job: Job): Promise<Job> {
-    return this.patch(job, requeuePatch(job));
   }
 
   setEngineHandle(job: Job, handle: string): Promise<Job> {

@@ -40,7 +40,11 @@ export interface Job {
   progress: JobProgress | null;
   /** Position reported by the engine's own queue, if it has one. */
   engineQueuePosition: number | null;
-  /** Times the job was taken back from a worker that stopped answering and queued again. */
+  /**
+   * Times the job was taken back from an upstream that stopped answering and queued again, by
+   * the multi-upstream gateway this server no longer has: nothing increments it now; kept
+   * (column and field) for the jobs stored then, migrations being append-only.
+   */
   requeues: number;
   /** Where the job's end is POSTed (signed), if the client asked. */
   webhookUrl: string | null;

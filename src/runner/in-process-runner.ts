@@ -20,8 +20,7 @@ export interface InProcessRunnerOptions {
 
 /**
  * Runs jobs in this process: the submitter hands them to the engine (a bounded number at a
- * time, retrying while it is unreachable), the poller follows each submitted job to its end
- * and gives back jobs a lost worker never started.
+ * time, retrying while it is unreachable), the poller follows each submitted job to its end.
  */
 export class InProcessRunner implements JobRunner {
   private readonly poller: Poller;
@@ -42,7 +41,6 @@ export class InProcessRunner implements JobRunner {
       { concurrency: options.submitConcurrency, failureBudgetMs: options.poller.failureBudgetMs },
       logger,
     );
-    this.poller.onRequeue((job) => this.submitter.enqueue(job));
   }
 
   async start(): Promise<Job[]> {

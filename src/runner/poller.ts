@@ -2,7 +2,7 @@ import { jobLogger, type Logger } from '../logger.js';
 import { EngineProtocolError, EngineUnavailableError, type Engine } from '../engines/engine.js';
 import { isTerminal, type Job } from '../jobs/job.js';
 import { JobErrorCode } from '../generation/request.js';
-import { errorReason, mayRequeue } from '../jobs/job-transitions.js';
+import { errorReason } from '../jobs/job-transitions.js';
 import type { JobUpdater } from '../jobs/job-updater.js';
 import { backoffDelay } from '../retry/backoff.js';
 import { TaskSlots } from '../concurrency/task-slots.js';
@@ -42,9 +42,6 @@ export class Poller {
   private readonly slots: TaskSlots;
   private running = false;
 
-  /** Where jobs a worker lost before they started go to be submitted again (the submitter). */
-  private resubmit: ((job: Job) => void) | null = null;
-
   constructor(
     private readonly engine: Engine,
     private readonly updater: JobUpdater,
@@ -53,11 +50,6 @@ export class Poller {
     private readonly clock: () => number = Date.now,
   ) {
     this.slots = new TaskSlots(options.concurrency, (err) => logger.error({ err }, 'poll failed'));
-  }
-
-  /** Set once at wiring: the submitter needs the poller, so the poller cannot take it in its constructor. */
-  onRequeue(resubmit: (job: Job) => void): void {
-    this.resubmit = resubmit;
   }
 
   start(): void {
@@ -166,18 +158,6 @@ export class Poller {
     try {
       const status = await this.engine.status(before.engineHandle ?? '', before, { preview: this.previewWatchers.has(before.id) });
       t.unreachableSince = null;
-      if (this.resubmit && mayRequeue(before, status)) {
-        after = await this.updater.requeue(before);
-        this.tracked.delete(before.id);
-        if (!isTerminal(after.status) && !after.engineHandle) {
-          jobLogger(this.logger, before.id).warn(
-            { reason: status.state === 'LOST' ? status.message : '' },
-            'job lost by its worker before it started; queued again',
-          );
-          this.resubmit(after);
-        }
-        return;
-      }
       after = await this.updater.applyEngineStatus(before, status);
     } catch (err) {
       try {

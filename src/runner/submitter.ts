@@ -37,7 +37,7 @@ export class Submitter {
   /**
    * Transient submission failures so far, per job, for the back-off, and when the first one
    * happened: the failure budget runs from there, not from the job's creation, so a job queued
-   * again later (a restart, a worker that lost it) gets a fresh budget.
+   * again later (after a restart) gets a fresh budget.
    */
   private readonly attempts = new Map<string, { count: number; since: number }>();
   private readonly slots: TaskSlots;
