@@ -510,8 +510,10 @@ describe.skipIf(!haveRedisServer)('Redis restarted (empty) while jobs run and ar
   });
 
   it('the cap on unfinished jobs per key (2 here) is released by ends on the worker', async () => {
+    // Long enough that neither ends before the third create is checked, on a loaded machine too.
+    const slow = { width: 256, height: 256, numInferenceSteps: 60 };
     for (let round = 0; round < 2; round++) {
-      const created = await Promise.all([t2i(server), t2i(server)]);
+      const created = await Promise.all([t2i(server, slow), t2i(server, slow)]);
       expect(created.map((r) => r.errors)).toEqual([undefined, undefined]);
       const refused = await t2i(server);
       expect(refused.errors![0]!.extensions!.code).toBe('RATE_LIMITED');
