@@ -53,6 +53,7 @@ import { execFile } from 'node:child_process';
 import os from 'node:os';
 import { promisify } from 'node:util';
 import type { LocalEngineFigures } from './local-engine.js';
+import { fmt, pad, printRun, RUN_HEADER } from './lib/format.js';
 import { concat, percentile } from './lib/load.js';
 import { printSoakReport, runSoak, soakOptionsFromEnv, soakSummaryRows } from './soak/index.js';
 import { runSubscriptionMemory, type MemoryResult } from './subscriptions.js';
@@ -80,9 +81,6 @@ const RATIO_TARGET = 0.7;
 const SUB_TARGET_KB = 50;
 
 const KB = 1024;
-const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
-const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
-const lpad = (s: string, n: number) => (s.length >= n ? s : ' '.repeat(n - s.length) + s);
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const upstreamMode = (hold: boolean) =>
   hold ? 'upstream HOLDS jobs (stay PENDING, polled)' : 'upstream COMPLETES jobs (SUCCESS, images stored)';
@@ -108,24 +106,8 @@ console.log();
 // 1. Throughput
 // ---------------------------------------------------------------------------------------------
 
-const header =
-  `${pad('run', 34)}${lpad('req/s', 8)}${lpad('p50 ms', 9)}${lpad('p99 ms', 9)}${lpad('ok', 8)}${lpad('errors', 8)}` +
-  `   cpu% server/client/upstream   notes`;
 console.log('1. Throughput: text2image through this server vs echo through bare graphql-yoga');
-console.log(header);
-
-const printRun = (r: RunResult) => {
-  const notes: string[] = [];
-  if (r.warmupErrors) notes.push(`${r.warmupErrors} warm-up errors`);
-  if (r.upstream)
-    notes.push(`jobs created ${r.warmupOk + r.ok}, reached upstream ${r.upstream.submits}, status calls ${r.upstream.statusCalls}`);
-  if (r.stop && !r.stop.stopped) notes.push(`app.stop() still pending after ${r.stop.ms} ms`);
-  console.log(
-    `${pad(r.label, 34)}${lpad(fmt(r.rps), 8)}${lpad(fmt(percentile(r.latencies, 0.5), 1), 9)}${lpad(fmt(percentile(r.latencies, 0.99), 1), 9)}` +
-      `${lpad(String(r.ok), 8)}${lpad(String(r.errors), 8)}   ${pad(`${fmt(r.cpu.server)}/${fmt(r.cpu.client)}/${r.cpu.upstream === null ? '-' : fmt(r.cpu.upstream)}`, 26)}${notes.join('; ')}`,
-  );
-  for (const e of r.errorSamples) console.log(`    error sample: ${e}`);
-};
+console.log(RUN_HEADER);
 
 const baselines: RunResult[] = [];
 const ours: RunResult[] = [];
