@@ -39,10 +39,25 @@
  *    engine and the default per-key limits; every accepted job must end with its images (0 lost),
  *    errors counted by code, server memory sampled for a growth trend. BENCH_SOAK=0 skips it.
  *
+ * 5. Scale-out (bench/scale/, also runnable alone: npx tsx bench/scale.ts), on PostgreSQL and
+ *    Redis (a schema and a REDIS_PREFIX of the run's, removed after; BENCH_DATABASE_URL and
+ *    BENCH_REDIS_URL, default the local ones; skipped, and said so, where they do not answer):
+ *    two API replicas (src/main.ts) and `npm run worker` processes (WORKER_CONCURRENCY=1) on the
+ *    tiny models. Jobs per minute with 1 and 2 workers on a batch of BENCH_SCALE_JOBS (48) small
+ *    text2image jobs created at once, with the workers' default poll interval and with 5-20 ms,
+ *    beside each process's CPU and the run queue (everything shares the cores); queue latency
+ *    (createdAt -> the worker taking the job, and -> the engine starting it) and event latency
+ *    (worker -> a jobStatus subscriber on the other replica) on BENCH_SCALE_LATENCY_JOBS (30)
+ *    jobs one at a time; and section 1's mutation throughput with Postgres and with Postgres +
+ *    Redis against bare yoga, beside the embedded (SQLite) server, in one block of runs.
+ *    BENCH_SCALE=0 skips it; its other knobs are in bench/scale/options.ts.
+ *
  * Knobs (environment): BENCH_CONCURRENCY, BENCH_WARMUP_MS, BENCH_DURATION_MS, BENCH_UPSTREAM
  * (hold|complete), BENCH_EXTRA=1, BENCH_SUBS, BENCH_MULTIPLEX=0, BENCH_STOP_LIMIT_MS (default 3000),
  * BENCH_NODE_ARGS (extra node flags for the server processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"),
- * BENCH_SOAK=0, BENCH_SOAK_MS and the other BENCH_SOAK_* knobs described in bench/soak/options.ts.
+ * BENCH_SOAK=0, BENCH_SOAK_MS and the other BENCH_SOAK_* knobs described in bench/soak/options.ts,
+ * BENCH_SCALE=0, BENCH_SCALE_JOBS, BENCH_SCALE_LATENCY_JOBS, BENCH_SCALE_POLL (default|fast|both),
+ * BENCH_SCALE_THROUGHPUT=0 and the other BENCH_SCALE_* knobs described in bench/scale/options.ts.
  *
  * Reading the figures: every server, the fake upstream and the client are separate processes on
  * the same machine (2 cores here), so the CPU column shows who had the cores: server% near 100 is a
@@ -55,6 +70,7 @@ import { promisify } from 'node:util';
 import type { LocalEngineFigures } from './local-engine.js';
 import { fmt, pad, printRun, RUN_HEADER } from './lib/format.js';
 import { concat, percentile } from './lib/load.js';
+import { printScaleReport, runScale, scaleOptionsFromEnv, scaleSummaryRows } from './scale/index.js';
 import { printSoakReport, runSoak, soakOptionsFromEnv, soakSummaryRows } from './soak/index.js';
 import { runSubscriptionMemory, type MemoryResult } from './subscriptions.js';
 import { runBaseline, runOurs, type RunResult, type ThroughputSettings } from './throughput.js';
@@ -274,6 +290,20 @@ if (env.BENCH_SOAK !== '0') {
   console.log(`  [${elapsed()}]`);
   console.log();
   rows.push(...soakSummaryRows(soak));
+}
+
+// 5. Scale-out: API replicas and worker processes on Postgres and Redis; its rows join the summary.
+if (env.BENCH_SCALE !== '0') {
+  const scaleOptions = scaleOptionsFromEnv();
+  console.log(
+    `5. Scale-out (BENCH_SCALE=0 skips): 2 API replicas (src/main.ts) and ${scaleOptions.workers.join(' then ')} \`npm run worker\` processes ` +
+      `on Postgres and Redis, local engine on the tiny models; then mutation throughput with Postgres`,
+  );
+  const scale = await runScale(scaleOptions, settings);
+  printScaleReport(scale);
+  console.log(`  [${elapsed()}]`);
+  console.log();
+  rows.push(...scaleSummaryRows(scale));
 }
 
 const w = [Math.max(...rows.map((r) => r[0].length)) + 2, Math.max(...rows.map((r) => r[1].length)) + 2, 12, 6];
