@@ -296,7 +296,8 @@ if (env.BENCH_SOAK !== '0') {
 if (env.BENCH_SCALE !== '0') {
   const scaleOptions = scaleOptionsFromEnv();
   console.log(
-    `5. Scale-out (BENCH_SCALE=0 skips): 2 API replicas (src/main.ts) and ${scaleOptions.workers.join(' then ')} \`npm run worker\` processes ` +
+    `5. Scale-out (BENCH_SCALE=0 skips): 2 API replicas (src/main.ts) and ${[...new Set(scaleOptions.workers)].join(' or ')} \`npm run worker\` processes ` +
+      `(batches with ${scaleOptions.workers.join(', ')}) ` +
       `on Postgres and Redis, local engine on the tiny models; then mutation throughput with Postgres`,
   );
   const scale = await runScale(scaleOptions, settings);

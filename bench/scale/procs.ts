@@ -52,6 +52,14 @@ const killLive = () => {
   for (const p of live) if (!p.hasExited()) p.child.kill('SIGKILL');
 };
 process.once('exit', killLive);
+
+/** What to undo if this process is interrupted (the schema, the prefix, the folder): run after the kill, at most 10 s. */
+const undo = new Set<() => Promise<unknown>>();
+export function atInterrupt(fn: () => Promise<unknown>): () => void {
+  undo.add(fn);
+  return () => undo.delete(fn);
+}
+
 let signalsHandled = false;
 /** Interrupted or killed with SIGTERM, this process takes its servers and workers with it (none has an IPC channel to notice). */
 function handleSignals(): void {
@@ -63,8 +71,10 @@ function handleSignals(): void {
     ['SIGHUP', 1],
   ] as const) {
     process.once(signal, () => {
+      process.stderr.write(`[bench] ${signal}: killing ${live.size} server and worker processes, removing what the run made\n`);
       killLive();
-      process.exit(128 + n);
+      const cleanups = Promise.allSettled([...undo].map((fn) => fn()));
+      void Promise.race([cleanups, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]).then(() => process.exit(128 + n));
     });
   }
 }

@@ -135,7 +135,7 @@ export function printScaleReport(r: ScaleResult, log: (line: string) => void = c
 
 /** Rows for bench/index.ts's SUMMARY: [measure, value, target, result]. */
 export function scaleSummaryRows(r: ScaleResult): [string, string, string, string][] {
-  if (r.skipped) return [['scale-out (section 5)', 'skipped', '', r.skipped.slice(0, 60)]];
+  if (r.skipped) return [['scale-out (section 5)', `skipped: ${r.skipped}`, '', '(info)']];
   const rows: [string, string, string, string][] = [];
   for (const b of r.batches)
     rows.push([

@@ -18,7 +18,7 @@ import { runBaseline, runOurs, type RunResult, type ThroughputSettings } from '.
 import { startCpuWindow, type CpuFigures } from './cpu.js';
 import { createSchema, newPrefix, removePrefix, unavailable, type BenchSchema } from './infra.js';
 import { POLL_ENV, POLL_LABEL, type PollMode, type ScaleOptions } from './options.js';
-import { startApi, startWorker, stopAll, type ApiProc, type WorkerProc } from './procs.js';
+import { atInterrupt, startApi, startWorker, stopAll, type ApiProc, type WorkerProc } from './procs.js';
 
 export interface BatchResult {
   poll: PollMode;
@@ -141,6 +141,12 @@ export async function runScale(
     const w = workers.pop()!;
     result.stops.push({ label: w.label, ...(await w.stop()) });
   };
+  const removeAll = async () => {
+    await schema?.drop().catch((err: unknown) => result.problems.push(`could not drop ${schema?.name}: ${String(err)}`));
+    await removePrefix(o.redisUrl, prefix).catch((err: unknown) => result.problems.push(`could not remove ${prefix}:*: ${String(err)}`));
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  const forget = atInterrupt(removeAll);
   try {
     schema = await createSchema(o.databaseUrl, 'jobs');
     const common = {
@@ -173,7 +179,7 @@ export async function runScale(
     result.startupMs = performance.now() - t0;
     log(`  API replicas up in ${(result.startupMs / 1000).toFixed(1)} s: A ${a.url} (pid ${a.pid}), B ${b.url} (pid ${b.pid})`);
 
-    sub = new Redis(o.redisUrl, { maxRetriesPerRequest: 1 });
+    sub = redisClient(o.redisUrl);
     const finished = new Map<string, { at: number; status: string }>();
     sub.on('message', (_channel: string, message: string) => {
       const at = Date.now();
@@ -214,9 +220,8 @@ export async function runScale(
     sub?.disconnect();
     result.stops.push(...(await stopAll()));
     for (const p of [...everWorker, ...apis]) for (const line of p.problems) result.problems.push(`${p.label}: ${line}`);
-    await schema?.drop().catch((err: unknown) => result.problems.push(`could not drop ${schema?.name}: ${String(err)}`));
-    await removePrefix(o.redisUrl, prefix).catch((err: unknown) => result.problems.push(`could not remove ${prefix}:*: ${String(err)}`));
-    rmSync(dataDir, { recursive: true, force: true });
+    await removeAll();
+    forget();
   }
 
   if (o.throughput) {
@@ -281,8 +286,8 @@ async function batch(ctx: Ctx, poll: PollMode, jobs: number): Promise<BatchResul
 async function latencies(ctx: Ctx): Promise<LatencyResult> {
   const { o, prefix } = ctx;
   // What the worker published, as Redis hands it out: the same fan-out that reaches replica B.
-  const events = new Redis(o.redisUrl, { maxRetriesPerRequest: 1 });
-  const commands = new Redis(o.redisUrl, { maxRetriesPerRequest: 1 });
+  const events = redisClient(o.redisUrl);
+  const commands = redisClient(o.redisUrl);
   const onRedis = new Map<string, number[]>();
   events.on('pmessage', (_pattern: string, _channel: string, message: string) => {
     const at = performance.now();
@@ -440,21 +445,25 @@ async function throughputRows(o: ScaleOptions, settings: ThroughputSettings, log
   const embedded = await runOurs(at('S2 ours, embedded SQLite (FULL)'), s);
   log(`  S2 embedded ${embedded.rps.toFixed(0)} req/s`);
   const pg = await createSchema(o.databaseUrl, 'tp');
+  const forgetPg = atInterrupt(() => pg.drop());
   let postgres: RunResult;
   try {
     postgres = await runOurs(at('S3 ours, Postgres'), s, { DATABASE_URL: pg.url });
   } finally {
     await pg.drop();
+    forgetPg();
   }
   log(`  S3 Postgres ${postgres.rps.toFixed(0)} req/s`);
   const pgq = await createSchema(o.databaseUrl, 'tpq');
   const prefix = newPrefix('tp');
+  const forgetPgq = atInterrupt(() => Promise.all([pgq.drop(), removePrefix(o.redisUrl, prefix)]));
   let queue: RunResult;
   try {
     queue = await runOurs(at('S4 ours, Postgres + Redis queue'), s, { DATABASE_URL: pgq.url, REDIS_URL: o.redisUrl, REDIS_PREFIX: prefix });
   } finally {
     await pgq.drop();
     await removePrefix(o.redisUrl, prefix);
+    forgetPgq();
   }
   log(`  S4 Postgres + Redis ${queue.rps.toFixed(0)} req/s`);
   baselines.push(await runBaseline(at('S5 baseline (yoga echo)'), s));
@@ -489,6 +498,13 @@ async function create(ctx: Ctx, size: number, steps: number): Promise<{ id: stri
 const summary = async (ctx: Ctx, id: string) => (await gql<JobSummaryQuery>(ctx, JobSummaryDocument, { id })).job;
 
 // ---------------------------------------------------------------------------------------------
+
+/** A connection of the bench's own; an outage shows as the step that needed it failing. */
+function redisClient(url: string): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  return redis;
+}
 
 /** The job of a job event as published on Redis ({"o": origin, "j": job}); null if it is not one. */
 function envelopeJob(message: string): { id: string; status: string; progress: { step: number } | null } | null {
