@@ -39,10 +39,25 @@
  *    engine and the default per-key limits; every accepted job must end with its images (0 lost),
  *    errors counted by code, server memory sampled for a growth trend. BENCH_SOAK=0 skips it.
  *
+ * 5. Scale-out (bench/scale/, also runnable alone: npx tsx bench/scale.ts), on PostgreSQL and
+ *    Redis (a schema and a REDIS_PREFIX of the run's, removed after; BENCH_DATABASE_URL and
+ *    BENCH_REDIS_URL, default the local ones; skipped, and said so, where they do not answer):
+ *    two API replicas (src/main.ts) and `npm run worker` processes (WORKER_CONCURRENCY=1) on the
+ *    tiny models. Jobs per minute with 1 and 2 workers on a batch of BENCH_SCALE_JOBS (48) small
+ *    text2image jobs created at once, with the workers' default poll interval and with 5-20 ms,
+ *    beside each process's CPU and the run queue (everything shares the cores); queue latency
+ *    (createdAt -> the worker taking the job, and -> the engine starting it) and event latency
+ *    (worker -> a jobStatus subscriber on the other replica) on BENCH_SCALE_LATENCY_JOBS (30)
+ *    jobs one at a time; and section 1's mutation throughput with Postgres and with Postgres +
+ *    Redis against bare yoga, beside the embedded (SQLite) server, in one block of runs.
+ *    BENCH_SCALE=0 skips it; its other knobs are in bench/scale/options.ts.
+ *
  * Knobs (environment): BENCH_CONCURRENCY, BENCH_WARMUP_MS, BENCH_DURATION_MS, BENCH_UPSTREAM
  * (hold|complete), BENCH_EXTRA=1, BENCH_SUBS, BENCH_MULTIPLEX=0, BENCH_STOP_LIMIT_MS (default 3000),
  * BENCH_NODE_ARGS (extra node flags for the server processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"),
- * BENCH_SOAK=0, BENCH_SOAK_MS and the other BENCH_SOAK_* knobs described in bench/soak/options.ts.
+ * BENCH_SOAK=0, BENCH_SOAK_MS and the other BENCH_SOAK_* knobs described in bench/soak/options.ts,
+ * BENCH_SCALE=0, BENCH_SCALE_JOBS, BENCH_SCALE_LATENCY_JOBS, BENCH_SCALE_POLL (default|fast|both),
+ * BENCH_SCALE_THROUGHPUT=0 and the other BENCH_SCALE_* knobs described in bench/scale/options.ts.
  *
  * Reading the figures: every server, the fake upstream and the client are separate processes on
  * the same machine (2 cores here), so the CPU column shows who had the cores: server% near 100 is a
@@ -53,7 +68,9 @@ import { execFile } from 'node:child_process';
 import os from 'node:os';
 import { promisify } from 'node:util';
 import type { LocalEngineFigures } from './local-engine.js';
+import { fmt, pad, printRun, RUN_HEADER } from './lib/format.js';
 import { concat, percentile } from './lib/load.js';
+import { printScaleReport, runScale, scaleOptionsFromEnv, scaleSummaryRows } from './scale/index.js';
 import { printSoakReport, runSoak, soakOptionsFromEnv, soakSummaryRows } from './soak/index.js';
 import { runSubscriptionMemory, type MemoryResult } from './subscriptions.js';
 import { runBaseline, runOurs, type RunResult, type ThroughputSettings } from './throughput.js';
@@ -80,9 +97,6 @@ const RATIO_TARGET = 0.7;
 const SUB_TARGET_KB = 50;
 
 const KB = 1024;
-const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
-const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
-const lpad = (s: string, n: number) => (s.length >= n ? s : ' '.repeat(n - s.length) + s);
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const upstreamMode = (hold: boolean) =>
   hold ? 'upstream HOLDS jobs (stay PENDING, polled)' : 'upstream COMPLETES jobs (SUCCESS, images stored)';
@@ -108,24 +122,8 @@ console.log();
 // 1. Throughput
 // ---------------------------------------------------------------------------------------------
 
-const header =
-  `${pad('run', 34)}${lpad('req/s', 8)}${lpad('p50 ms', 9)}${lpad('p99 ms', 9)}${lpad('ok', 8)}${lpad('errors', 8)}` +
-  `   cpu% server/client/upstream   notes`;
 console.log('1. Throughput: text2image through this server vs echo through bare graphql-yoga');
-console.log(header);
-
-const printRun = (r: RunResult) => {
-  const notes: string[] = [];
-  if (r.warmupErrors) notes.push(`${r.warmupErrors} warm-up errors`);
-  if (r.upstream)
-    notes.push(`jobs created ${r.warmupOk + r.ok}, reached upstream ${r.upstream.submits}, status calls ${r.upstream.statusCalls}`);
-  if (r.stop && !r.stop.stopped) notes.push(`app.stop() still pending after ${r.stop.ms} ms`);
-  console.log(
-    `${pad(r.label, 34)}${lpad(fmt(r.rps), 8)}${lpad(fmt(percentile(r.latencies, 0.5), 1), 9)}${lpad(fmt(percentile(r.latencies, 0.99), 1), 9)}` +
-      `${lpad(String(r.ok), 8)}${lpad(String(r.errors), 8)}   ${pad(`${fmt(r.cpu.server)}/${fmt(r.cpu.client)}/${r.cpu.upstream === null ? '-' : fmt(r.cpu.upstream)}`, 26)}${notes.join('; ')}`,
-  );
-  for (const e of r.errorSamples) console.log(`    error sample: ${e}`);
-};
+console.log(RUN_HEADER);
 
 const baselines: RunResult[] = [];
 const ours: RunResult[] = [];
@@ -292,6 +290,21 @@ if (env.BENCH_SOAK !== '0') {
   console.log(`  [${elapsed()}]`);
   console.log();
   rows.push(...soakSummaryRows(soak));
+}
+
+// 5. Scale-out: API replicas and worker processes on Postgres and Redis; its rows join the summary.
+if (env.BENCH_SCALE !== '0') {
+  const scaleOptions = scaleOptionsFromEnv();
+  console.log(
+    `5. Scale-out (BENCH_SCALE=0 skips): 2 API replicas (src/main.ts) and ${[...new Set(scaleOptions.workers)].join(' or ')} \`npm run worker\` processes ` +
+      `(batches with ${scaleOptions.workers.join(', ')}) ` +
+      `on Postgres and Redis, local engine on the tiny models; then mutation throughput with Postgres`,
+  );
+  const scale = await runScale(scaleOptions, settings);
+  printScaleReport(scale);
+  console.log(`  [${elapsed()}]`);
+  console.log();
+  rows.push(...scaleSummaryRows(scale));
 }
 
 const w = [Math.max(...rows.map((r) => r[0].length)) + 2, Math.max(...rows.map((r) => r[1].length)) + 2, 12, 6];

@@ -10,6 +10,8 @@ export interface ThroughputSettings {
   durationMs: number;
   /** Fake upstream holds every job queued (true) or runs them to SUCCESS (false). */
   hold: boolean;
+  /** Also called when the measured window opens and closes (to sample other processes, say). */
+  onWindow?: (edge: 'open' | 'close') => void;
 }
 
 export interface RunResult extends LoadResult {
@@ -116,6 +118,7 @@ async function measure(
         upstream ? upstream.request<CpuSample>('cpu') : Promise.resolve(null),
       ]);
       samples[edge] = { server: srv, client: cpuSample(), upstream: up };
+      s.onWindow?.(edge);
     },
   });
   const { open, close } = samples;
