@@ -574,3 +574,23 @@ describe('local engine with an embedding that does not fit its checkpoint', () =
     }
   }, 60_000);
 });
+
+describe('the local engine tells the poller when a job starts and ends', () => {
+  it('a job ends for its subscriber long before the poll interval, also after waiting in the queue', async () => {
+    // A poll every 5 s at the soonest: only the engine's word can make an end known sooner.
+    const server = await startTestServer({ env: { ENGINE: 'local', POLL_MIN_INTERVAL_MS: '5000', POLL_MAX_INTERVAL_MS: '10000' } });
+    try {
+      const input = { prompt: 'a quick one', width: 64, height: 64, numInferenceSteps: 2, safetyChecker: false };
+      const started = Date.now();
+      // The second waits for the first (one generation at a time), then starts and ends unpolled.
+      const ids = await Promise.all(
+        [1, 2].map(async (seed) => (await server.gql(Text2ImageDocument, { input: { ...input, seed } })).data!.text2image.id),
+      );
+      const ends = await Promise.all(ids.map((id) => collect(server.ws(), JobStatusDocument, { id }, 30_000)));
+      expect(ends.map((e) => e.values.at(-1)!.jobStatus.status)).toEqual(['SUCCESS', 'SUCCESS']);
+      expect(Date.now() - started).toBeLessThan(4_000);
+    } finally {
+      await server.stop();
+    }
+  }, 60_000);
+});

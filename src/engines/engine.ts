@@ -79,6 +79,12 @@ export interface Engine {
   validate?(params: GenerationParams, mode: JobMode): Promise<FieldIssue[]>;
   /** Adds a textual-inversion embedding at run time; engines that cannot, lack this method. */
   addEmbedding?(upload: EmbeddingUpload): Promise<CatalogueEntry>;
+  /**
+   * Tells when a job starts or ends on the engine (by its handle), so that it is polled at once
+   * rather than at its next turn, which may be seconds away after a long wait in the queue.
+   * Progress is still polled. Engines that cannot know (a remote one) lack this method.
+   */
+  onChange?(listener: (handle: string) => void): () => void;
   /** Starts the work; must not wait for generation to finish. */
   submit(job: EngineJob): Promise<EngineSubmission>;
   status(handle: string, job: EngineJob, options?: StatusOptions): Promise<EngineStatus>;

@@ -24,6 +24,8 @@ interface Tracked {
   /** Polls in a row that found no change: the interval doubles with each, up to the maximum. */
   quietPolls: number;
   inFlight: boolean;
+  /** The engine said it changed while a poll was in flight: poll again right after. */
+  woken: boolean;
   unreachableSince: number | null;
 }
 
@@ -39,6 +41,7 @@ export class Poller {
   private readonly previewWatchers = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private timerDueAt = Infinity;
+  private unwatch: (() => void) | null = null;
   private readonly slots: TaskSlots;
   private running = false;
 
@@ -54,12 +57,15 @@ export class Poller {
 
   start(): void {
     this.running = true;
+    this.unwatch = this.engine.onChange?.((handle) => this.wake(handle)) ?? null;
     this.schedule();
   }
 
   /** Stops scheduling and waits for status calls in flight to finish. */
   async stop(): Promise<void> {
     this.running = false;
+    this.unwatch?.();
+    this.unwatch = null;
     this.clearTimer();
     await this.slots.idle();
   }
@@ -72,8 +78,21 @@ export class Poller {
       intervalMs: this.options.minIntervalMs,
       quietPolls: 0,
       inFlight: false,
+      woken: false,
       unreachableSince: null,
     });
+    this.schedule();
+  }
+
+  /** The engine says the job with this handle started or ended: poll it now (after the poll in flight, if one is). */
+  private wake(handle: string): void {
+    for (const t of this.tracked.values()) {
+      if (t.job.engineHandle !== handle) continue;
+      t.quietPolls = 0;
+      t.intervalMs = this.options.minIntervalMs;
+      if (t.inFlight) t.woken = true;
+      else t.dueAt = this.clock();
+    }
     this.schedule();
   }
 
@@ -178,7 +197,8 @@ export class Poller {
     t.job = after;
     t.quietPolls = changed ? 0 : t.quietPolls + 1;
     t.intervalMs = backoffDelay(t.quietPolls, { baseMs: this.options.minIntervalMs, maxMs: this.options.maxIntervalMs });
-    t.dueAt = this.clock() + t.intervalMs;
+    t.dueAt = t.woken ? this.clock() : this.clock() + t.intervalMs;
+    t.woken = false;
   }
 
   private async handleError(t: Tracked, err: unknown): Promise<Job> {

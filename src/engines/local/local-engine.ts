@@ -118,6 +118,7 @@ export class LocalEngine implements Engine {
   /** Jobs someone watches: make previews until this time (see StatusOptions). */
   private readonly previewLeases = new Map<string, number>();
   private previews = 0;
+  private readonly changeListeners = new Set<(handle: string) => void>();
 
   constructor(
     private readonly models: ModelDirectory,
@@ -309,6 +310,17 @@ export class LocalEngine implements Engine {
     return this.toStatus(handle, job);
   }
 
+  onChange(listener: (handle: string) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  /** A job's state changed: set it, and say so. */
+  private change(jobId: string, state: State): void {
+    this.states.set(jobId, state);
+    for (const listener of this.changeListeners) listener(jobId);
+  }
+
   previewsMade(): number {
     return this.previews;
   }
@@ -414,7 +426,7 @@ export class LocalEngine implements Engine {
     // of them, or the ones strength leaves to run from an init image (diffusers' get_timesteps).
     const totalSteps = p.initImage ? p.numInferenceSteps - strengthStartIndex(p.numInferenceSteps, p.strength ?? 0.8) : p.numInferenceSteps;
     const processing: State = { state: 'PROCESSING', job, step: 0, totalSteps, startedAt: new Date() };
-    this.states.set(job.id, processing);
+    this.change(job.id, processing);
     try {
       const checkpointId = this.models.catalogue.find(p.modelId)?.id ?? p.modelId;
       const checkpoint = this.models.checkpoints.get(checkpointId);
@@ -465,19 +477,19 @@ export class LocalEngine implements Engine {
       const lease = this.previewLeases.get(job.id);
       if (lease) worker.previewUntil(job.id, lease);
       const images = await generating;
-      this.states.set(job.id, {
+      this.change(job.id, {
         state: 'SUCCESS',
         images: images.map((i) => ({ data: i.data, contentType: 'image/png', nsfw: i.nsfw })),
         startedAt: processing.startedAt,
       });
     } catch (err) {
       if (err instanceof GenerationCanceled) {
-        this.states.set(job.id, { state: 'CANCELED' });
+        this.change(job.id, { state: 'CANCELED' });
         this.forgetLater(job.id, READ_RESULT_TTL_MS); // nobody polls a canceled job
         return;
       }
       const failure = failureOf(err);
-      this.states.set(job.id, { state: 'FAILURE', ...failure });
+      this.change(job.id, { state: 'FAILURE', ...failure });
       // A stop ends running generations on purpose; those jobs resume after the restart.
       if (failure.code === JobErrorCode.ENGINE_FAILED && !this.closed) {
         this.options.logger.error({ err, jobId: job.id }, 'local generation failed');
