@@ -50,10 +50,12 @@ describe('patchFromEngineStatus', () => {
   });
   it("takes the engine's own start time where it reports one: a poll sees the start late", () => {
     const began = new Date(400);
-    expect(patchFromEngineStatus(job(1, 'PENDING'), { state: 'PROCESSING', step: 4, totalSteps: 10, startedAt: began }, now)).toMatchObject({
-      status: 'PROCESSING',
-      startedAt: began,
-    });
+    expect(patchFromEngineStatus(job(1, 'PENDING'), { state: 'PROCESSING', step: 4, totalSteps: 10, startedAt: began }, now)).toMatchObject(
+      {
+        status: 'PROCESSING',
+        startedAt: began,
+      },
+    );
     // A job that ran between two polls starts when the engine began it, not when SUCCESS was seen.
     const images = [{ name: 'x.png', contentType: 'image/png', nsfw: false }];
     expect(successPatch(job(1, 'PENDING'), images, now, began)).toMatchObject({ startedAt: began, finishedAt: now });
