@@ -6,6 +6,7 @@ import { isTerminal, type Job, type JobImage, type JobPatch } from './job.js';
 import { JobErrorCode } from '../generation/request.js';
 import type { JobEvents } from './job-events.js';
 import type { JobStore } from './job-store.js';
+import { StorageUnavailableError } from '../storage/storage-fault.js';
 import { cleanErrorMessage, errorReason, failurePatch, patchFromEngineStatus, successPatch } from './job-transitions.js';
 
 /**
@@ -76,6 +77,13 @@ export class JobUpdater {
           stored.map((i) => i.name),
         );
       } catch (err) {
+        if (err instanceof StorageUnavailableError) {
+          // The database cannot be reached: SUCCESS could not commit either, and the engine is
+          // asked again later, which writes the images again. These are noted nowhere, so no
+          // sweep would ever find them: removed now, and the caller tries again later.
+          await Promise.allSettled(stored.map((i) => this.images.delete(i.name)));
+          throw err;
+        }
         jobLogger(this.logger, job.id).warn(
           { err },
           'could not note the written images; if the job does not commit them, they stay behind',
