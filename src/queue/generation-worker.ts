@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { UnrecoverableError, WaitingError, Worker, type Job as QueueEntry } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError, Worker, type Job as QueueEntry } from 'bullmq';
 import type { QueueConfig } from '../config.js';
 import { PREVIEW_LEASE_MS, type Engine } from '../engines/engine.js';
 import { JobErrorCode } from '../generation/request.js';
@@ -13,6 +13,8 @@ import { CONTROL_CHANNEL, decodeControl } from './control-messages.js';
 import { QUEUE_NAME, type QueuedJobData } from './job-queue.js';
 import type { RedisBus } from './redis-bus.js';
 import { redisOptions, watchConnection } from './redis-connection.js';
+import { backoffDelay } from '../retry/backoff.js';
+import { StorageUnavailableError } from '../storage/storage-fault.js';
 
 /** The abort reason a stopping worker gives its own jobs: hand them back, do not cancel them. */
 const HAND_BACK = 'worker stopping: job handed back';
@@ -53,7 +55,9 @@ export type ProcessResult = { status: JobStatus; skipped?: boolean };
  *   back, and it is taken over (the store says PROCESSING with its engine handle: the new worker's
  *   poller asks the engine, which resumes or still has it). After maxStalledCount losses BullMQ
  *   fails the entry, and the reconciler fails the job with that reason.
- * - An unexpected error (the store unreachable) is retried up to the attempts allowed; after the
+ * - A job that cannot be read (the store unreachable) waits in the queue, delayed with back-off
+ *   (no attempt spent), for as long as the poller's failure budget: the database's outage, not the
+ *   job, decides. Other unexpected errors are retried up to the attempts allowed; after the
  *   last, the job is failed with the error as its reason.
  * - stop(): takes no more jobs, lets running ones finish within the grace period, then hands the
  *   rest back to the queue (to the front of the wait list) for another worker.
@@ -146,7 +150,18 @@ export class GenerationWorker {
   ): Promise<ProcessResult> {
     const id = entry.id!;
     const log = jobLogger(this.logger, id);
-    const job = await this.store.get(id);
+    let job: Job | null;
+    try {
+      job = await this.store.get(id);
+    } catch (err) {
+      if (err instanceof StorageUnavailableError) await this.waitForStore(entry, token, err);
+      throw err;
+    }
+    if (entry.data.storeAway) {
+      // Read at last: a later outage gets a budget of its own.
+      const { storeAway: _, ...data } = entry.data;
+      await entry.updateData(data).catch(() => undefined);
+    }
     if (!job) {
       log.warn('queued job not in the store; skipped');
       return { status: 'FAILURE', skipped: true };
@@ -216,6 +231,22 @@ export class GenerationWorker {
     if (end.status === 'SUCCESS') return { status: 'SUCCESS' };
     // The store holds the end; a retry could not change it.
     throw new UnrecoverableError(end.status === 'CANCELED' ? 'canceled' : `${end.error?.code ?? 'FAILURE'}: ${end.error?.message ?? ''}`);
+  }
+
+  /**
+   * Puts a job this worker could not read back in the queue for later (delayed with back-off, which
+   * spends no attempt), unless the store has been away for it longer than the failure budget: then
+   * it returns, and the error counts as an attempt.
+   */
+  private async waitForStore(entry: QueueEntry<QueuedJobData>, token: string | undefined, err: StorageUnavailableError): Promise<void> {
+    const now = Date.now();
+    const away = entry.data.storeAway ?? { since: now, waits: 0 };
+    if (!token || now - away.since >= this.options.poller.failureBudgetMs) return;
+    const delay = backoffDelay(away.waits, { baseMs: 1_000, maxMs: 10_000 });
+    await entry.updateData({ ...entry.data, storeAway: { since: away.since, waits: away.waits + 1 } });
+    await entry.moveToDelayed(now + delay, token);
+    jobLogger(this.logger, entry.id!).warn({ err: err.message, retryInMs: delay }, 'job store unreachable; the job waits in the queue');
+    throw new DelayedError();
   }
 
   /** Stops following a job that ended elsewhere, and stops its engine work (unless it succeeded). */

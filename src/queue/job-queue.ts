@@ -12,6 +12,8 @@ export const QUEUE_NAME = 'generation';
 export interface QueuedJobData {
   ownerId: string;
   mode: string;
+  /** Set by a worker that could not read the job (the store unreachable): since when, and how often it waited. */
+  storeAway?: { since: number; waits: number };
 }
 
 /** BullMQ's lowest priority (the largest number it takes). */
