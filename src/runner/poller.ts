@@ -74,7 +74,8 @@ export class Poller {
     if (isTerminal(job.status) || this.tracked.has(job.id)) return;
     this.tracked.set(job.id, {
       job,
-      dueAt: this.clock() + this.options.minIntervalMs,
+      // An engine that tells of changes may have told before the job was tracked here: ask it at once.
+      dueAt: this.clock() + (this.unwatch ? 0 : this.options.minIntervalMs),
       intervalMs: this.options.minIntervalMs,
       quietPolls: 0,
       inFlight: false,
