@@ -83,7 +83,7 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
   beforeAll(async () => {
     shared = await sharedPostgres('queue');
     // Init images from loopback may be fetched: a port nobody listens on makes a job fail by its own fault.
-    env = queueEnv(prefix, dataDir, shared, { IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1' });
+    env = queueEnv(prefix, dataDir, shared, { IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1', WEBHOOK_ALLOW_HOSTS: '127.0.0.1' });
     a = await startTestServer({ dataDir, env });
     b = await startTestServer({ dataDir, env });
     worker = await startWorker(env);
@@ -159,6 +159,33 @@ describe('jobs on BullMQ workers (REDIS_URL): two API replicas and a worker in t
     expect(plain.status).toBe('SUCCESS');
     const png = async (url: string) => Buffer.from(await (await fetch(url)).arrayBuffer());
     expect((await png(last.downloadUrls[0]!)).equals(await png(plain.downloadUrls[0]!))).toBe(false);
+  });
+
+  it('the webhook of a job created on A and ended on the worker is delivered once, though both replicas hear the end', async () => {
+    const calls: { body: string }[] = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        calls.push({ body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const webhookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+      const created = await t2i(a, { webhookUrl });
+      expect(created.errors).toBeUndefined();
+      const id = created.data!.text2image.id;
+      expect((await follow(b.ws({ apiKey: a.key }), id).done).status).toBe('SUCCESS');
+      await waitFor(() => calls.length > 0);
+      await sleep(1_000); // a second delivery, from the other replica, would come by now
+      expect(calls).toHaveLength(1);
+      expect(JSON.parse(calls[0]!.body)).toMatchObject({ job: { id, status: 'SUCCESS' } });
+    } finally {
+      receiver.closeAllConnections();
+      await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    }
   });
 
   it('a subscriber on B that selects progress.preview gets live previews made on the worker', async () => {
