@@ -137,6 +137,13 @@ describe('API and worker processes: a worker killed or stopped mid-job', () => {
     const entry = (await bull.getJob(id))!;
     expect(entry.stalledCounter).toBe(0);
     expect(entry.attemptsStarted).toBe(2);
+    // At once: the idle worker takes it up within about a second of the hand-back (BullMQ wakes
+    // no idle worker for a prioritized job moved back to wait; they look again every drainDelay).
+    const at = (l: Record<string, unknown> | undefined) => Date.parse(String(l?.time));
+    const handedAt = at(stopping.logs().find((l) => l.jobId === id && l.msg === 'handed back to the queue'));
+    const takenAt = at(workers.flatMap((w) => w.logs()).find((l) => l.jobId === id && l.msg === 'taking the job over'));
+    console.log(`hand-back: taken up ${takenAt - handedAt} ms after it was handed back`);
+    expect(takenAt - handedAt).toBeLessThan(2_500);
   }, 120_000);
 
   it('killed more often than allowed: the queue gives the job up and it ends FAILURE with the reason', async () => {

@@ -101,6 +101,9 @@ export class GenerationWorker {
         lockDuration: q.lockMs,
         stalledInterval: q.stalledIntervalMs,
         maxStalledCount: q.maxStalledCount,
+        // BullMQ wakes no idle worker when a prioritized job is moved back to wait (a hand-back):
+        // idle workers look again every drainDelay seconds (5 by default), so a short one.
+        drainDelay: 1,
       },
     );
     watchConnection(worker, 'worker', this.logger);
