@@ -2,9 +2,8 @@ import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { print } from 'graphql';
 import { Queue } from 'bullmq';
-import { createClient, type Client } from 'graphql-ws';
+import { WsClients } from './helpers/ws-clients.js';
 import pg from 'pg';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { QUEUE_NAME } from '../src/queue/job-queue.js';
@@ -71,7 +70,7 @@ function expectForward(statuses: string[]): void {
 describe('two API processes and two workers: API replica A SIGKILLed while its clients follow jobs', () => {
   const prefix = testPrefix('failover-replicas');
   const dataDir = newDataDir();
-  const clients: Client[] = [];
+  const sockets = new WsClients();
   const workers: WorkerProcess[] = [];
   let shared: SharedStore;
   let a: ServerProcess;
@@ -82,17 +81,7 @@ describe('two API processes and two workers: API replica A SIGKILLed while its c
   let bull: Queue;
   let direct: pg.Pool;
 
-  const ws = (url: string) => {
-    const client = createClient({
-      url: `${url.replace('http', 'ws')}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { apiKey: key },
-      retryAttempts: 0,
-      lazy: true,
-    });
-    clients.push(client);
-    return client;
-  };
+  const ws = (url: string) => sockets.open(url, key);
   const create = async (url: string, prompt: string) => {
     const res = await gql(url, Text2ImageDocument, { input: { prompt, ...JOB } }, key);
     expect(res.errors).toBeUndefined();
@@ -117,7 +106,7 @@ describe('two API processes and two workers: API replica A SIGKILLed while its c
   }, 240_000);
 
   afterAll(async () => {
-    await Promise.all(clients.map(async (c) => c.dispose()));
+    await sockets.disposeAll();
     await bull?.close();
     for (const w of workers) await killProcess(w, 'SIGTERM');
     for (const p of [a, b]) if (p) await killProcess(p, 'SIGTERM');
@@ -221,7 +210,7 @@ describe('PostgreSQL unreachable for a while, between every process and the data
   const prefix = testPrefix('failover-pg');
   const dataDir = newDataDir();
   const imagesDir = path.join(dataDir, 'images');
-  const clients: Client[] = [];
+  const sockets = new WsClients();
   const workers: WorkerProcess[] = [];
   let schema: TestSchema;
   let proxy: TcpProxy;
@@ -232,17 +221,7 @@ describe('PostgreSQL unreachable for a while, between every process and the data
   let direct: pg.Pool;
   let env: Record<string, string>;
 
-  const ws = () => {
-    const client = createClient({
-      url: `${url.replace('http', 'ws')}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { apiKey: key },
-      retryAttempts: 0,
-      lazy: true,
-    });
-    clients.push(client);
-    return client;
-  };
+  const ws = () => sockets.open(url, key);
   const jobCount = async () => Number((await direct.query<{ n: string }>('SELECT COUNT(*) AS n FROM jobs')).rows[0]!.n);
   /** Every entry of this file's queue, whatever its state. */
   const queued = async () => (await bull.getJobs(['waiting', 'prioritized', 'active', 'delayed', 'completed', 'failed'])).map((e) => e.id!);
@@ -272,7 +251,7 @@ describe('PostgreSQL unreachable for a while, between every process and the data
   }, 240_000);
 
   afterAll(async () => {
-    await Promise.all(clients.map(async (c) => c.dispose()));
+    await sockets.disposeAll();
     await bull?.close();
     await proxy?.open(); // so the processes stop cleanly whatever the test left
     for (const w of workers) await killProcess(w, 'SIGTERM');

@@ -1,7 +1,6 @@
 import { rmSync } from 'node:fs';
 import { Queue } from 'bullmq';
-import { createClient, type Client } from 'graphql-ws';
-import WebSocket from 'ws';
+import { WsClients } from './helpers/ws-clients.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { QUEUE_NAME } from '../src/queue/job-queue.js';
@@ -32,23 +31,13 @@ describe('API and worker processes: a worker killed or stopped mid-job', () => {
   let shared: SharedStore;
   let env: Record<string, string>;
   const workers: WorkerProcess[] = [];
-  const clients: Client[] = [];
+  const sockets = new WsClients();
   let api: ServerProcess;
   let url: string;
   let key: string;
   let bull: Queue;
 
-  const ws = () => {
-    const client = createClient({
-      url: `${url.replace('http', 'ws')}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { apiKey: key },
-      retryAttempts: 0,
-      lazy: true,
-    });
-    clients.push(client);
-    return client;
-  };
+  const ws = () => sockets.open(url, key);
   const worker = async (extra: Record<string, string> = {}) => {
     const w = startWorkerProcess({ ...env, ...extra });
     workers.push(w);
@@ -87,7 +76,7 @@ describe('API and worker processes: a worker killed or stopped mid-job', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await Promise.all(clients.map(async (c) => c.dispose()));
+    await sockets.disposeAll();
     await bull?.close();
     for (const w of workers) await killProcess(w, 'SIGKILL');
     if (api) await killProcess(api, 'SIGTERM');

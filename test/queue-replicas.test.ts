@@ -2,9 +2,8 @@ import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { createClient, type Client } from 'graphql-ws';
+import { WsClients } from './helpers/ws-clients.js';
 import sharp from 'sharp';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Image2ImageDocument, InpaintingDocument, JobDocument, Text2ImageDocument } from '../src/client/generated/graphql.js';
 import { TestS3Server } from './fixtures/s3-server.js';
@@ -58,7 +57,7 @@ for (const imageStore of ['file', 's3'] as const) {
     const prefix = testPrefix(`queue-replicas-${imageStore}`);
     const dataDir = newDataDir();
     const s3 = new TestS3Server(['images']);
-    const clients: Client[] = [];
+    const sockets = new WsClients();
     const workers: WorkerProcess[] = [];
     const metricsPorts: number[] = [];
     let shared: SharedStore;
@@ -68,17 +67,7 @@ for (const imageStore of ['file', 's3'] as const) {
     let urlB: string;
     let key: string;
 
-    const ws = (url: string) => {
-      const client = createClient({
-        url: `${url.replace('http', 'ws')}/graphql`,
-        webSocketImpl: WebSocket,
-        connectionParams: { apiKey: key },
-        retryAttempts: 0,
-        lazy: true,
-      });
-      clients.push(client);
-      return client;
-    };
+    const ws = (url: string) => sockets.open(url, key);
 
     beforeAll(async () => {
       shared = await sharedPostgres(`queue_replicas_${imageStore}`);
@@ -106,7 +95,7 @@ for (const imageStore of ['file', 's3'] as const) {
     }, 240_000);
 
     afterAll(async () => {
-      await Promise.all(clients.map(async (c) => c.dispose()));
+      await sockets.disposeAll();
       for (const w of workers) await killProcess(w, 'SIGTERM');
       for (const p of [b, a]) if (p) await killProcess(p, 'SIGTERM');
       await shared?.drop();
